@@ -1,0 +1,3 @@
+"""jobctl: run database stored procedures as detached background jobs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,226 @@
+"""Where jobctl connects, with which secret, and its timing knobs.
+
+Order of precedence for the DSN: `--dsn`, `JOBCTL_DSN`, the profile named by
+`--profile` / `JOBCTL_PROFILE` in `~/.config/jobctl/config.toml`, the file's
+`default_profile`, then the embedded SQLite default under `$XDG_DATA_HOME`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from .errors import UsageError
+
+SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql",
+           "oracle": "oracle"}
+
+
+def config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "jobctl" / "config.toml"
+
+
+def default_sqlite_path() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "jobctl" / "jobs.db"
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by `***`, safe to print or log."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable dsn>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """A parsed DSN plus the profile's connection options and the secret."""
+
+    scheme: str                      # sqlite | postgresql | oracle
+    dsn: str                         # as given, password removed
+    user: str | None = None
+    host: str | None = None
+    port: int | None = None
+    database: str | None = None      # sqlite path, PG dbname, Oracle service or TNS alias
+    options: dict[str, Any] = field(default_factory=dict)
+    password: str | None = field(default=None, repr=False)
+    #: the SQLite default file: created with its schema on first use
+    is_default: bool = False
+
+    @property
+    def display(self) -> str:
+        return mask_dsn(self.dsn)
+
+    def with_password(self, password: str | None) -> ConnectionSettings:
+        return replace(self, password=password)
+
+    def to_payload(self) -> dict[str, Any]:
+        """For the worker, sent over a pipe: never argv, never the environment."""
+        return {"dsn": self.dsn, "options": self.options, "password": self.password,
+                "is_default": self.is_default}
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> ConnectionSettings:
+        s = parse_dsn(data["dsn"], options=data.get("options") or {})
+        return replace(s, password=data.get("password"), is_default=bool(data.get("is_default")))
+
+
+def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionSettings:
+    scheme, sep, _ = dsn.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        raise UsageError(
+            f"invalid DSN {mask_dsn(dsn)!r}: expected sqlite:///path, "
+            "postgresql://user@host:port/db or oracle://user@host:port/service"
+        )
+    kind = SCHEMES[scheme.lower()]
+    opts = dict(options or {})
+    if kind == "sqlite":
+        path = dsn[len(scheme) + 3:]
+        path, _, query = path.partition("?")
+        opts.update(parse_qsl(query))
+        if not path or path == "/":
+            raise UsageError("invalid DSN: sqlite needs a file path, e.g. sqlite:///var/lib/jobs.db")
+        return ConnectionSettings(scheme=kind, dsn=dsn, database=unquote(path), options=opts)
+    try:
+        parts = urlsplit(dsn)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"invalid DSN {mask_dsn(dsn)!r}: {exc}") from None
+    opts.update(parse_qsl(parts.query))
+    clean = dsn
+    if parts.password is not None:
+        host_part = parts.netloc.rsplit("@", 1)[1]
+        clean = parts._replace(netloc=f"{quote(unquote(parts.username or ''))}@{host_part}").geturl()
+    database = unquote(parts.path.lstrip("/")) or None
+    return ConnectionSettings(
+        scheme=kind, dsn=clean,
+        user=unquote(parts.username) if parts.username else None,
+        host=parts.hostname, port=port, database=database, options=opts,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def load_config_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or config_path()
+    if not path.exists():
+        return {}
+    import tomllib
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+
+
+def _read_password_file(name: str) -> str:
+    path = Path(os.path.expanduser(name))
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UsageError(f"password_file {path}: {exc.strerror}") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise UsageError(
+            f"password_file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run `chmod 600 {path}`"
+        )
+    return path.read_text().strip("\r\n")
+
+
+@dataclass(frozen=True)
+class Tunables:
+    """Timing knobs; tests shorten them through the environment."""
+
+    heartbeat_s: float = 5.0       # watchdog: heartbeat, cancel check, progress flush
+    lost_after_s: float = 60.0     # a running job with an older heartbeat is lost
+    poll_s: float = 0.5            # `wait` polling
+    retry_backoff_s: float = 2.0   # --retries: first pause, doubled each attempt
+    final_write_attempts: int = 8  # final status write, retried with backoff
+
+    @classmethod
+    def from_sources(cls, profile: dict[str, Any]) -> Tunables:
+        values: dict[str, Any] = {}
+        for f in ("heartbeat_s", "lost_after_s", "poll_s", "retry_backoff_s"):
+            env = os.environ.get("JOBCTL_" + f.upper().removesuffix("_S"))
+            raw = env if env is not None else profile.get(f)
+            if raw is None:
+                continue
+            try:
+                values[f] = float(raw)
+            except (TypeError, ValueError):
+                raise UsageError(f"invalid {f} {raw!r}: must be a number of seconds") from None
+            if values[f] <= 0:
+                raise UsageError(f"invalid {f} {raw!r}: must be positive")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    connection: ConnectionSettings
+    tunables: Tunables
+    #: user modules registering local (SQLite) procedures
+    modules: tuple[str, ...] = ()
+    profile_name: str | None = None
+
+
+def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Settings:
+    dsn = dsn or os.environ.get("JOBCTL_DSN") or None
+    profile = profile or os.environ.get("JOBCTL_PROFILE") or None
+    cfg = load_config_file()
+    profiles = cfg.get("profiles", {})
+    if profile is None and dsn is None:
+        profile = cfg.get("default_profile")
+    prof: dict[str, Any] = {}
+    if profile is not None:
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none defined"
+            raise UsageError(f"unknown profile {profile!r} in {config_path()} ({known})")
+        prof = dict(profiles[profile])
+    if dsn is None:
+        dsn = prof.get("dsn")
+    options = {k: v for k, v in prof.items()
+               if k not in ("dsn", "password_env", "password_file", "modules")}
+    if dsn is None:
+        path = default_sqlite_path()
+        conn = ConnectionSettings(scheme="sqlite", dsn=f"sqlite:///{path}", database=str(path),
+                                  options=options, is_default=True)
+    else:
+        conn = parse_dsn(dsn, options=options)
+
+    password = os.environ.get("JOBCTL_PASSWORD")
+    if password is None and prof.get("password_env"):
+        password = os.environ.get(prof["password_env"])
+        if password is None:
+            raise UsageError(f"profile {profile!r}: environment variable {prof['password_env']} is not set")
+    if password is None and prof.get("password_file"):
+        password = _read_password_file(prof["password_file"])
+    if password is not None:
+        conn = conn.with_password(password)
+
+    modules = list(cfg.get("modules", [])) + list(prof.get("modules", []))
+    env_modules = os.environ.get("JOBCTL_MODULES")
+    if env_modules:
+        modules += [m for m in env_modules.split(os.pathsep) if m]
+    return Settings(connection=conn, tunables=Tunables.from_sources(prof),
+                    modules=tuple(modules), profile_name=profile)
+
+
+def prompt_password(settings: ConnectionSettings) -> str | None:
+    """Ask on a terminal; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    return getpass.getpass(f"Password for {settings.display}: ")

@@ -1,0 +1,51 @@
+"""Domain exceptions. Each carries the exit code DESIGN.md assigns to it; the
+CLI translates them to one line on stderr in exactly one place."""
+
+from __future__ import annotations
+
+
+class JobctlError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(JobctlError):
+    """Bad option, bad NAME=VALUE, wrong type, invalid procedure name."""
+
+    exit_code = 2
+
+
+class NotFound(JobctlError):
+    """Unknown job id or procedure."""
+
+    exit_code = 3
+
+
+class DatabaseError(JobctlError):
+    """Cannot connect, bad credentials, permission, any database failure."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class SchemaMissing(DatabaseError):
+    def __init__(self, where: str):
+        super().__init__(f"table ASYNC_JOBS not found in {where}; create it with `jobctl db init`")
+
+
+class JobsUnfinished(JobctlError):
+    """`wait --timeout` ran out with jobs still queued or running."""
+
+    exit_code = 5
+
+
+class JobsNotCompleted(JobctlError):
+    """A waited-for job failed, was cancelled, timed out or was lost."""
+
+    exit_code = 1

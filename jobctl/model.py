@@ -1,0 +1,165 @@
+"""Plain data: job status, the job row, procedure signatures, durations."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import UsageError
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_STATUSES = tuple(s for s in JobStatus if s.finished)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ASYNC_JOBS row. Times are timezone-aware UTC datetimes."""
+
+    job_id: str
+    status: JobStatus
+    procedure_name: str
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None = None
+    duration: str | None = None
+    result: dict | None = None
+    error_msg: str | None = None
+    progress: float = 0
+    created_at: dt.datetime | None = None
+    params: dict | None = None
+    elapsed_s: float | None = None
+    output: str | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    heartbeat_at: dt.datetime | None = None
+    cancel_requested: bool = False
+    timeout_s: float | None = None
+    attempt: int | None = None
+    max_attempts: int | None = None
+    submitted_by: str | None = None
+    unique_key: str | None = None
+    #: True when the row says `running` but the worker is gone; the status
+    #: field then already reads LOST, this keeps the stored value knowable.
+    lost_detected: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: snake_case keys, ISO 8601 times with offset."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, dt.datetime):
+                value = value.isoformat()
+            elif isinstance(value, Enum):
+                value = value.value
+            out[name] = value
+        return out
+
+
+# Type families that coercion understands. Each backend maps its own type
+# names (NUMBER, numeric, VARCHAR2, timestamptz, ...) onto one of these.
+NUMBER, INTEGER, TEXT, DATE, TIMESTAMP, BOOLEAN, JSON, UNSUPPORTED = (
+    "number", "integer", "text", "date", "timestamp", "boolean", "json", "unsupported",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str                 # as the database spells it
+    type_name: str            # the database's own type name, for `describe`
+    kind: str                 # one of the families above
+    mode: str = "IN"          # IN, OUT, IN/OUT
+    defaulted: bool = False
+    array: bool = False       # PostgreSQL arrays of the family
+
+    @property
+    def is_input(self) -> bool:
+        return self.mode in ("IN", "IN/OUT")
+
+    @property
+    def is_output(self) -> bool:
+        return self.mode in ("OUT", "IN/OUT")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type_name, "mode": self.mode,
+                "defaulted": self.defaulted}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One callable procedure (one overload, when the database has several)."""
+
+    name: str                 # normalised, as stored in PROCEDURE_NAME
+    params: tuple[Param, ...] = ()
+    overload: str | None = None
+    extra: dict = field(default_factory=dict, compare=False)  # backend's own data
+
+    def param(self, name: str) -> Param | None:
+        wanted = name.casefold()
+        for p in self.params:
+            if p.name.casefold() == wanted:
+                return p
+        return None
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def format_duration(seconds: float | None) -> str | None:
+    """Human form as in the original table: `0.25s`, `1m30.25s`, `2h05m03.00s`."""
+    if seconds is None:
+        return None
+    seconds = max(0.0, float(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours >= 1:
+        return f"{int(hours)}h{int(minutes):02d}m{secs:05.2f}s"
+    if minutes >= 1:
+        return f"{int(minutes)}m{secs:05.2f}s"
+    return f"{secs:.2f}s"
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, option: str = "duration") -> float:
+    """`90`, `30s`, `1m30s`, `2h`, `7d` → seconds. Bare numbers are seconds."""
+    raw = text.strip().lower()
+    try:
+        value = float(raw)
+    except ValueError:
+        pos, total = 0, 0.0
+        for m in _DURATION_PART.finditer(raw):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+            pos = m.end()
+        if pos != len(raw) or not raw:
+            raise UsageError(
+                f"invalid {option} {text!r}: use a number of seconds or units like 30s, 10m, 2h, 7d"
+            ) from None
+        value = total
+    if value != value or value < 0 or value == float("inf"):
+        raise UsageError(f"invalid {option} {text!r}: must be a non-negative number")
+    return value
