@@ -1,0 +1,340 @@
+"""All SQL on ASYNC_JOBS, written once. Backends supply only small hooks:
+paramstyle, row limits, percentiles and how times are bound."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .model import Job, JobStatus
+
+TABLE = "ASYNC_JOBS"
+COLUMNS = (
+    "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
+    "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
+    "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
+    "submitted_by", "unique_key",
+)
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
+_TIME_COLUMNS = ("start_time", "end_time", "created_at", "heartbeat_at")
+
+
+def _rows(backend, cur) -> list[dict[str, Any]]:
+    names = [d[0].lower() for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _read_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "read"):  # an Oracle LOB when fetch_lobs was not turned off
+        value = value.read()
+    return str(value)
+
+
+def _read_json(value: Any) -> Any:
+    text = _read_text(value)
+    if text is None or text == "":
+        return None
+    if isinstance(value, (dict, list)):
+        return value
+    try:
+        return json.loads(text)
+    except ValueError:
+        return {"_raw": text}  # written by something other than jobctl
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def row_to_job(backend, row: dict[str, Any]) -> Job:
+    status = row["status"]
+    try:
+        status = JobStatus(str(status).lower())
+    except ValueError:
+        status = JobStatus.FAILED if status else JobStatus.QUEUED
+    progress = _num(row.get("progress")) or 0.0
+    return Job(
+        job_id=row["job_id"],
+        status=status,
+        procedure_name=row["procedure_name"],
+        start_time=backend.from_db_time(row.get("start_time")),
+        end_time=backend.from_db_time(row.get("end_time")),
+        duration=row.get("duration"),
+        result=_read_json(row.get("result")),
+        error_msg=_read_text(row.get("error_msg")),
+        progress=int(progress) if progress == int(progress) else progress,
+        created_at=backend.from_db_time(row.get("created_at")),
+        params=_read_json(row.get("params")),
+        elapsed_s=_num(row.get("elapsed_s")),
+        output=_read_text(row.get("output")),
+        worker_host=row.get("worker_host"),
+        worker_pid=int(row["worker_pid"]) if row.get("worker_pid") is not None else None,
+        heartbeat_at=backend.from_db_time(row.get("heartbeat_at")),
+        cancel_requested=bool(row.get("cancel_requested")),
+        timeout_s=_num(row.get("timeout_s")),
+        attempt=int(row["attempt"]) if row.get("attempt") is not None else None,
+        max_attempts=int(row["max_attempts"]) if row.get("max_attempts") is not None else None,
+        submitted_by=row.get("submitted_by"),
+        unique_key=row.get("unique_key"),
+    )
+
+
+def _t(backend, value: dt.datetime | None) -> Any:
+    return None if value is None else backend.to_db_time(value)
+
+
+# -- writes from submit ------------------------------------------------------
+
+def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
+               params_json: str, timeout_s: float | None, max_attempts: int,
+               submitted_by: str, unique_key: str | None) -> None:
+    backend.execute(conn, f"""
+        INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
+                             params, timeout_s, attempt, max_attempts, submitted_by,
+                             unique_key, cancel_requested)
+        VALUES (:job_id, 'queued', :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
+                :max_attempts, :submitted_by, :unique_key, 0)""",
+        {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
+         "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
+         "submitted_by": submitted_by, "unique_key": unique_key})
+
+
+def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int:
+    """The spawn failed: the job must not be left `queued` for ever."""
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE} SET status = 'failed', end_time = :now, error_msg = :error
+        WHERE job_id = :job_id AND status = 'queued'""",
+        {"job_id": job_id, "now": _t(backend, now), "error": error})
+    return cur.rowcount
+
+
+def find_active_unique(backend, conn, unique_key: str) -> list[Job]:
+    cur = backend.execute(conn, f"""{_SELECT}
+        WHERE unique_key = :unique_key AND status IN ('queued', 'running')""",
+        {"unique_key": unique_key})
+    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
+
+# -- writes from the worker --------------------------------------------------
+
+def claim(backend, conn, job_id: str, *, now: dt.datetime, host: str, pid: int) -> int:
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE}
+           SET status = 'running', start_time = :now, heartbeat_at = :now,
+               worker_host = :host, worker_pid = :pid, attempt = 1
+         WHERE job_id = :job_id AND status = 'queued'""",
+        {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid})
+    return cur.rowcount
+
+
+def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float | None,
+              output: str | None, write_progress: bool) -> bool | None:
+    """Write the heartbeat (and progress/output when they changed); return the
+    cancel flag, or None when the job is no longer ours to run."""
+    if write_progress:
+        cur = backend.execute(conn, f"""
+            UPDATE {TABLE} SET heartbeat_at = :now, progress = COALESCE(:progress, progress),
+                               output = :output
+             WHERE job_id = :job_id AND status = 'running'""",
+            {"job_id": job_id, "now": _t(backend, now), "progress": progress, "output": output})
+    else:
+        cur = backend.execute(conn, f"""
+            UPDATE {TABLE} SET heartbeat_at = :now
+             WHERE job_id = :job_id AND status = 'running'""",
+            {"job_id": job_id, "now": _t(backend, now)})
+    if cur.rowcount == 0:
+        conn.commit()
+        return None
+    cur = backend.execute(conn, f"SELECT cancel_requested FROM {TABLE} WHERE job_id = :job_id",
+                          {"job_id": job_id})
+    row = cur.fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def next_attempt(backend, conn, job_id: str, attempt: int, error: str) -> None:
+    backend.execute(conn, f"""
+        UPDATE {TABLE} SET attempt = :attempt, error_msg = :error, progress = 0
+         WHERE job_id = :job_id AND status = 'running'""",
+        {"job_id": job_id, "attempt": attempt, "error": error})
+
+
+def finish(backend, conn, job_id: str, *, status: JobStatus, end_time: dt.datetime,
+           duration: str | None, elapsed_s: float | None, result: str | None,
+           error: str | None, output: str | None, progress: float | None) -> int:
+    """The one final write, guarded so it cannot overwrite another outcome."""
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE}
+           SET status = :status, end_time = :end_time, duration = :duration,
+               elapsed_s = :elapsed_s, result = :result, error_msg = :error,
+               output = :output, progress = COALESCE(:progress, progress),
+               heartbeat_at = :end_time
+         WHERE job_id = :job_id AND status = 'running'""",
+        {"job_id": job_id, "status": status.value, "end_time": _t(backend, end_time),
+         "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
+         "output": output, "progress": progress})
+    return cur.rowcount
+
+
+def set_progress(backend, conn, job_id: str, progress: float) -> None:
+    backend.execute(conn, f"""
+        UPDATE {TABLE} SET progress = :progress WHERE job_id = :job_id AND status = 'running'""",
+        {"job_id": job_id, "progress": progress})
+
+
+# -- reads -------------------------------------------------------------------
+
+def get(backend, conn, job_id: str) -> Job | None:
+    cur = backend.execute(conn, f"{_SELECT} WHERE job_id = :job_id", {"job_id": job_id})
+    rows = _rows(backend, cur)
+    return row_to_job(backend, rows[0]) if rows else None
+
+
+def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
+    """Up to two jobs whose id starts with `prefix` (ids are lower-case hex, so
+    the range [prefix, prefix+'g') is exactly the prefix, and uses the PK)."""
+    cur = backend.execute(conn, f"""{_SELECT}
+        WHERE job_id >= :lo AND job_id < :hi ORDER BY job_id {backend.limit_clause('n')}""",
+        {"lo": prefix, "hi": prefix + "g", "n": 2})
+    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
+
+def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | None,
+              procedure: str | None, limit: int) -> list[Job]:
+    where = ["start_time >= :since"]
+    binds: dict[str, Any] = {"since": _t(backend, since), "n": limit}
+    if statuses:
+        names = []
+        for i, s in enumerate(statuses):
+            binds[f"s{i}"] = s
+            names.append(f":s{i}")
+        where.append(f"status IN ({', '.join(names)})")
+    if procedure:
+        where.append("procedure_name = :procedure")
+        binds["procedure"] = procedure
+    cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where)}
+        ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
+    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
+
+STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed_out", "lost")
+
+
+def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
+          procedure: str | None) -> list[dict[str, Any]]:
+    """Per procedure: counts by status, success %, duration figures. A running
+    job with a stale heartbeat counts as lost, as the reading commands show it."""
+    effective = ("CASE WHEN status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :stale)"
+                 " THEN 'lost' ELSE status END")
+    done = "CASE WHEN status = 'completed' THEN elapsed_s END"
+    counts = ",\n".join(f"SUM(CASE WHEN {effective} = '{s}' THEN 1 ELSE 0 END) AS {s}"
+                        for s in STAT_STATUSES)
+    where = "start_time >= :since" + (" AND procedure_name = :procedure" if procedure else "")
+    binds: dict[str, Any] = {"since": _t(backend, since), "stale": _t(backend, stale_before)}
+    if procedure:
+        binds["procedure"] = procedure
+    cur = backend.execute(conn, f"""
+        SELECT procedure_name, COUNT(*) AS total,
+               {counts},
+               AVG({done}) AS avg_s,
+               {backend.percentile_sql(0.5, done)} AS p50_s,
+               {backend.percentile_sql(0.95, done)} AS p95_s,
+               MAX({done}) AS max_s,
+               MAX(start_time) AS last_run
+          FROM {TABLE} WHERE {where}
+         GROUP BY procedure_name ORDER BY procedure_name""", binds)
+    out = []
+    for r in _rows(backend, cur):
+        row = {"procedure": r["procedure_name"], "total": int(r["total"])}
+        for s in STAT_STATUSES:
+            row[s] = int(r[s] or 0)
+        finished = sum(row[s] for s in STAT_STATUSES if s not in ("queued", "running"))
+        row["success_pct"] = round(100.0 * row["completed"] / finished, 1) if finished else None
+        for k in ("avg_s", "p50_s", "p95_s", "max_s"):
+            row[k] = round(float(r[k]), 3) if r[k] is not None else None
+        last = backend.from_db_time(r["last_run"])
+        row["last_run"] = last
+        out.append(row)
+    return out
+
+
+def running_suspects(backend, conn, *, stale_before: dt.datetime, host: str) -> list[Job]:
+    """Running jobs that may be lost: stale heartbeat, or a worker on this host
+    (whose pid the caller checks)."""
+    cur = backend.execute(conn, f"""{_SELECT}
+        WHERE status = 'running'
+          AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host)""",
+        {"stale": _t(backend, stale_before), "host": host})
+    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
+
+# -- writes from cancel / cleanup -----------------------------------------------
+
+def mark_lost(backend, conn, job: Job, *, now: dt.datetime, reason: str) -> int:
+    """Guarded on the heartbeat read, so a worker that just came back to life
+    is not marked lost under its feet."""
+    hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
+    binds = {"job_id": job.job_id, "now": _t(backend, now), "reason": reason}
+    if job.heartbeat_at is not None:
+        binds["hb"] = _t(backend, job.heartbeat_at)
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE} SET status = 'lost', end_time = :now, error_msg = :reason
+         WHERE job_id = :job_id AND status = 'running' AND {hb_guard}""", binds)
+    return cur.rowcount
+
+
+def cancel_queued(backend, conn, job_id: str, now: dt.datetime) -> int:
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE} SET status = 'cancelled', end_time = :now, cancel_requested = 1,
+                           error_msg = 'cancelled before it started'
+         WHERE job_id = :job_id AND status = 'queued'""",
+        {"job_id": job_id, "now": _t(backend, now)})
+    return cur.rowcount
+
+
+def request_cancel(backend, conn, job_id: str) -> int:
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = 'running'""",
+        {"job_id": job_id})
+    return cur.rowcount
+
+
+def _finished_where(statuses: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    binds = {f"s{i}": s for i, s in enumerate(statuses)}
+    return f"status IN ({', '.join(':' + k for k in binds)})", binds
+
+
+def count_finished_before(backend, conn, *, before: dt.datetime, statuses: Sequence[str]) -> int:
+    cond, binds = _finished_where(statuses)
+    binds["before"] = _t(backend, before)
+    cur = backend.execute(conn, f"SELECT COUNT(*) FROM {TABLE} WHERE start_time < :before AND {cond}",
+                          binds)
+    return int(cur.fetchone()[0])
+
+
+def delete_finished_batch(backend, conn, *, before: dt.datetime, statuses: Sequence[str],
+                          batch: int) -> int:
+    """Delete up to `batch` finished jobs older than `before`; commit per batch
+    so a large cleanup never holds one long transaction."""
+    cond, binds = _finished_where(statuses)
+    binds.update(before=_t(backend, before), n=batch)
+    cur = backend.execute(conn, f"""SELECT job_id FROM {TABLE}
+        WHERE start_time < :before AND {cond} {backend.limit_clause('n')}""", binds)
+    ids = [r[0] for r in cur.fetchall()]
+    if not ids:
+        return 0
+    id_binds = {f"id{i}": v for i, v in enumerate(ids)}
+    backend.execute(conn, f"DELETE FROM {TABLE} WHERE job_id IN ({', '.join(':' + k for k in id_binds)})",
+                    id_binds)
+    conn.commit()
+    return len(ids)
+
+
+def table_columns(backend, conn) -> set[str]:
+    cur = backend.execute(conn, f"SELECT * FROM {TABLE} WHERE 1 = 0")
+    cur.fetchall()
+    return {d[0].lower() for d in cur.description}
