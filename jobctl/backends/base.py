@@ -73,9 +73,11 @@ class Backend(Protocol):
     settings: ConnectionSettings
 
     # -- connections and SQL -------------------------------------------------
-    def connect(self, *, application: str = "jobctl") -> Any:
-        """A DB-API connection with autocommit off. `application` names the
-        session for the DBA (application_name, MODULE, ...)."""
+    def connect(self, *, job_id: str | None = None) -> Any:
+        """A DB-API connection with autocommit off. A worker passes its job id,
+        which the backend shows to the DBA (application_name `jobctl:<id>`,
+        CLIENT_IDENTIFIER, MODULE/ACTION, ...). Failures raise a domain
+        DatabaseError (exit 4) with one clear line."""
 
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
         """Run one statement written with `:name` binds; return the cursor."""
