@@ -1,0 +1,173 @@
+-- ASYNC_JOBS for Oracle Database 12.2 .. 23ai, with its indexes.
+--
+-- Run by `jobctl db init`, or by hand:
+--     sqlplus scott@//dbhost:1521/FREEPDB1 @sql/oracle/create_async_jobs_table.sql
+--
+-- Idempotent without CREATE TABLE IF NOT EXISTS (23ai only): each step is a
+-- PL/SQL block that ignores "already there" errors:
+--   ORA-00955 name is already used by an existing object
+--   ORA-01430 column being added already exists in table
+--   ORA-01408 such column list already indexed
+-- On a database that already has the original ASYNC_JOBS (JOB_ID .. CREATED_AT)
+-- only jobctl's columns and the missing indexes are added; no data changes.
+-- All times are stored in UTC (jobctl binds UTC values itself).
+
+WHENEVER SQLERROR EXIT FAILURE
+SET SERVEROUTPUT ON
+
+DECLARE
+    e_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_exists, -955);
+BEGIN
+    EXECUTE IMMEDIATE q'[
+        CREATE TABLE ASYNC_JOBS (
+            JOB_ID           VARCHAR2(32)  NOT NULL,
+            STATUS           VARCHAR2(20)  NOT NULL,
+            PROCEDURE_NAME   VARCHAR2(200) NOT NULL,
+            START_TIME       TIMESTAMP     NOT NULL,
+            END_TIME         TIMESTAMP,
+            DURATION         VARCHAR2(50),
+            RESULT           CLOB,
+            ERROR_MSG        CLOB,
+            PROGRESS         NUMBER        DEFAULT 0,
+            CREATED_AT       TIMESTAMP     DEFAULT CURRENT_TIMESTAMP,
+            PARAMS           CLOB,
+            ELAPSED_S        NUMBER,
+            OUTPUT           CLOB,
+            WORKER_HOST      VARCHAR2(255),
+            WORKER_PID       NUMBER,
+            HEARTBEAT_AT     TIMESTAMP,
+            CANCEL_REQUESTED NUMBER(1)     DEFAULT 0,
+            TIMEOUT_S        NUMBER,
+            ATTEMPT          NUMBER,
+            MAX_ATTEMPTS     NUMBER,
+            SUBMITTED_BY     VARCHAR2(128),
+            UNIQUE_KEY       VARCHAR2(64),
+            CONSTRAINT PK_ASYNC_JOBS PRIMARY KEY (JOB_ID)
+        )]';
+EXCEPTION
+    WHEN e_exists THEN NULL;  -- the table is there: the next block upgrades it
+END;
+/
+
+-- Upgrade an original-shaped table with the columns jobctl adds.
+DECLARE
+    e_column_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_column_exists, -1430);
+    PROCEDURE add_column(p_definition IN VARCHAR2) IS
+    BEGIN
+        EXECUTE IMMEDIATE 'ALTER TABLE ASYNC_JOBS ADD (' || p_definition || ')';
+    EXCEPTION
+        WHEN e_column_exists THEN NULL;
+    END;
+BEGIN
+    add_column('PARAMS CLOB');
+    add_column('ELAPSED_S NUMBER');
+    add_column('OUTPUT CLOB');
+    add_column('WORKER_HOST VARCHAR2(255)');
+    add_column('WORKER_PID NUMBER');
+    add_column('HEARTBEAT_AT TIMESTAMP');
+    add_column('CANCEL_REQUESTED NUMBER(1) DEFAULT 0');
+    add_column('TIMEOUT_S NUMBER');
+    add_column('ATTEMPT NUMBER');
+    add_column('MAX_ATTEMPTS NUMBER');
+    add_column('SUBMITTED_BY VARCHAR2(128)');
+    add_column('UNIQUE_KEY VARCHAR2(64)');
+END;
+/
+
+-- Indexes for the real queries: list by status / time window, stats per
+-- procedure, and a unique index over active --unique jobs only. Oracle has
+-- no partial indexes; entries whose key is all NULL are not indexed, so the
+-- CASE keeps finished jobs out of the uniqueness check.
+DECLARE
+    e_name_used EXCEPTION;
+    e_already_indexed EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_name_used, -955);
+    PRAGMA EXCEPTION_INIT(e_already_indexed, -1408);
+    PROCEDURE create_index(p_ddl IN VARCHAR2) IS
+    BEGIN
+        EXECUTE IMMEDIATE p_ddl;
+    EXCEPTION
+        WHEN e_name_used OR e_already_indexed THEN NULL;
+    END;
+BEGIN
+    create_index('CREATE INDEX IX_ASYNC_JOBS_STATUS ON ASYNC_JOBS (STATUS)');
+    create_index('CREATE INDEX IX_ASYNC_JOBS_START ON ASYNC_JOBS (START_TIME)');
+    create_index('CREATE INDEX IX_ASYNC_JOBS_PROC_START ON ASYNC_JOBS (PROCEDURE_NAME, START_TIME)');
+    create_index(q'[CREATE UNIQUE INDEX UX_ASYNC_JOBS_UNIQUE_ACTIVE ON ASYNC_JOBS
+                    (CASE WHEN STATUS IN ('queued', 'running') THEN UNIQUE_KEY END)]');
+END;
+/
+
+-- Recent jobs for people at a SQL prompt; the same 24 hour window that
+-- `jobctl list` shows by default. START_TIME is UTC, hence SYS_EXTRACT_UTC.
+CREATE OR REPLACE VIEW V_ASYNC_JOBS_RECENT AS
+SELECT JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, END_TIME, DURATION, ELAPSED_S,
+       PROGRESS, ATTEMPT, MAX_ATTEMPTS, WORKER_HOST, WORKER_PID, HEARTBEAT_AT,
+       SUBMITTED_BY, RESULT, ERROR_MSG
+  FROM ASYNC_JOBS
+ WHERE START_TIME >= SYS_EXTRACT_UTC(SYSTIMESTAMP) - INTERVAL '1' DAY;
+
+-- Delete finished jobs older than p_days_old days, in batches with a commit
+-- per batch; queued and running jobs are never touched. For DBMS_SCHEDULER:
+--   BEGIN CLEANUP_OLD_ASYNC_JOBS(7); END;
+CREATE OR REPLACE PROCEDURE CLEANUP_OLD_ASYNC_JOBS(p_days_old IN NUMBER DEFAULT 7) AS
+    c_batch   CONSTANT PLS_INTEGER := 10000;
+    v_before  TIMESTAMP;
+    v_deleted PLS_INTEGER := 0;
+BEGIN
+    IF p_days_old IS NULL OR p_days_old < 0 THEN
+        RAISE_APPLICATION_ERROR(-20001, 'p_days_old must be a number of days >= 0');
+    END IF;
+    v_before := SYS_EXTRACT_UTC(SYSTIMESTAMP) - NUMTODSINTERVAL(p_days_old, 'DAY');
+    LOOP
+        DELETE FROM ASYNC_JOBS
+         WHERE START_TIME < v_before
+           AND STATUS NOT IN ('queued', 'running')
+           AND ROWNUM <= c_batch;
+        v_deleted := v_deleted + SQL%ROWCOUNT;
+        EXIT WHEN SQL%ROWCOUNT < c_batch;
+        COMMIT;
+    END LOOP;
+    COMMIT;
+    DBMS_OUTPUT.PUT_LINE('CLEANUP_OLD_ASYNC_JOBS: deleted ' || v_deleted || ' job(s)');
+END CLEANUP_OLD_ASYNC_JOBS;
+/
+SHOW ERRORS
+
+-- Progress from inside a procedure run by jobctl:
+--     JOBCTL.SET_PROGRESS(40);
+-- The worker sets the session's CLIENT_IDENTIFIER to the job id; the update
+-- runs in an autonomous transaction, so it is visible at once and survives a
+-- rollback of the procedure's own work. Outside jobctl it does nothing.
+CREATE OR REPLACE PACKAGE JOBCTL AUTHID DEFINER AS
+    PROCEDURE SET_PROGRESS(p_pct IN NUMBER);
+    -- the id of the job this session runs, or NULL outside jobctl
+    FUNCTION CURRENT_JOB_ID RETURN VARCHAR2;
+END JOBCTL;
+/
+SHOW ERRORS
+
+CREATE OR REPLACE PACKAGE BODY JOBCTL AS
+    FUNCTION CURRENT_JOB_ID RETURN VARCHAR2 IS
+    BEGIN
+        RETURN SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER');
+    END CURRENT_JOB_ID;
+
+    PROCEDURE SET_PROGRESS(p_pct IN NUMBER) IS
+        PRAGMA AUTONOMOUS_TRANSACTION;
+        v_job_id VARCHAR2(64) := CURRENT_JOB_ID;
+    BEGIN
+        IF v_job_id IS NULL OR p_pct IS NULL THEN
+            RETURN;
+        END IF;
+        UPDATE ASYNC_JOBS
+           SET PROGRESS = LEAST(100, GREATEST(0, p_pct))
+         WHERE JOB_ID = v_job_id
+           AND STATUS = 'running';
+        COMMIT;
+    END SET_PROGRESS;
+END JOBCTL;
+/
+SHOW ERRORS
