@@ -136,11 +136,10 @@ def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float |
     """Write the heartbeat (and progress/output when they changed); return the
     cancel flag, or None when the job is no longer ours to run."""
     if write_progress:
+        binds = {"job_id": job_id, "now": _t(backend, now), "output": output}
         cur = backend.execute(conn, f"""
-            UPDATE {TABLE} SET heartbeat_at = :now, progress = COALESCE(:progress, progress),
-                               output = :output
-             WHERE job_id = :job_id AND status = 'running'""",
-            {"job_id": job_id, "now": _t(backend, now), "progress": progress, "output": output})
+            UPDATE {TABLE} SET heartbeat_at = :now, output = :output{_progress_set(progress, binds)}
+             WHERE job_id = :job_id AND status = 'running'""", binds)
     else:
         cur = backend.execute(conn, f"""
             UPDATE {TABLE} SET heartbeat_at = :now
@@ -167,17 +166,27 @@ def finish(backend, conn, job_id: str, *, status: JobStatus, end_time: dt.dateti
            duration: str | None, elapsed_s: float | None, result: str | None,
            error: str | None, output: str | None, progress: float | None) -> int:
     """The one final write, guarded so it cannot overwrite another outcome."""
+    binds = {"job_id": job_id, "status": status.value, "end_time": _t(backend, end_time),
+             "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
+             "output": output}
     cur = backend.execute(conn, f"""
         UPDATE {TABLE}
            SET status = :status, end_time = :end_time, duration = :duration,
                elapsed_s = :elapsed_s, result = :result, error_msg = :error,
-               output = :output, progress = COALESCE(:progress, progress),
-               heartbeat_at = :end_time
-         WHERE job_id = :job_id AND status = 'running'""",
-        {"job_id": job_id, "status": status.value, "end_time": _t(backend, end_time),
-         "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
-         "output": output, "progress": progress})
+               output = :output, heartbeat_at = :end_time{_progress_set(progress, binds)}
+         WHERE job_id = :job_id AND status = 'running'""", binds)
     return cur.rowcount
+
+
+def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
+    """`, progress = :progress` only when there is one to write. Not
+    COALESCE(:progress, progress): a NULL bind has no numeric type (the Oracle
+    driver sends None as VARCHAR), and Oracle's COALESCE refuses to mix
+    VARCHAR2 with NUMBER (ORA-00932)."""
+    if progress is None:
+        return ""
+    binds["progress"] = progress
+    return ", progress = :progress"
 
 
 def set_progress(backend, conn, job_id: str, progress: float) -> None:
