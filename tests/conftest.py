@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from typer.testing import CliRunner
@@ -74,8 +75,15 @@ def oracle_database():
                     "(and JOBCTL_PASSWORD) to run the suite against a real Oracle")
     if not _backend_available("oracle"):
         pytest.skip("Oracle backend not built yet")
-    _cli_ok(["--dsn", ORACLE_DSN, "db", "init", "--examples"])
-    return ORACLE_DSN
+    dsn = ORACLE_DSN
+    password = os.environ.get("JOBCTL_PASSWORD")
+    if password is not None and parse_dsn(dsn).password is None:
+        # _isolate() clears JOBCTL_PASSWORD for every test, so the secret
+        # travels in the DSN (through JOBCTL_DSN, never argv of a worker)
+        user, _, rest = dsn.split("://", 1)[1].partition("@")
+        dsn = f"oracle://{user}:{quote(password, safe='')}@{rest}"
+    _cli_ok(["--dsn", dsn, "db", "init", "--examples"])
+    return dsn
 
 
 def _cli_ok(args):
