@@ -1,0 +1,857 @@
+"""The Oracle backend, checked without an Oracle server.
+
+What can honestly be checked offline (ORACLE_NOTES "Testing without a
+server"): name validation, DSN handling, how values are bound, error
+translation from the driver's own error objects, connection failures against
+a closed loopback port, the text and bind names of every statement, and how
+the sql/oracle scripts split. Resolution, privileges, DBMS_OUTPUT, LONGOPS,
+cancel and time zones need a real database: the behavioural suite runs there
+when JOBCTL_TEST_ORACLE_DSN is set.
+
+The small fake cursors below stand in for a driver cursor only to record what
+the backend asks of it (which variable types, which binds); no database
+behaviour is imitated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import oracledb
+import pytest
+import sqlglot
+from oracledb import errors as ora_errors
+from sqlglot import exp
+from typer.testing import CliRunner
+
+from jobctl import model, params, store
+from jobctl.backends import get_backend
+from jobctl.backends import oracle as ob
+from jobctl.backends.base import CallContext
+from jobctl.cli import app
+from jobctl.config import parse_dsn
+from jobctl.errors import DatabaseError, NotFound, SchemaMissing, UsageError
+from jobctl.model import JobStatus, Param, Signature
+from jobctl.sqlfiles import read_sql, split_script
+
+UTC = dt.timezone.utc
+
+
+def backend(dsn: str = "oracle://scott@dbhost:1521/FREEPDB1", **options) -> ob.OracleBackend:
+    return get_backend(parse_dsn(dsn, options=options))
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on: bound, never listened, then freed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ora_error(message: str, code: int) -> oracledb.Error:
+    """A database error exactly as thin mode raises it
+    (src/oracledb/impl/thin/messages/base.pyx `_check_and_raise_exception`)."""
+    err = ora_errors._Error(message, code=code)
+    return err.exc_type(err)
+
+
+def dpy_error(num: int, cause: str | None = None, **args) -> oracledb.Error:
+    """A driver error as the driver builds it (src/oracledb/errors.py)."""
+    return ora_errors._create_exception(num, cause, **args)
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for key in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD", "TNS_ADMIN"):
+        monkeypatch.delenv(key, raising=False)
+
+
+# -- procedure names: refused before any connection ------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("suma_simple", "SUMA_SIMPLE"),
+    ("  pkg.proc ", "PKG.PROC"),
+    ("scott.pkg.proc", "SCOTT.PKG.PROC"),
+    ("Pkg_1$x#.P", "PKG_1$X#.P"),
+])
+def test_valid_procedure_names_are_upper_cased(name, expected):
+    assert backend().normalize_name(name) == expected
+
+
+@pytest.mark.parametrize("name", [
+    "X; DROP TABLE ASYNC_JOBS",
+    "X(1); DROP TABLE ASYNC_JOBS; --",
+    "proc@remote_link",
+    "a.b.c.d",
+    '"MixedCase"',
+    "1proc",
+    "proc name",
+    "",
+    "pkg..proc",
+    "x'||y",
+    "begin null; end",
+    "P" * 201,
+])
+def test_invalid_procedure_names_are_usage_errors(name):
+    with pytest.raises(UsageError):
+        backend().normalize_name(name)
+
+
+@pytest.fixture
+def no_connect(monkeypatch):
+    """Fails the test if anything tries to reach a database."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(kwargs)
+        raise AssertionError("tried to connect")
+
+    monkeypatch.setattr(oracledb, "connect", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("args", [
+    ["submit", "X; DROP TABLE ASYNC_JOBS"],
+    ["submit", "SUMA_SIMPLE@remote", "-p", "vA=1"],
+    ["describe", "a.b.c.d"],
+    ["list", "--procedure", "x);delete from async_jobs;--"],
+    ["stats", "--procedure", "x y"],
+])
+def test_cli_refuses_bad_names_with_exit_2_and_never_connects(args, no_connect, monkeypatch):
+    monkeypatch.setenv("JOBCTL_PASSWORD", "tiger")
+    result = CliRunner().invoke(app, ["--dsn", "oracle://scott@127.0.0.1:1/x", *args])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("jobctl: error: ") and result.stderr.count("\n") == 1
+    assert no_connect == []
+
+
+def test_parameter_names_are_checked_before_callproc_pastes_them():
+    kw = ob.OracleBackend._keyword
+    assert kw("VA") == "VA"
+    assert kw("P_SECONDS") == "P_SECONDS"
+    assert kw("vA") == '"vA"'            # declared quoted: only a quoted name matches
+    # anything else becomes one quoted identifier, which cannot break out
+    assert kw("X => 1); DROP TABLE T; --") == '"X => 1); DROP TABLE T; --"'
+    for bad in ('A" => 1); DROP TABLE T; --', '"VA"', ""):
+        with pytest.raises(UsageError):
+            kw(bad)
+
+
+# -- DSNs ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dsn, connect_dsn, host, port, service", [
+    ("oracle://scott@dbhost:1522/FREEPDB1", "dbhost:1522/FREEPDB1", "dbhost", 1522, "FREEPDB1"),
+    ("oracle://scott@dbhost/orclpdb1", "dbhost/orclpdb1", "dbhost", 1521, "orclpdb1"),
+    ("oracle://scott:tiger@[::1]:1521/FREEPDB1", "[::1]:1521/FREEPDB1", "::1", 1521, "FREEPDB1"),
+])
+def test_url_dsn_becomes_easy_connect(dsn, connect_dsn, host, port, service):
+    b = backend(dsn)
+    assert b.connect_dsn() == connect_dsn
+    params = oracledb.ConnectParams()
+    params.parse_connect_string(b.connect_dsn())
+    assert (params.host, params.port, params.service_name) == (host, port, service)
+
+
+def test_url_without_port_or_service_is_a_tns_alias_read_from_config_dir(tmp_path):
+    (tmp_path / "tnsnames.ora").write_text(
+        "SALES_PRD = (DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)(HOST=db9)(PORT=1599))"
+        "(CONNECT_DATA=(SERVICE_NAME=sales.example)))\n")
+    b = backend("oracle://scott@SALES_PRD", config_dir=str(tmp_path))
+    kwargs = b.connect_params()
+    # the URL parser lower-cases the host part; tnsnames lookups are
+    # case-insensitive (src/oracledb/impl/base/parsers.pyx upper-cases keys)
+    assert kwargs["dsn"].upper() == "SALES_PRD"
+    assert kwargs["config_dir"] == str(tmp_path)
+    params = oracledb.ConnectParams(config_dir=str(tmp_path))
+    params.parse_connect_string(kwargs["dsn"])
+    assert (params.host, params.port, params.service_name) == ("db9", 1599, "sales.example")
+
+
+def test_connect_params_take_profile_options_and_never_the_password(monkeypatch):
+    monkeypatch.setenv("MY_WALLET_PW", "wallet-secret")
+    b = backend("oracle://scott:tiger@dbhost:1521/FREEPDB1?tcp_connect_timeout=3.5",
+                wallet_location="~/wallet", wallet_password_env="MY_WALLET_PW")
+    kwargs = b.connect_params()
+    assert kwargs == {"user": "scott", "dsn": "dbhost:1521/FREEPDB1",
+                      "wallet_location": os.path.expanduser("~/wallet"),
+                      "tcp_connect_timeout": 3.5, "wallet_password": "wallet-secret"}
+    assert "tiger" not in b.settings.display
+
+
+def test_plain_wallet_password_is_refused_and_file_must_be_private(tmp_path):
+    with pytest.raises(UsageError, match="wallet_password_env"):
+        backend(wallet_password="secret").connect_params()
+    pw = tmp_path / "wallet.pw"
+    pw.write_text("s3cret\n")
+    pw.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        backend(wallet_password_file=str(pw)).connect_params()
+    pw.chmod(0o600)
+    assert backend(wallet_password_file=str(pw)).connect_params()["wallet_password"] == "s3cret"
+
+
+def test_password_is_masked_in_every_printed_dsn():
+    b = backend("oracle://scott:tiger@127.0.0.1:1/FREEPDB1")
+    assert b.settings.display == "oracle://scott@127.0.0.1:1/FREEPDB1"
+    err = b.translate_error(ora_error("ORA-01017: invalid credential or not authorized; logon denied", 1017))
+    assert "tiger" not in err.message and "oracle://scott@127.0.0.1:1/FREEPDB1" in err.message
+    with pytest.raises(DatabaseError) as info:
+        b.connect()
+    assert "tiger" not in info.value.message
+
+
+def test_connection_refused_is_one_line_exit_4_through_the_cli(monkeypatch):
+    port = closed_port()
+    dsn = f"oracle://scott@127.0.0.1:{port}/FREEPDB1"
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "jobctl", "--dsn", dsn, "list"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "JOBCTL_PASSWORD": "tiger"}, stdin=subprocess.DEVNULL)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 4, out.stderr
+    assert elapsed < 5
+    assert out.stdout == ""
+    line = out.stderr.strip()
+    assert "\n" not in line and line.startswith("jobctl: error: cannot connect to ")
+    assert f"nothing is listening at 127.0.0.1:{port}" in line
+    assert "tiger" not in out.stderr
+
+
+def test_real_driver_errors_for_closed_port_and_unknown_alias(tmp_path):
+    b = backend(f"oracle://scott:tiger@127.0.0.1:{closed_port()}/FREEPDB1")
+    with pytest.raises(DatabaseError) as info:
+        b.connect()
+    assert info.value.exit_code == 4 and info.value.transient
+    assert "nothing is listening" in info.value.message
+
+    (tmp_path / "tnsnames.ora").write_text("OTHER = (DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)"
+                                           "(HOST=127.0.0.1)(PORT=1))(CONNECT_DATA=(SERVICE_NAME=x)))\n")
+    b = backend("oracle://scott:tiger@nosuchalias", config_dir=str(tmp_path))
+    with pytest.raises(DatabaseError, match="unknown TNS alias") as info:
+        b.connect()
+    assert info.value.exit_code == 4
+
+    b = backend("oracle://scott:tiger@nosuchalias", config_dir=str(tmp_path / "missing"))
+    with pytest.raises(DatabaseError, match="tnsnames.ora") as info:
+        b.connect()
+    assert info.value.exit_code == 4
+
+
+def test_without_password_or_terminal_the_error_says_where_a_password_comes_from():
+    b = backend(f"oracle://scott@127.0.0.1:{closed_port()}/FREEPDB1")
+    assert b.translate_error(dpy_error(ora_errors.ERR_NO_CREDENTIALS)).message.endswith(
+        "or run on a terminal to be asked")
+
+
+# -- errors --------------------------------------------------------------------------
+
+PLS_201 = ("ORA-06550: line 1, column 7:\nPLS-00201: identifier 'SCOTT.NOPE' must be declared\n"
+           "ORA-06550: line 1, column 7:\nPL/SQL: Statement ignored")
+
+
+@pytest.mark.parametrize("exc, kind, exit_code, text", [
+    (ora_error("ORA-00942: table or view does not exist", 942), SchemaMissing, 4, "jobctl db init"),
+    (ora_error('ORA-00942: table or view "SCOTT"."ASYNC_JOBS" does not exist', 942), SchemaMissing, 4,
+     "jobctl db init"),
+    (ora_error(PLS_201, 6550), NotFound, 3, "procedure not found or no EXECUTE privilege"),
+    (ora_error("ORA-06564: object NOPE does not exist", 6564), NotFound, 3, "not found"),
+    (ora_error("ORA-01017: invalid username/password; logon denied", 1017), DatabaseError, 4,
+     "invalid username or password"),
+    (ora_error("ORA-12541: TNS:no listener", 12541), DatabaseError, 4, "nothing is listening"),
+    (dpy_error(ora_errors.ERR_CONNECTION_FAILED, "[Errno 111] Connection refused", connection_id="x"),
+     DatabaseError, 4, "nothing is listening at dbhost:1521 ([Errno 111] Connection refused)"),
+    (dpy_error(ora_errors.ERR_INVALID_SERVICE_NAME, service_name="NOPE", host="dbhost", port=1521),
+     DatabaseError, 4, 'unknown service: Service "NOPE" is not registered'),
+    (dpy_error(ora_errors.ERR_TNS_ENTRY_NOT_FOUND, name="sales", file_name="/etc/tnsnames.ora"),
+     DatabaseError, 4, 'unknown TNS alias: unable to find "sales"'),
+    (dpy_error(ora_errors.ERR_NO_CONFIG_DIR), DatabaseError, 4, "TNS_ADMIN"),
+    (ora_error("ORA-03113: end-of-file on communication channel", 3113), DatabaseError, 4,
+     "closed the connection"),
+    (ora_error("ORA-01013: user requested cancel of current operation", 1013), DatabaseError, 4,
+     "cancelled"),
+    (ora_error("ORA-01031: insufficient privileges", 1031), DatabaseError, 4, "insufficient privileges"),
+])
+def test_driver_errors_translate_to_one_line_and_exit_code(exc, kind, exit_code, text):
+    err = backend().translate_error(exc)
+    assert type(err) is kind
+    assert err.exit_code == exit_code
+    assert text in err.message
+    assert "\n" not in err.message and "Help:" not in err.message
+
+
+def test_missing_other_table_is_not_reported_as_missing_schema():
+    exc = ora_error('ORA-00942: table or view "HR"."EMPLOYEES" does not exist', 942)
+    err = backend().translate_error(exc)
+    assert not isinstance(err, SchemaMissing) and "EMPLOYEES" in err.message
+
+
+def test_error_predicates_on_real_error_objects():
+    b = backend()
+    assert b.is_missing_table(ora_error("ORA-00942: table or view does not exist", 942))
+    assert b.is_unique_violation(ora_error("ORA-00001: unique constraint (S.UX) violated", 1))
+    for code in (955, 1430, 1408, 2260, 2275):
+        assert b.is_already_exists(ora_error(f"ORA-{code:05}: exists", code))
+    assert not b.is_already_exists(ora_error("ORA-00942: table or view does not exist", 942))
+    assert b.is_transient(ora_error("ORA-00060: deadlock detected while waiting for resource", 60))
+    assert b.is_transient(ora_error("ORA-03113: end-of-file on communication channel", 3113))
+    assert b.is_transient(dpy_error(ora_errors.ERR_CONNECTION_FAILED, "timed out", connection_id="x"))
+    assert not b.is_transient(ora_error("ORA-20001: demo failure", 20001))
+    assert not b.is_transient(ValueError("not a driver error"))
+
+
+def test_job_errors_keep_the_database_text_without_help_urls():
+    b = backend()
+    exc = ora_error('ORA-20001: boom\nORA-06512: at "SCOTT.DEMO_FAIL", line 3\nORA-06512: at line 1', 20001)
+    err = b._job_error(exc, "DEMO_FAIL")
+    assert err.message.startswith("ORA-20001: boom\nORA-06512")
+    exc = ora_error("ORA-01476: divisor is equal to zero", 1476)
+    assert b._job_error(exc, "P").message == "ORA-01476: divisor is equal to zero"
+    assert isinstance(b._job_error(ora_error(PLS_201, 6550), "NOPE"), NotFound)
+
+
+def test_compilation_warning_is_raised_naming_the_object():
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if sql.lstrip().upper().startswith("CREATE"):
+                self.warning = ora_errors._Error("ORA-24344: success with compilation error",
+                                                 code=24344, iswarning=True)
+            else:
+                self.rows = [(3, 5, "PLS-00103: Encountered the symbol \"END\"")]
+
+    conn = FakeConn(Cur)
+    with pytest.raises(DatabaseError) as info:
+        backend().execute(conn, "CREATE OR REPLACE PACKAGE BODY JOBCTL AS\nBEGIN x END;")
+    assert info.value.message.startswith("PACKAGE BODY JOBCTL was created with compilation errors: line 3:5 PLS-00103")
+    assert conn.cursors[1].executed[0][1] == {"name": "JOBCTL", "type": "PACKAGE BODY"}
+
+
+# -- how values are bound ---------------------------------------------------------------
+
+class FakeVar:
+    def __init__(self, typ, size=0, arraysize=None):
+        self.type, self.size, self.arraysize = typ, size, arraysize
+        self.values = {}
+
+    def setvalue(self, pos, value):
+        self.values[pos] = value
+
+    def getvalue(self, pos=0):
+        return self.values.get(pos)
+
+
+class FakeCursor:
+    """Records what the backend asks of a driver cursor."""
+
+    def __init__(self):
+        self.vars, self.executed, self.calls, self.sizes = [], [], [], {}
+        self.warning = None
+        self.rows = []
+        self.description = None
+        self.rowcount = 1
+
+    def var(self, typ, size=0):
+        v = FakeVar(typ, size)
+        self.vars.append(v)
+        return v
+
+    def arrayvar(self, typ, value, size=0):
+        v = FakeVar(typ, size, value)
+        self.vars.append(v)
+        return v
+
+    def setinputsizes(self, **sizes):
+        self.sizes.update(sizes)
+
+    def execute(self, sql, binds=None, **kw):
+        self.executed.append((sql, binds, kw))
+
+    def callproc(self, name, parameters=None, keyword_parameters=None):
+        self.calls.append((name, keyword_parameters))
+
+    def fetchall(self):
+        return self.rows
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class FakeConn:
+    def __init__(self, cursor_class=FakeCursor):
+        self.cursor_class = cursor_class
+        self.cursors = []
+
+    def cursor(self):
+        cur = self.cursor_class()
+        self.cursors.append(cur)
+        return cur
+
+
+@pytest.mark.parametrize("data_type, pls_type, kind", [
+    ("NUMBER", "NUMBER", model.NUMBER), ("FLOAT", None, model.NUMBER),
+    ("BINARY_DOUBLE", None, model.NUMBER), ("BINARY_FLOAT", None, model.NUMBER),
+    ("NUMBER", "INTEGER", model.INTEGER), ("PLS_INTEGER", None, model.INTEGER),
+    ("BINARY_INTEGER", None, model.INTEGER), ("PL/SQL PLS INTEGER", None, model.INTEGER),
+    ("VARCHAR2", None, model.TEXT), ("CHAR", None, model.TEXT), ("NVARCHAR2", None, model.TEXT),
+    ("CLOB", None, model.TEXT),
+    ("DATE", None, model.TIMESTAMP), ("TIMESTAMP", None, model.TIMESTAMP),
+    ("TIMESTAMP WITH TIME ZONE", None, model.TIMESTAMP),
+    ("PL/SQL BOOLEAN", None, model.BOOLEAN), ("BOOLEAN", None, model.BOOLEAN),
+    ("JSON", None, model.JSON),
+    ("PL/SQL RECORD", None, model.UNSUPPORTED), ("TABLE", None, model.UNSUPPORTED),
+    ("REF CURSOR", None, model.UNSUPPORTED), ("OBJECT", None, model.UNSUPPORTED),
+    ("VARRAY", None, model.UNSUPPORTED), ("BLOB", None, model.UNSUPPORTED),
+])
+def test_oracle_types_map_to_families(data_type, pls_type, kind):
+    assert ob.type_kind(data_type, pls_type) == kind
+
+
+def _p(name, data_type, mode="IN", pls_type=None, defaulted=False):
+    row = {"argument_name": name, "data_type": data_type, "pls_type": pls_type, "type_owner": None,
+           "type_name": None, "type_subname": None, "in_out": mode, "defaulted": "Y" if defaulted else "N"}
+    return ob.OracleBackend._param(row), data_type
+
+
+def test_input_binds_by_type():
+    b, cur = backend(), FakeCursor()
+
+    p, t = _p("N", "NUMBER")
+    assert b._in_bind(cur, p, t, params.coerce(p, "10")) == 10          # plain NUMBER bind
+    assert b._in_bind(cur, p, t, params.coerce(p, "1.50")) == Decimal("1.50")
+    null = b._in_bind(cur, p, t, None)                                   # None would bind as VARCHAR
+    assert isinstance(null, FakeVar) and null.type is oracledb.DB_TYPE_NUMBER and null.getvalue() is None
+
+    p, t = _p("TS", "TIMESTAMP")
+    var = b._in_bind(cur, p, t, params.coerce(p, "2024-05-01 13:30:15.123456"))
+    assert var.type is oracledb.DB_TYPE_TIMESTAMP                        # keeps fractional seconds
+    assert var.getvalue() == dt.datetime(2024, 5, 1, 13, 30, 15, 123456)
+
+    p, t = _p("TZ", "TIMESTAMP WITH TIME ZONE")
+    var = b._in_bind(cur, p, t, params.coerce(p, "2024-05-01T15:30:00+02:00"))
+    assert var.type is oracledb.DB_TYPE_TIMESTAMP_TZ
+    assert var.getvalue() == dt.datetime(2024, 5, 1, 13, 30)            # UTC wall time
+
+    p, t = _p("D", "DATE")
+    assert b._in_bind(cur, p, t, params.coerce(p, "2024-05-01")) == dt.datetime(2024, 5, 1)
+    assert b._in_bind(cur, p, t, None).type is oracledb.DB_TYPE_DATE
+
+    p, t = _p("C", "CLOB")
+    var = b._in_bind(cur, p, t, "x" * 50000)
+    assert var.type is oracledb.DB_TYPE_CLOB and len(var.getvalue()) == 50000
+
+    p, t = _p("S", "VARCHAR2")
+    assert b._in_bind(cur, p, t, "text") == "text" and b._in_bind(cur, p, t, None) is None
+
+    p, t = _p("B", "PL/SQL BOOLEAN")
+    for raw in ("0", "false", "no", "off"):
+        assert b._in_bind(cur, p, t, params.coerce(p, raw)) is False     # not Python truthiness
+    assert b._in_bind(cur, p, t, params.coerce(p, "1")) is True
+    assert b._in_bind(cur, p, t, None).type is oracledb.DB_TYPE_BOOLEAN
+
+
+def test_output_variables_by_type():
+    b, cur = backend(), FakeCursor()
+    cases = {"NUMBER": (Decimal, 0), "VARCHAR2": (str, 32767), "CHAR": (str, 32767),
+             "CLOB": (oracledb.DB_TYPE_CLOB, 0), "TIMESTAMP": (oracledb.DB_TYPE_TIMESTAMP, 0),
+             "DATE": (oracledb.DB_TYPE_DATE, 0), "PL/SQL BOOLEAN": (oracledb.DB_TYPE_BOOLEAN, 0),
+             "PLS_INTEGER": (int, 0)}
+    for data_type, (typ, size) in cases.items():
+        p, t = _p("O", data_type, "OUT")
+        var = b._out_var(cur, p, t)
+        assert (var.type, var.size) == (typ, size), data_type
+    p, t = _p("RC", "REF CURSOR", "OUT")
+    with pytest.raises(UsageError, match="REF CURSOR"):
+        b._out_var(cur, p, t)
+
+
+def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
+    class Cur(FakeCursor):
+        def callproc(self, name, parameters=None, keyword_parameters=None):
+            super().callproc(name, parameters, keyword_parameters)
+            self.note_in = keyword_parameters["NOTE"].getvalue()
+            keyword_parameters["VRESULT"].setvalue(0, Decimal("12.5"))
+            keyword_parameters["NOTE"].setvalue(0, "IN OUT came back")
+
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if "GET_LINES" in sql:        # one full chunk, then two lines, then done
+                n = len([e for e in self.executed if "GET_LINES" in e[0]])
+                lines = [f"line {i}" for i in range(100)] if n == 1 else ["last", None]
+                for i, line in enumerate(lines):
+                    binds["lines"].setvalue(i, line)
+                binds["lines"].getvalue = lambda pos=0, _l=lines: _l
+                binds["num_lines"].setvalue(0, len(lines))
+
+    sig = Signature("SUMA_SIMPLE", (
+        _p("VA", "NUMBER")[0], _p("VB", "NUMBER", defaulted=True)[0],
+        _p("VRESULT", "NUMBER", "OUT")[0], _p("NOTE", "VARCHAR2", "IN/OUT")[0]),
+        extra={"call_name": "SCOTT.SUMA_SIMPLE",
+               "types": {"VA": "NUMBER", "VB": "NUMBER", "VRESULT": "NUMBER", "NOTE": "VARCHAR2"}})
+    conn, ctx = FakeConn(Cur), CallContext("f" * 32)
+    result = backend().call(conn, sig, {"VA": 10, "NOTE": "hi"}, ctx)
+    assert result == {"vresult": 12.5, "note": "IN OUT came back"}
+    cur = conn.cursors[0]
+    assert cur.executed[0][0] == ob.OUTPUT_ENABLE_SQL
+    name, kw = cur.calls[0]
+    assert name == "SCOTT.SUMA_SIMPLE"
+    assert set(kw) == {"VA", "VRESULT", "NOTE"}      # VB left out: its DEFAULT applies
+    assert kw["VA"] == 10 and cur.note_in == "hi"
+    assert (kw["NOTE"].type, kw["NOTE"].size) == (str, 32767)
+    output = ctx.snapshot()[1].split("\n")
+    assert len(output) == 102 and output[0] == "line 0" and output[-2:] == ["last", ""]
+
+
+def test_call_refuses_out_parameters_it_cannot_receive():
+    sig = Signature("P", (_p("RC", "REF CURSOR", "OUT")[0],), extra={"types": {"RC": "REF CURSOR"}})
+    with pytest.raises(UsageError, match="REF CURSOR"):
+        backend().call(FakeConn(), sig, {}, CallContext("x"))
+
+
+def test_overloads_are_chosen_by_the_given_names():
+    one = Signature("PKG.P", (_p("A", "NUMBER")[0],), overload="1")
+    two = Signature("PKG.P", (_p("A", "NUMBER")[0], _p("B", "VARCHAR2")[0]), overload="2")
+    pick = ob.OracleBackend._pick_overload
+    assert pick("PKG.P", [one, two], frozenset({"a"})) is one
+    assert pick("PKG.P", [one, two], frozenset({"a", "b"})) is two
+    with pytest.raises(UsageError, match="no version takes"):
+        pick("PKG.P", [one, two], frozenset({"c"}))
+    three = Signature("PKG.P", (_p("A", "VARCHAR2")[0],), overload="3")
+    with pytest.raises(UsageError, match="more than one") as info:
+        pick("PKG.P", [one, two, three], frozenset({"a"}))
+    assert "A IN NUMBER" in info.value.message and "A IN VARCHAR2" in info.value.message
+
+
+def test_statement_binds_datetimes_as_timestamp_and_booleans_as_numbers():
+    conn = FakeConn()
+    hb = dt.datetime(2024, 5, 1, 12, 0, 0, 123456)
+    backend().execute(conn, "UPDATE ASYNC_JOBS SET cancel_requested = :c WHERE heartbeat_at = :hb",
+                      {"c": True, "hb": hb})
+    cur = conn.cursors[0]
+    assert cur.sizes == {"hb": oracledb.DB_TYPE_TIMESTAMP}
+    sql, binds, kw = cur.executed[0]
+    assert binds == {"c": 1, "hb": hb} and kw == {"fetch_lobs": False}
+
+
+def test_times_are_naive_utc_in_the_database_and_aware_utc_outside():
+    b = backend()
+    local = dt.datetime(2024, 5, 1, 14, 0, 0, 500, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert b.to_db_time(local) == dt.datetime(2024, 5, 1, 12, 0, 0, 500)
+    assert b.from_db_time(dt.datetime(2024, 5, 1, 12, 0)) == dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    assert b.from_db_time(None) is None
+
+
+def test_longops_stops_asking_once_not_granted():
+    class Denied(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            raise ora_error("ORA-00942: table or view does not exist", 942)
+
+    class CallConn:
+        session_id, serial_num = 123, 4567
+
+    b, conn, ctx = backend(), FakeConn(Denied), CallContext("x")
+    b.poll_progress(conn, CallConn(), ctx)
+    b.poll_progress(conn, CallConn(), ctx)
+    assert len(conn.cursors) == 1 and conn.cursors[0].executed[0][1] == {"sid": 123, "serial": 4567}
+
+    class Granted(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            self.rows = [(30, 120)]
+
+    b, ctx = backend(), CallContext("x")
+    b.poll_progress(FakeConn(Granted), CallConn(), ctx)
+    assert ctx.snapshot()[0] == 25.0
+
+
+# -- every statement the backend sends, linted for Oracle 12.2 ------------------------
+
+class Recorder(ob.OracleBackend):
+    """The Oracle backend, recording statements instead of running them."""
+
+    def __init__(self):
+        super().__init__(parse_dsn("oracle://scott@dbhost:1521/FREEPDB1"))
+        self.sent: list[tuple[str, dict]] = []
+
+    def execute(self, conn, sql, binds=None):
+        self.sent.append((sql, dict(binds or {})))
+        cur = FakeCursor()
+        cur.description = [(c.upper(),) for c in store.COLUMNS]
+        # only the id batch of a cleanup comes back, so its DELETE is sent too
+        cur.rows = [("a" * 32,)] if "SELECT job_id FROM" in sql else []
+        cur.fetchone = lambda: (1,)
+        return cur
+
+
+def _store_statements() -> list[tuple[str, dict]]:
+    rec = Recorder()
+    now = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    class C:
+        def commit(self):
+            pass
+
+    c = C()
+    store.insert_job(rec, c, job_id="a" * 32, procedure_name="SUMA_SIMPLE", now=now, params_json="{}",
+                     timeout_s=None, max_attempts=1, submitted_by="me@host", unique_key=None)
+    store.fail_queued(rec, c, "a" * 32, now, "x")
+    store.find_active_unique(rec, c, "k")
+    store.claim(rec, c, "a" * 32, now=now, host="h", pid=1)
+    for progress in (None, 40.0):
+        store.heartbeat(rec, c, "a" * 32, now=now, progress=progress, output="o", write_progress=True)
+        store.finish(rec, c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s",
+                     elapsed_s=1.0, result=None, error="e", output=None, progress=progress)
+    store.heartbeat(rec, c, "a" * 32, now=now, progress=None, output=None, write_progress=False)
+    store.next_attempt(rec, c, "a" * 32, 2, "e")
+    store.set_progress(rec, c, "a" * 32, 50)
+    store.get(rec, c, "a" * 32)
+    store.get_by_prefix(rec, c, "abcd")
+    store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
+    store.list_jobs(rec, c, since=now, statuses=None, procedure=None, limit=50)
+    for proc in ("P", None):
+        store.stats(rec, c, since=now, stale_before=now, procedure=proc)
+    store.running_suspects(rec, c, stale_before=now, host="h")
+    job = model.Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=now)
+    store.mark_lost(rec, c, job, now=now, reason="r")
+    store.mark_lost(rec, c, model.Job(**{**job.__dict__, "heartbeat_at": now}), now=now, reason="r")
+    store.cancel_queued(rec, c, "a" * 32, now)
+    store.request_cancel(rec, c, "a" * 32)
+    store.count_finished_before(rec, c, before=now, statuses=["completed", "failed"])
+    store.delete_finished_batch(rec, c, before=now, statuses=["completed"], batch=500)
+    store.table_columns(rec, c)
+    return rec.sent
+
+
+def _catalog_statements() -> list[tuple[str, dict]]:
+    owner = {"owner": "SCOTT", "object_name": "P"}
+    return [
+        (ob.arguments_sql(False), owner),
+        (ob.arguments_sql(True), {**owner, "package_name": "PKG"}),
+        (ob.procedures_sql(False), owner),
+        (ob.procedures_sql(True), {**owner, "package_name": "PKG"}),
+        (ob.LONGOPS_SQL, {"sid": 1, "serial": 2}),
+        (ob.COMPILE_ERRORS_SQL, {"name": "JOBCTL", "type": "PACKAGE BODY"}),
+    ]
+
+
+ALL_SQL = _store_statements() + _catalog_statements()
+
+#: Oracle SQL reserved words (SQL Language Reference, "Oracle SQL Reserved
+#: Words"): not usable as unquoted aliases or column names
+ORACLE_RESERVED = set("""ACCESS ADD ALL ALTER AND ANY AS ASC AUDIT BETWEEN BY CHAR CHECK CLUSTER
+COLUMN COMMENT COMPRESS CONNECT CREATE CURRENT DATE DECIMAL DEFAULT DELETE DESC DISTINCT DROP ELSE
+EXCLUSIVE EXISTS FILE FLOAT FOR FROM GRANT GROUP HAVING IDENTIFIED IMMEDIATE IN INCREMENT INDEX
+INITIAL INSERT INTEGER INTERSECT INTO IS LEVEL LIKE LOCK LONG MAXEXTENTS MINUS MLSLABEL MODE MODIFY
+NOAUDIT NOCOMPRESS NOT NOWAIT NULL NUMBER OF OFFLINE ON ONLINE OPTION OR ORDER PCTFREE PRIOR PUBLIC
+RAW RENAME RESOURCE REVOKE ROW ROWID ROWNUM ROWS SELECT SESSION SET SHARE SIZE SMALLINT START
+SUCCESSFUL SYNONYM SYSDATE TABLE THEN TO TRIGGER UID UNION UNIQUE UPDATE USER VALIDATE VALUES
+VARCHAR VARCHAR2 VIEW WHENEVER WHERE WITH""".split())
+
+#: syntax sqlglot's oracle dialect accepts but Oracle 12.2 does not
+NOT_ORACLE_12 = [
+    (r"\bLIMIT\s+[:\d]", "LIMIT (use FETCH FIRST)"),
+    (r"\bIF\s+(NOT\s+)?EXISTS\b", "IF [NOT] EXISTS (23ai only)"),
+    (r"\bOFFSET\s+:\w+\s*$", "bare OFFSET"),
+    (r"::", "PostgreSQL casts"),
+    (r"\bI?LIKE\s+ANY\b|\bILIKE\b", "ILIKE"),
+    (r"\b(TRUE|FALSE)\b", "boolean literals (23ai only)"),
+    (r"\bAVG\s*\(\s*end_time\s*-", "AVG over an INTERVAL (23ai only)"),
+    (r"\bRETURNING\b", "RETURNING (needs an OUT variable)"),
+]
+
+
+@pytest.mark.parametrize("sql, binds", ALL_SQL, ids=[re.sub(r"\s+", " ", s)[:60] for s, _ in ALL_SQL])
+def test_every_statement_parses_as_oracle_and_binds_match(sql, binds):
+    tree = sqlglot.parse_one(sql, read="oracle")
+    assert not isinstance(tree, exp.Command), "sqlglot could not parse it as SQL"
+    placeholders = {p.name for p in tree.find_all(exp.Placeholder)}
+    # thin mode refuses a bind without a placeholder (DPY-4008) and a
+    # placeholder without a value (DPY-4010)
+    assert placeholders == set(binds)
+    for pattern, what in NOT_ORACLE_12:
+        assert not re.search(pattern, sql, re.IGNORECASE | re.MULTILINE), f"uses {what}"
+    for alias in tree.find_all(exp.Alias):
+        assert alias.alias.upper() not in ORACLE_RESERVED, f"reserved word {alias.alias} as alias"
+    for in_list in tree.find_all(exp.In):
+        assert len(in_list.expressions) <= 1000, "ORA-01795: more than 1000 expressions in a list"
+
+
+def test_store_uses_timestamp_binds_for_every_time():
+    for sql, binds in _store_statements():
+        for name, value in binds.items():
+            assert not (isinstance(value, dt.datetime) and value.tzinfo is not None), (name, sql)
+
+
+def test_cleanup_batch_fits_oracle_in_list_limit():
+    from jobctl import api
+    assert api.CLEANUP_BATCH <= 1000
+
+
+PLSQL_BLOCKS = [
+    (ob.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink", "part1_type", "object_number"}),
+    (ob.OUTPUT_GET_LINES_SQL, {"lines", "num_lines"}),
+    (ob.OUTPUT_ENABLE_SQL, set()),
+]
+
+
+@pytest.mark.parametrize("block, names", PLSQL_BLOCKS)
+def test_plsql_blocks_bind_what_the_code_supplies(block, names):
+    # sqlglot cannot parse BEGIN ... END; blocks: check their shape and binds by hand
+    assert re.fullmatch(r"\s*BEGIN\b.*\bEND;\s*", block, re.DOTALL)
+    assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == names
+
+
+def test_resolve_binds_match_the_catalog_queries():
+    sent = []
+
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            sent.append((sql, binds))
+            if "NAME_RESOLVE" in sql:
+                values = {"schema": "SCOTT", "part1": None, "part2": "SUMA_SIMPLE", "dblink": None,
+                          "part1_type": 7, "object_number": 1}
+                for k, v in values.items():
+                    binds[k].setvalue(0, v)
+            elif "all_arguments" in sql:
+                self.description = [(c.upper(),) for c in (
+                    "overload", "position", "argument_name", "data_type", "pls_type", "type_owner",
+                    "type_name", "type_subname", "in_out", "defaulted")]
+                self.rows = [(None, 1, "VA", "NUMBER", "NUMBER", None, None, None, "IN", "N"),
+                             (None, 2, "VB", "NUMBER", "NUMBER", None, None, None, "IN", "Y"),
+                             (None, 3, "VRESULT", "NUMBER", "NUMBER", None, None, None, "OUT", "N")]
+            else:
+                self.rows = [("PROCEDURE", None)]
+
+    sig = backend().resolve(FakeConn(Cur), "suma_simple", frozenset({"va"}))
+    assert [(p.name, p.mode, p.defaulted, p.kind) for p in sig.params] == [
+        ("VA", "IN", False, model.NUMBER), ("VB", "IN", True, model.NUMBER),
+        ("VRESULT", "OUT", False, model.NUMBER)]
+    assert sig.name == "SUMA_SIMPLE" and sig.extra["call_name"] == "SCOTT.SUMA_SIMPLE"
+    resolve_binds = sent[0][1]
+    assert resolve_binds["name"] == "SUMA_SIMPLE"            # the name travels as a bind
+    assert set(sent[1][1]) == {"owner", "object_name"} and sent[1][1]["owner"] == "SCOTT"
+
+
+@pytest.mark.parametrize("part1, part2, ptype, message", [
+    ("F", None, 8, "is a function"),
+    ("PKG", None, 9, "is a package"),
+])
+def test_resolve_refuses_functions_and_bare_packages(part1, part2, ptype, message):
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            for k, v in {"schema": "SCOTT", "part1": part1, "part2": part2, "dblink": None,
+                         "part1_type": ptype, "object_number": 1}.items():
+                binds[k].setvalue(0, v)
+
+    with pytest.raises(UsageError, match=message):
+        backend().resolve(FakeConn(Cur), "X", frozenset())
+
+
+def test_resolve_missing_object_is_not_found_exit_3():
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            raise ora_error("ORA-06564: object NOPE does not exist\nORA-06512: at \"SYS.DBMS_UTILITY\"", 6564)
+
+    with pytest.raises(NotFound) as info:
+        backend().resolve(FakeConn(Cur), "NOPE", frozenset())
+    assert info.value.exit_code == 3
+
+
+# -- the sql/oracle scripts, split the way `db init` splits them -----------------------
+
+def _split(name: str) -> list[str]:
+    return split_script(read_sql("oracle", name), "sqlplus")
+
+
+def _object(stmt: str) -> str:
+    m = re.match(r"CREATE\s+OR\s+REPLACE\s+(PACKAGE\s+BODY|PACKAGE|PROCEDURE|VIEW)\s+(\w+)", stmt, re.I)
+    return f"{m.group(1).upper()} {m.group(2).upper()}" if m else stmt.split(None, 1)[0].upper()
+
+
+def test_schema_script_splits_into_its_units():
+    stmts = _split("create_async_jobs_table.sql")
+    assert [_object(s) for s in stmts] == [
+        "DECLARE", "DECLARE", "DECLARE", "VIEW V_ASYNC_JOBS_RECENT",
+        "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL", "PACKAGE BODY JOBCTL"]
+    for s in stmts:
+        # SQL*Plus's own commands and the `/` terminators are not sent
+        assert not re.search(r"^\s*(/|SHOW\s+ERRORS|WHENEVER\s+SQLERROR|PROMPT|SET\s+SERVEROUTPUT)\b.*$",
+                             s, re.M | re.I), s[:60]
+        if _object(s).startswith(("VIEW",)):
+            assert not s.endswith(";")                 # SQL: the driver wants no terminator
+        else:
+            assert re.search(r"\bEND(\s+\w+)?;$", s)   # PL/SQL keeps its END;
+
+
+def test_examples_script_creates_the_three_demos():
+    assert [_object(s) for s in _split("examples.sql")] == [
+        "PROCEDURE SUMA_SIMPLE", "PROCEDURE DEMO_SLEEP", "PROCEDURE DEMO_FAIL"]
+    assert backend().schema_files(examples=True) == ["create_async_jobs_table.sql", "examples.sql"]
+    assert backend().schema_files(examples=False) == ["create_async_jobs_table.sql"]
+
+
+def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
+    text = read_sql("oracle", "create_async_jobs_table.sql")
+    code = re.sub(r"--[^\n]*", "", text)
+    assert not re.search(r"IF\s+NOT\s+EXISTS", code, re.I)
+    create = re.search(r"q'\[\s*(CREATE TABLE ASYNC_JOBS.*?)\]'", text, re.S).group(1)
+    table = sqlglot.parse_one(create, read="oracle")
+    columns = {c.name.lower(): c for c in table.find_all(exp.ColumnDef)}
+    assert list(columns) == list(store.COLUMNS)
+    original = ["job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
+                "error_msg", "progress", "created_at"]
+    added = re.findall(r"add_column\('(\w+) ", text)
+    assert [a.lower() for a in added] == [c for c in store.COLUMNS if c not in original]
+    for index in ("IX_ASYNC_JOBS_STATUS ON ASYNC_JOBS (STATUS)",
+                  "IX_ASYNC_JOBS_START ON ASYNC_JOBS (START_TIME)",
+                  "IX_ASYNC_JOBS_PROC_START ON ASYNC_JOBS (PROCEDURE_NAME, START_TIME)"):
+        assert index in text
+    assert re.search(r"UNIQUE INDEX UX_ASYNC_JOBS_UNIQUE_ACTIVE ON ASYNC_JOBS\s*"
+                     r"\(CASE WHEN STATUS IN \('queued', 'running'\) THEN UNIQUE_KEY END\)", text)
+    for code in ("-955", "-1430", "-1408"):
+        assert f"EXCEPTION_INIT(e_" in text and code in text
+    view = next(s for s in _split("create_async_jobs_table.sql") if "VIEW" in s.split("\n")[0])
+    assert isinstance(sqlglot.parse_one(view, read="oracle"), exp.Create)
+
+
+def test_progress_package_is_keyed_by_client_identifier():
+    body = next(s for s in _split("create_async_jobs_table.sql") if s.startswith("CREATE OR REPLACE PACKAGE BODY"))
+    assert "PRAGMA AUTONOMOUS_TRANSACTION" in body
+    assert "SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER')" in body
+    assert re.search(r"WHERE JOB_ID = v_job_id\s+AND STATUS = 'running'", body)
+
+
+def test_db_init_print_shows_the_oracle_scripts_without_connecting(no_connect):
+    result = CliRunner().invoke(app, ["--dsn", "oracle://scott@127.0.0.1:1/x", "db", "init", "--print",
+                                      "--examples"])
+    assert result.exit_code == 0, result.stderr
+    assert "CREATE OR REPLACE PACKAGE BODY JOBCTL" in result.stdout
+    assert "CREATE OR REPLACE PROCEDURE DEMO_SLEEP" in result.stdout
+    assert no_connect == []
+
+
+def test_sql_files_ship_inside_the_package():
+    root = Path(__file__).resolve().parent.parent
+    for name in ("create_async_jobs_table.sql", "examples.sql"):
+        assert (root / "sql" / "oracle" / name).is_file()
