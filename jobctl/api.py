@@ -189,7 +189,8 @@ class Jobctl:
         from . import runner  # lazily: only submit spawns
 
         try:
-            runner.spawn(self.settings, job_id)
+            # the backend's settings: they hold a password asked for at the prompt
+            runner.spawn(replace(self.settings, connection=self.backend.settings), job_id)
         except OSError as exc:
             reason = f"could not start the worker: {exc}"
             with self._db() as conn:
