@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sqlite3
 import time
 
 import pytest
@@ -87,30 +85,10 @@ def test_cancel_checks_every_id_before_writing(env):
     env.cli("cancel", job_id)
 
 
-def test_missing_table_points_at_db_init(env, tmp_path, monkeypatch):
-    if env.backend == "sqlite":
-        path = tmp_path / "other.db"
-        sqlite3.connect(path).execute("CREATE TABLE unrelated (x)").connection.commit()
-        dsn = f"sqlite:///{path}"
-    elif env.backend == "postgresql":
-        import psycopg
-
-        from conftest import PG_ADMIN_DSN
-
-        name = "jobctl_empty_" + os.urandom(4).hex()
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        dsn = PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
-    else:
-        pytest.skip("needs a second, empty Oracle schema")
-    try:
-        for args in (["list"], ["submit", env.proc["suma"], "-p", "vA=1"], ["status", "abcd"]):
-            result = env.cli("--dsn", dsn, *args)
-            assert_one_line_error(result, 4, "ASYNC_JOBS", "jobctl db init")
-    finally:
-        if env.backend == "postgresql":
-            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+def test_missing_table_points_at_db_init(env, empty_dsn):
+    for args in (["list"], ["submit", env.proc["suma"], "-p", "vA=1"], ["status", "abcd"]):
+        result = env.cli("--dsn", empty_dsn, *args)
+        assert_one_line_error(result, 4, "ASYNC_JOBS", "jobctl db init")
 
 
 @pytest.mark.parametrize("make_path", [
