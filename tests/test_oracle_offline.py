@@ -242,6 +242,10 @@ def test_real_driver_errors_for_closed_port_and_unknown_alias(tmp_path):
         b.connect()
     assert info.value.exit_code == 4
 
+    b = backend("oracle://scott:tiger@other", config_dir=str(tmp_path))
+    with pytest.raises(DatabaseError, match="nothing is listening at the address of TNS alias other"):
+        b.connect()
+
     b = backend("oracle://scott:tiger@nosuchalias", config_dir=str(tmp_path / "missing"))
     with pytest.raises(DatabaseError, match="tnsnames.ora") as info:
         b.connect()

@@ -399,7 +399,9 @@ class OracleBackend:
                                  "to be asked")
         if full == "DPY-6005" or code == 12541:
             reason = cause or _first_line(text)
-            target = f"{self.settings.host}:{self.settings.port or 1521}"
+            s = self.settings
+            target = (f"{s.host}:{s.port or 1521}" if s.port or s.database
+                      else f"the address of TNS alias {s.host}")
             if "refused" in reason.lower() or code == 12541:
                 reason = f"nothing is listening at {target} ({reason})"
             return DatabaseError(f"cannot connect to {where}: {reason}", transient=True)
@@ -668,11 +670,9 @@ class OracleBackend:
         ORA-06512 ...), except where a translation says more."""
         err = _error_info(exc)
         if err is None:
-            return DatabaseError(str(exc))
-        if err.code == 6550 and "PLS-00201" in err.message:
-            return NotFound(f"{name}: procedure not found or no EXECUTE privilege on it "
-                            "(a grant through a role does not count in PL/SQL)")
-        if err.full_code.startswith("DPY-") and err.full_code not in ("DPY-4024",):
+            return DatabaseError(f"{name}: {exc}")
+        if (err.code == 6550 and "PLS-00201" in err.message) or (
+                err.full_code.startswith("DPY-") and err.full_code != "DPY-4024"):
             return self.translate_error(exc)
         return DatabaseError(_db_text(err), transient=self.is_transient(exc))
 
