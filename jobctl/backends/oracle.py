@@ -500,7 +500,10 @@ class OracleBackend:
         for object_type, overload in cur.fetchall():
             if object_type == "FUNCTION":
                 raise UsageError(f"{name} is a function, not a procedure; jobctl runs procedures")
-            overloads.setdefault(overload, [])     # no arguments: absent from ALL_ARGUMENTS
+            # no arguments: absent from ALL_ARGUMENTS. That both views spell
+            # OVERLOAD alike (NULL, '1', '2', ...) is unconfirmed; a mismatch
+            # would show as an extra argument-less version, never a lost one
+            overloads.setdefault(overload, [])
         if not overloads:
             raise NotFound(f"procedure {name} not found in {self.settings.display} "
                            "(or no EXECUTE privilege on it)")
