@@ -92,7 +92,9 @@ def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionS
         opts.update(parse_qsl(query))
         if not path or path == "/":
             raise UsageError("invalid DSN: sqlite needs a file path, e.g. sqlite:///var/lib/jobs.db")
-        return ConnectionSettings(scheme=kind, dsn=dsn, database=unquote(path), options=opts)
+        # absolute now, so a detached worker in another directory finds the same file
+        database = os.path.abspath(os.path.expanduser(unquote(path)))
+        return ConnectionSettings(scheme=kind, dsn=dsn, database=database, options=opts)
     try:
         parts = urlsplit(dsn)
         port = parts.port
@@ -170,8 +172,6 @@ class Tunables:
 class Settings:
     connection: ConnectionSettings
     tunables: Tunables
-    #: user modules registering local (SQLite) procedures
-    modules: tuple[str, ...] = ()
     profile_name: str | None = None
 
 
@@ -192,6 +192,13 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
         dsn = prof.get("dsn")
     options = {k: v for k, v in prof.items()
                if k not in ("dsn", "password_env", "password_file", "modules")}
+    modules = list(cfg.get("modules", [])) + list(prof.get("modules", []))
+    env_modules = os.environ.get("JOBCTL_MODULES")
+    if env_modules:
+        modules += [m for m in env_modules.split(os.pathsep) if m]
+    if modules:
+        # travels with the connection settings so the worker loads them too
+        options["modules"] = modules
     if dsn is None:
         path = default_sqlite_path()
         conn = ConnectionSettings(scheme="sqlite", dsn=f"sqlite:///{path}", database=str(path),
@@ -209,12 +216,7 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
     if password is not None:
         conn = conn.with_password(password)
 
-    modules = list(cfg.get("modules", [])) + list(prof.get("modules", []))
-    env_modules = os.environ.get("JOBCTL_MODULES")
-    if env_modules:
-        modules += [m for m in env_modules.split(os.pathsep) if m]
-    return Settings(connection=conn, tunables=Tunables.from_sources(prof),
-                    modules=tuple(modules), profile_name=profile)
+    return Settings(connection=conn, tunables=Tunables.from_sources(prof), profile_name=profile)
 
 
 def prompt_password(settings: ConnectionSettings) -> str | None:

@@ -1,0 +1,379 @@
+"""The library surface. Everything the CLI can do, Python code can do too::
+
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    with Jobctl(resolve_settings(dsn="sqlite:///jobs.db")) as jc:
+        job_id = jc.submit("SUMA_SIMPLE", {"vA": 10}).job_id
+        job = jc.wait([job_id])[0]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import params as params_mod
+from . import store
+from .backends import get_backend
+from .config import Settings
+from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, UsageError
+from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
+
+MIN_PREFIX = 4
+CLEANUP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    created: bool  # False: `--unique` found the same work already queued or running
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    marked_lost: int
+    deleted: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    job: Job
+    action: str  # cancelled | requested | finished | lost
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Jobctl:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.backend = get_backend(settings.connection)
+        self._conn: Any = None
+        self._host = socket.gethostname()
+
+    # -- plumbing --------------------------------------------------------------------
+    def __enter__(self) -> Jobctl:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> Any:
+        if self._conn is None:
+            self._conn = self.backend.connect()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[Any]:
+        """Run database work; driver errors leave as domain errors, and an
+        unfinished transaction is rolled back so nothing half-written stays."""
+        try:
+            yield self.conn
+        except JobctlError:
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise self.backend.translate_error(exc) from exc
+
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.rollback()
+
+    # -- lost detection (reading commands show it, never write it) ------------------
+    def _is_lost(self, job: Job, now: dt.datetime) -> bool:
+        if job.status is not JobStatus.RUNNING:
+            return False
+        if job.heartbeat_at is None:
+            return True
+        if (now - job.heartbeat_at).total_seconds() > self.settings.tunables.lost_after_s:
+            return True
+        return bool(job.worker_host == self._host and job.worker_pid
+                    and not _pid_alive(job.worker_pid))
+
+    def _effective(self, job: Job, now: dt.datetime | None = None) -> Job:
+        now = now or utcnow()
+        if not self._is_lost(job, now):
+            return job
+        # the worker may have written its outcome and exited since we read
+        with self._db() as conn:
+            fresh = store.get(self.backend, conn, job.job_id)
+            conn.commit()
+        if fresh is None or not self._is_lost(fresh, utcnow()):
+            return fresh or job
+        return replace(fresh, status=JobStatus.LOST, lost_detected=True)
+
+    def _mark_lost(self, conn, now: dt.datetime) -> int:
+        stale_before = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
+        marked = 0
+        for job in store.running_suspects(self.backend, conn, stale_before=stale_before, host=self._host):
+            if self._is_lost(job, now):
+                why = ("no heartbeat since " + job.heartbeat_at.isoformat()) if job.heartbeat_at else "never sent a heartbeat"
+                if job.worker_host == self._host and job.worker_pid and not _pid_alive(job.worker_pid):
+                    why = f"worker pid {job.worker_pid} on {job.worker_host} is gone"
+                marked += store.mark_lost(self.backend, conn, job, now=now,
+                                          reason=f"lost: {why}; not re-run automatically")
+        conn.commit()
+        return marked
+
+    # -- submit ------------------------------------------------------------------------
+    def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
+               retries: int = 0, unique: bool = False) -> Submitted:
+        name = self.backend.normalize_name(procedure)
+        if retries < 0:
+            raise UsageError("--retries must be 0 or more")
+        if timeout_s is not None and timeout_s <= 0:
+            raise UsageError("--timeout must be more than 0")
+        with self._db() as conn:
+            sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
+            values = params_mod.bind(sig, given)
+            stored = {k: params_mod.to_json_value(v) for k, v in values.items()}
+            conn.commit()  # resolve may have opened a read transaction
+            params_json = json.dumps(stored, sort_keys=True)
+            unique_key = None
+            if unique:
+                unique_key = hashlib.sha256(
+                    json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
+                self._mark_lost(conn, utcnow())
+                existing = store.find_active_unique(self.backend, conn, unique_key)
+                conn.commit()
+                if existing:
+                    return Submitted(existing[0].job_id, created=False)
+            job_id = uuid.uuid4().hex
+            try:
+                store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
+                                 params_json=params_json, timeout_s=timeout_s,
+                                 max_attempts=retries + 1, submitted_by=_submitter(),
+                                 unique_key=unique_key)
+                conn.commit()
+            except Exception as exc:
+                if unique and self.backend.is_unique_violation(exc):
+                    conn.rollback()
+                    existing = store.find_active_unique(self.backend, conn, unique_key)
+                    conn.commit()
+                    if existing:
+                        return Submitted(existing[0].job_id, created=False)
+                raise
+        from . import runner  # lazily: only submit spawns
+
+        try:
+            runner.spawn(self.settings, job_id)
+        except OSError as exc:
+            reason = f"could not start the worker: {exc}"
+            with self._db() as conn:
+                store.fail_queued(self.backend, conn, job_id, utcnow(), reason)
+                conn.commit()
+            raise JobctlError(f"job {job_id} failed: {reason}") from exc
+        return Submitted(job_id, created=True)
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, ref: str) -> Job:
+        ref = ref.strip().lower()
+        if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
+            raise UsageError(f"invalid job id {ref!r}: use the id or a unique prefix of at least "
+                             f"{MIN_PREFIX} hex characters")
+        with self._db() as conn:
+            if len(ref) == 32:
+                job = store.get(self.backend, conn, ref)
+                found = [job] if job else []
+            else:
+                found = store.get_by_prefix(self.backend, conn, ref)
+            conn.commit()
+        if not found:
+            raise NotFound(f"no job {ref}")
+        if len(found) > 1:
+            raise UsageError(f"job id prefix {ref} is ambiguous ({found[0].job_id[:12]}, "
+                             f"{found[1].job_id[:12]}, ...): give more characters")
+        return self._effective(found[0])
+
+    def get_many(self, refs: Sequence[str]) -> list[Job]:
+        return [self.get(r) for r in refs]
+
+    def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
+                  since_s: float = 86400, limit: int = 50) -> list[Job]:
+        wanted = _parse_statuses(statuses)
+        if limit <= 0:
+            raise UsageError("--limit must be at least 1")
+        proc = self.backend.normalize_name(procedure) if procedure else None
+        sql_statuses = None
+        if wanted:
+            sql_statuses = {s.value for s in wanted}
+            if JobStatus.LOST in wanted:
+                sql_statuses.add(JobStatus.RUNNING.value)  # lost ones may still read running
+        now = utcnow()
+        with self._db() as conn:
+            jobs = store.list_jobs(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
+                                   statuses=sorted(sql_statuses) if sql_statuses else None,
+                                   procedure=proc, limit=limit)
+            conn.commit()
+        jobs = [self._effective(j, now) for j in jobs]
+        if wanted:
+            jobs = [j for j in jobs if j.status in wanted]
+        return jobs
+
+    def stats(self, *, since_s: float = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
+        proc = self.backend.normalize_name(procedure) if procedure else None
+        now = utcnow()
+        with self._db() as conn:
+            rows = store.stats(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
+                               stale_before=now - dt.timedelta(seconds=self.settings.tunables.lost_after_s),
+                               procedure=proc)
+            conn.commit()
+        return rows
+
+    def describe(self, procedure: str) -> Signature:
+        name = self.backend.normalize_name(procedure)
+        with self._db() as conn:
+            sig = self.backend.resolve(conn, name, frozenset())
+            conn.commit()
+        return sig
+
+    # -- acting ----------------------------------------------------------------------------
+    def cancel(self, refs: Sequence[str]) -> list[CancelReport]:
+        jobs = self.get_many(refs)  # every id checked before anything is written
+        out = []
+        for job in jobs:
+            with self._db() as conn:
+                if job.status is JobStatus.QUEUED and store.cancel_queued(self.backend, conn, job.job_id, utcnow()):
+                    action = "cancelled"
+                elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
+                        store.request_cancel(self.backend, conn, job.job_id):
+                    action = "requested"
+                else:
+                    action = "lost" if job.status is JobStatus.LOST else "finished"
+                conn.commit()
+            fresh = self._effective(store.get(self.backend, self.conn, job.job_id) or job)
+            self._rollback()
+            out.append(CancelReport(fresh, action))
+        return out
+
+    def wait(self, refs: Sequence[str], *, timeout_s: float | None = None,
+             on_poll: Callable[[list[Job]], None] | None = None) -> list[Job]:
+        ids = [j.job_id for j in self.get_many(refs)]
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            now = utcnow()
+            with self._db() as conn:
+                jobs = [store.get(self.backend, conn, i) for i in ids]
+                conn.commit()
+            jobs = [self._effective(j, now) for j in jobs if j is not None]
+            if on_poll:
+                on_poll(jobs)
+            if all(j.status.finished for j in jobs):
+                return jobs
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobsUnfinished(
+                    f"timed out waiting: {sum(not j.status.finished for j in jobs)} job(s) still "
+                    "queued or running (they keep running)")
+            pause = self.settings.tunables.poll_s
+            if deadline is not None:
+                pause = max(0.0, min(pause, deadline - time.monotonic()))
+            time.sleep(pause)
+
+    def cleanup(self, *, days: float, statuses: Sequence[str] | None = None,
+                dry_run: bool = False) -> CleanupReport:
+        if days < 0:
+            raise UsageError("--days must be 0 or more")
+        wanted = _parse_statuses(statuses) or list(FINISHED_STATUSES)
+        active = [s.value for s in wanted if not s.finished]
+        if active:
+            raise UsageError(f"cleanup never deletes {', '.join(active)} jobs")
+        names = [s.value for s in wanted]
+        now = utcnow()
+        before = now - dt.timedelta(days=days)
+        with self._db() as conn:
+            if dry_run:
+                stale_before = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
+                lost = sum(self._is_lost(j, now) for j in store.running_suspects(
+                    self.backend, conn, stale_before=stale_before, host=self._host))
+                count = store.count_finished_before(self.backend, conn, before=before, statuses=names)
+                conn.commit()
+                return CleanupReport(lost, count, True)
+            lost = self._mark_lost(conn, now)
+            deleted = 0
+            while n := store.delete_finished_batch(self.backend, conn, before=before,
+                                                   statuses=names, batch=CLEANUP_BATCH):
+                deleted += n
+        return CleanupReport(lost, deleted, False)
+
+    # -- schema ------------------------------------------------------------------------------
+    def schema_sql(self, *, examples: bool = False) -> str:
+        from .sqlfiles import read_sql
+
+        parts = []
+        for name in self.backend.schema_files(examples=examples):
+            parts.append(f"-- sql/{self.backend.name}/{name}\n{read_sql(self.backend.name, name).rstrip()}\n")
+        return "\n".join(parts)
+
+    def db_init(self, *, examples: bool = False) -> list[str]:
+        """Create or upgrade the schema from the same files a DBA runs by hand;
+        statements whose object already exists are skipped. Returns what ran."""
+        from .sqlfiles import read_sql, split_script
+
+        ran = []
+        with self._db() as conn:
+            for name in self.backend.schema_files(examples=examples):
+                for stmt in split_script(read_sql(self.backend.name, name), self.backend.script_style):
+                    try:
+                        self.backend.execute(conn, stmt)
+                        conn.commit()
+                        ran.append(stmt)
+                    except Exception as exc:
+                        conn.rollback()
+                        if not self.backend.is_already_exists(exc):
+                            raise
+            missing = set(store.COLUMNS) - store.table_columns(self.backend, conn)
+            conn.commit()
+        if missing:
+            raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
+        return ran
+
+
+def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:
+    out = []
+    for raw in statuses or ():
+        for part in str(raw).split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            try:
+                out.append(JobStatus(part))
+            except ValueError:
+                raise UsageError(f"unknown status {part!r}: one of "
+                                 + ", ".join(s.value for s in JobStatus)) from None
+    return out
+
+
+def _submitter() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"[:128]

@@ -1,0 +1,254 @@
+"""SQLite: the embedded default. Procedures are local Python callables."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import os
+import re
+import signal
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .. import local
+from ..config import ConnectionSettings
+from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
+from ..model import Signature
+from ..params import to_json_value
+from ..sqlfiles import read_sql, split_script
+from .base import CallContext
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+class CallInterrupted(Exception):
+    """Raised inside a local procedure when the watchdog stops it."""
+
+
+class _Percentile:
+    """percentile_cont(value, fraction) as SQLite ≥ 3.47 spells it, for the
+    older SQLite that Python ships with."""
+
+    def __init__(self):
+        self.values: list[float] = []
+        self.fraction = 0.5
+
+    def step(self, value, fraction):
+        if value is not None:
+            self.values.append(float(value))
+            self.fraction = float(fraction)
+
+    def finalize(self):
+        if not self.values:
+            return None
+        v = sorted(self.values)
+        pos = self.fraction * (len(v) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(v) - 1)
+        return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+class _LineWriter(io.TextIOBase):
+    """print() inside a local procedure → ctx.log(), line by line."""
+
+    def __init__(self, ctx: CallContext):
+        self.ctx, self.buf = ctx, ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        *lines, self.buf = self.buf.split("\n")
+        for line in lines:
+            self.ctx.log(line)
+        return len(text)
+
+    def flush_rest(self) -> None:
+        if self.buf:
+            self.ctx.log(self.buf)
+            self.buf = ""
+
+
+class LocalContext:
+    """The `ctx` a local procedure receives."""
+
+    def __init__(self, ctx: CallContext, connection: sqlite3.Connection):
+        self._ctx = ctx
+        self.connection = connection
+        self.job_id = ctx.job_id
+
+    def progress(self, pct: float) -> None:
+        self._ctx.progress(pct)
+
+    def log(self, line: str) -> None:
+        self._ctx.log(line)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._ctx.stop_requested.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        if self._ctx.stop_requested.wait(seconds):
+            raise CallInterrupted("stopped")
+
+
+class SqliteBackend:
+    name: ClassVar[str] = "sqlite"
+    script_style: ClassVar[str] = "semicolon"
+
+    def __init__(self, settings: ConnectionSettings):
+        self.settings = settings
+        self.path = Path(settings.database or "")
+        self._modules_loaded = False
+        self._in_call = False
+
+    # -- connections -----------------------------------------------------------
+    def connect(self, *, job_id: str | None = None) -> sqlite3.Connection:
+        path = self.path
+        if self.settings.is_default:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        is_new = str(path) != ":memory:" and not path.exists()
+        if path.is_dir():
+            raise DatabaseError(f"cannot open database {self.settings.display}: {path} is a directory")
+        try:
+            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level="IMMEDIATE",
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.create_aggregate("percentile_cont", 2, _Percentile)
+            if is_new:
+                # "created on first use": a new file gets its schema right away
+                self._create_schema(conn)
+            elif conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise self.translate_error(exc) from None
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        for stmt in split_script(read_sql(self.name, "create_async_jobs_table.sql"), self.script_style):
+            try:
+                conn.execute(stmt)
+            except sqlite3.OperationalError as exc:
+                if not self.is_already_exists(exc):
+                    raise
+        conn.commit()
+
+    def execute(self, conn, sql: str, binds: Mapping[str, Any] | None = None):
+        return conn.execute(sql, dict(binds or {}))
+
+    def limit_clause(self, bind: str) -> str:
+        return f"LIMIT :{bind}"
+
+    def percentile_sql(self, fraction: float, expr: str) -> str:
+        return f"percentile_cont({expr}, {fraction!r})"
+
+    def to_db_time(self, value: dt.datetime) -> str:
+        return value.astimezone(dt.timezone.utc).strftime(_TIME_FORMAT)
+
+    def from_db_time(self, value: Any) -> dt.datetime | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, dt.datetime):
+            parsed = value
+        else:
+            parsed = dt.datetime.fromisoformat(str(value))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed
+
+    # -- errors ----------------------------------------------------------------
+    def is_missing_table(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc).lower()
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "unique" in str(exc).lower()
+
+    def is_already_exists(self, exc: BaseException) -> bool:
+        text = str(exc).lower()
+        return "duplicate column" in text or "already exists" in text
+
+    def is_transient(self, exc: BaseException) -> bool:
+        text = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+    def translate_error(self, exc: BaseException) -> JobctlError:
+        if isinstance(exc, JobctlError):
+            return exc
+        if self.is_missing_table(exc):
+            return SchemaMissing(self.settings.display)
+        text = str(exc)
+        if "unable to open database file" in text:
+            text = f"cannot open database {self.path}: the file or its directory is not accessible"
+        elif "file is not a database" in text:
+            text = f"cannot open database {self.path}: the file is not a SQLite database"
+        else:
+            text = f"{self.settings.display}: {text}"
+        return DatabaseError(text, transient=self.is_transient(exc))
+
+    # -- procedures ------------------------------------------------------------
+    def normalize_name(self, name: str) -> str:
+        name = name.strip()
+        if not _NAME.match(name):
+            raise UsageError(f"invalid procedure name {name!r}: expected NAME, PKG.NAME or SCHEMA.PKG.NAME")
+        return name.upper()
+
+    def _load(self) -> None:
+        if not self._modules_loaded:
+            local.load_modules(self.settings.options.get("modules") or [])
+            self._modules_loaded = True
+
+    def resolve(self, conn, name: str, given: frozenset[str]) -> Signature:
+        self._load()
+        proc = local.REGISTRY.get(name.upper())
+        if proc is None:
+            known = ", ".join(sorted(local.REGISTRY))
+            raise NotFound(f"procedure {name} not found (local procedures: {known})")
+        return proc.signature
+
+    def call(self, conn, sig: Signature, values: Mapping[str, Any], ctx: CallContext) -> dict[str, Any]:
+        self._load()
+        proc = local.REGISTRY[sig.name]
+        writer = _LineWriter(ctx)
+        on_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGUSR1, self._on_interrupt_signal) if on_main else None
+        try:
+            with contextlib.redirect_stdout(writer):
+                self._in_call = True
+                try:
+                    returned = proc.func(LocalContext(ctx, conn), **values)
+                finally:
+                    self._in_call = False
+        finally:
+            writer.flush_rest()
+            if on_main:
+                signal.signal(signal.SIGUSR1, previous)
+        returned = returned if isinstance(returned, dict) else {}
+        outputs = [p.name for p in sig.params if p.is_output]
+        by_name = {k.casefold(): v for k, v in returned.items()}
+        return {name.lower(): to_json_value(by_name.get(name.casefold())) for name in outputs}
+
+    def interrupt(self, conn) -> None:
+        # a running SQL statement stops at once; Python code is woken by a
+        # signal to the main thread, which raises CallInterrupted there
+        with contextlib.suppress(Exception):
+            conn.interrupt()
+        if threading.current_thread() is not threading.main_thread():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+
+    def _on_interrupt_signal(self, signum, frame):
+        # only inside the procedure: a late signal must not break the commit
+        if self._in_call:
+            raise CallInterrupted("interrupted")
+
+    def poll_progress(self, conn, call_conn, ctx: CallContext) -> None:
+        return None
+
+    def schema_files(self, *, examples: bool) -> list[str]:
+        return ["create_async_jobs_table.sql"]
+
+
+BACKEND = SqliteBackend

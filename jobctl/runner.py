@@ -1,0 +1,315 @@
+"""The detached worker, and how it is spawned.
+
+`python -m jobctl.runner JOB_ID` runs one job: its own session (it survives
+the terminal closing and its parent's exit), stdio pointed at /dev/null, the
+connection settings and secret read from a pipe on stdin — never argv, never
+the environment. It claims the job (`queued → running`), runs the procedure
+on one connection while a watchdog thread on a second connection writes the
+heartbeat, polls the cancel flag, enforces the timeout and records progress
+and output; then writes the outcome once, guarded and retried.
+
+This module must import quickly: the budget from `submit` to `running` is
+half a second, so no typer, no rich here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from . import store
+from .backends import get_backend
+from .backends.base import CallContext
+from .config import ConnectionSettings, Settings, Tunables
+from .errors import JobctlError
+from .model import JobStatus, format_duration, utcnow
+from .params import from_stored
+
+#: after an interrupt, how long the call may take to give up before the
+#: watchdog writes the outcome itself and ends the process
+INTERRUPT_GRACE_S = 10.0
+
+
+def spawn(settings: Settings, job_id: str) -> int:
+    """Start the detached worker for `job_id`; return its pid."""
+    payload = json.dumps({"connection": settings.connection.to_payload(),
+                          "tunables": asdict(settings.tunables)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobctl.runner", job_id],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(payload.encode())
+    proc.stdin.close()
+    # the worker outlives us; forget it without leaving a ResourceWarning
+    proc.returncode = 0
+    return proc.pid
+
+
+def log_path() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "jobctl" / "worker.log"
+
+
+def _log(job_id: str, message: str) -> None:
+    """Last resort for what cannot be written to the job row."""
+    try:
+        path = log_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(f"{utcnow().isoformat()} {job_id} pid={os.getpid()}: {message}\n")
+    except OSError:
+        pass
+
+
+def describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, JobctlError):
+        return exc.message
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Worker:
+    def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str):
+        self.settings = connection
+        self.tunables = tunables
+        self.job_id = job_id
+        self.backend = get_backend(connection)
+        self.ctx = CallContext(job_id)
+        self.db_lock = threading.Lock()      # the bookkeeping connection is shared
+        self.state_lock = threading.Lock()
+        self.in_call = False
+        self.stop_reason: JobStatus | None = None
+        self.stop_message: str | None = None
+        self.interrupted_at: float | None = None
+        self.deadline: float | None = None
+        self.timeout_s: float | None = None
+        self.done = threading.Event()
+        self.finished = False
+        self.watch_conn: Any = None
+        self.call_conn: Any = None
+        self.started_mono = time.monotonic()
+
+    # -- stopping ----------------------------------------------------------------
+    def request_stop(self, reason: JobStatus, message: str) -> None:
+        with self.state_lock:
+            if self.stop_reason is not None:
+                return
+            self.stop_reason, self.stop_message = reason, message
+            self.ctx.stop_requested.set()
+            if self.in_call:
+                self.interrupted_at = time.monotonic()
+                try:
+                    self.backend.interrupt(self.call_conn)
+                except Exception as exc:
+                    _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
+
+    def _signal_listener(self) -> None:
+        while True:
+            signum = signal.sigwait({signal.SIGTERM, signal.SIGINT})
+            self.request_stop(JobStatus.CANCELLED, f"worker received {signal.Signals(signum).name}")
+
+    def _watchdog(self) -> None:
+        hb = self.tunables.heartbeat_s
+        while True:
+            wait = hb
+            if self.deadline is not None:
+                wait = max(0.01, min(wait, self.deadline - time.monotonic()))
+            if self.done.wait(wait):
+                return
+            now_mono = time.monotonic()
+            if self.deadline is not None and now_mono >= self.deadline and self.in_call:
+                self.request_stop(JobStatus.TIMED_OUT, f"timed out after {format_duration(self.timeout_s)}")
+            if (self.interrupted_at is not None and self.in_call
+                    and now_mono - self.interrupted_at > max(INTERRUPT_GRACE_S, 3 * hb)):
+                self._give_up()
+            try:
+                self.backend.poll_progress(self.watch_conn, self.call_conn, self.ctx)
+            except Exception:
+                pass
+            progress, output, changed = self.ctx.snapshot()
+            try:
+                with self.db_lock:
+                    flag = store.heartbeat(self.backend, self.watch_conn, self.job_id, now=utcnow(),
+                                           progress=progress, output=output, write_progress=changed)
+            except Exception as exc:
+                _log(self.job_id, f"heartbeat failed: {describe_exception(exc)}")
+                self._reconnect_watch()
+                continue
+            if flag is None:
+                self.request_stop(JobStatus.CANCELLED, "the job row is no longer running")
+            elif flag:
+                self.request_stop(JobStatus.CANCELLED, "cancelled by `jobctl cancel`")
+
+    def _give_up(self) -> None:
+        """The call ignored the interrupt: record the outcome and end the
+        process, which also rolls the procedure's transaction back."""
+        _log(self.job_id, "procedure did not stop after interrupt; exiting")
+        self._finish(self.stop_reason or JobStatus.CANCELLED, None,
+                     f"{self.stop_message}; the call did not stop when interrupted, so the worker exited")
+        os._exit(1)
+
+    def _reconnect_watch(self) -> None:
+        with self.db_lock:
+            try:
+                self.watch_conn.close()
+            except Exception:
+                pass
+            try:
+                self.watch_conn = self.backend.connect(job_id=self.job_id)
+            except Exception:
+                pass
+
+    # -- running -------------------------------------------------------------------
+    def run(self) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        threading.Thread(target=self._signal_listener, daemon=True, name="signals").start()
+
+        self.watch_conn = self.backend.connect(job_id=self.job_id)
+        with self.db_lock:
+            claimed = store.claim(self.backend, self.watch_conn, self.job_id, now=utcnow(),
+                                  host=socket.gethostname(), pid=os.getpid())
+            self.watch_conn.commit()
+        if not claimed:
+            _log(self.job_id, "not claimed: the job is no longer queued")
+            return 0
+        self.started_mono = time.monotonic()
+        job = store.get(self.backend, self.watch_conn, self.job_id)
+        self.watch_conn.commit()
+        self.timeout_s = job.timeout_s
+        max_attempts = max(1, job.max_attempts or 1)
+
+        try:
+            self.call_conn = self.backend.connect(job_id=self.job_id)
+            stored = job.params or {}
+            sig = self.backend.resolve(self.call_conn, job.procedure_name,
+                                       frozenset(k.casefold() for k in stored))
+            values = from_stored(sig, stored)
+        except Exception as exc:
+            self._finish(JobStatus.FAILED, None, describe_exception(exc))
+            return 1
+
+        threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
+        status, result, error = JobStatus.FAILED, None, None
+        for attempt in range(1, max_attempts + 1):
+            status, result, error = self._attempt(sig, values)
+            if status is not JobStatus.FAILED or attempt == max_attempts or self.stop_reason:
+                break
+            with self.db_lock:
+                store.next_attempt(self.backend, self.watch_conn, self.job_id, attempt + 1,
+                                   f"attempt {attempt} failed: {error}")
+                self.watch_conn.commit()
+            backoff = self.tunables.retry_backoff_s * 2 ** (attempt - 1)
+            if self.ctx.stop_requested.wait(backoff):
+                status, error = self.stop_reason or JobStatus.CANCELLED, self.stop_message
+                break
+        self.done.set()
+        self._finish(status, result, error)
+        return 0 if status is JobStatus.COMPLETED else 1
+
+    def _attempt(self, sig, values) -> tuple[JobStatus, dict | None, str | None]:
+        if self.timeout_s:
+            self.deadline = time.monotonic() + self.timeout_s
+        with self.state_lock:
+            if self.stop_reason:
+                return self.stop_reason, None, self.stop_message
+            self.in_call = True
+        try:
+            result = self.backend.call(self.call_conn, sig, values, self.ctx)
+            with self.state_lock:
+                self.in_call = False
+            self.call_conn.commit()
+            return JobStatus.COMPLETED, result, None
+        except BaseException as exc:  # noqa: BLE001 - the job's outcome, whatever it is
+            with self.state_lock:
+                self.in_call = False
+            try:
+                self.call_conn.rollback()
+            except Exception:
+                # connection broken (killed session): open a new one for any retry
+                try:
+                    self.call_conn = self.backend.connect(job_id=self.job_id)
+                except Exception:
+                    pass
+            if self.stop_reason:
+                return self.stop_reason, None, self.stop_message
+            return JobStatus.FAILED, None, describe_exception(exc)
+        finally:
+            self.deadline = None
+
+    def _finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
+        with self.state_lock:
+            if self.finished:
+                return
+            self.finished = True
+        elapsed = time.monotonic() - self.started_mono
+        progress, output, _ = self.ctx.snapshot()
+        if status is JobStatus.COMPLETED:
+            progress = 100.0
+        fields = dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
+                      elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
+                      result=json.dumps(result) if result is not None else None)
+        delay = 0.25
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                with self.db_lock:
+                    if attempt:
+                        try:
+                            self.watch_conn.close()
+                        except Exception:
+                            pass
+                        self.watch_conn = self.backend.connect(job_id=self.job_id)
+                    written = store.finish(self.backend, self.watch_conn, self.job_id, **fields)
+                    self.watch_conn.commit()
+                if not written:
+                    _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")
+                return
+            except Exception as exc:
+                _log(self.job_id, f"final write failed (try {attempt + 1}): {describe_exception(exc)}")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        _log(self.job_id, f"gave up writing outcome {status.value}: {error}")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m jobctl.runner JOB_ID  (settings as JSON on stdin)", file=sys.stderr)
+        return 2
+    job_id = argv[1]
+    payload = json.loads(sys.stdin.read() or "{}")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    try:
+        connection = ConnectionSettings.from_payload(payload["connection"])
+        worker = Worker(connection, Tunables(**payload.get("tunables", {})), job_id)
+        return worker.run()
+    except BaseException as exc:  # noqa: BLE001 - a worker must leave a trace
+        _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
+        try:
+            backend = get_backend(ConnectionSettings.from_payload(payload["connection"]))
+            conn = backend.connect(job_id=job_id)
+            if not store.fail_queued(backend, conn, job_id, utcnow(), f"worker crashed: {describe_exception(exc)}"):
+                store.finish(backend, conn, job_id, status=JobStatus.FAILED, end_time=utcnow(),
+                             duration=None, elapsed_s=None, result=None, output=None, progress=None,
+                             error=f"worker crashed: {describe_exception(exc)}")
+            conn.commit()
+        except BaseException:
+            pass
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,4 @@
+-- SQLite has no stored procedures: the demo procedures SUMA_SIMPLE,
+-- DEMO_SLEEP and DEMO_FAIL are Python callables built into jobctl
+-- (jobctl/local.py), and your own are registered through `modules` in
+-- ~/.config/jobctl/config.toml. This file is intentionally empty of SQL.
