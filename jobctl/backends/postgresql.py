@@ -467,14 +467,16 @@ class PostgresBackend:
         try:
             cur = conn.cursor()
             cur.execute(stmt, binds)
-            if cur.description is None:
-                return {}
-            row = cur.fetchone()
-            if row is None:
-                return {}
-            return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+            row = cur.fetchone() if cur.description is not None else None
+        except psycopg.Error as exc:
+            # the job's ERROR_MSG: the server's message on one line, not the
+            # driver's class name and a multi-line CONTEXT
+            raise DatabaseError(_diag_message(exc), transient=self.is_transient(exc)) from exc
         finally:
             conn.remove_notice_handler(on_notice)
+        if row is None:
+            return {}
+        return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
 
     def interrupt(self, conn: Any) -> None:
         try:

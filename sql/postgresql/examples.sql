@@ -45,18 +45,17 @@ BEGIN
     FOR i IN 1 .. steps LOOP
         PERFORM pg_sleep(least(1, total - slept));
         slept := least(total, slept + 1);
-        RAISE NOTICE 'demo_sleep: slept % of % s', slept, total;
+        RAISE NOTICE 'slept % of % s', slept, total;
         CALL jobctl_progress(round(100 * slept / total));
     END LOOP;
 END;
 $$;
 
--- DEMO_FAIL(p_message): writes a line of output, then raises.
+-- DEMO_FAIL(p_message): raises p_message.
 CREATE OR REPLACE PROCEDURE demo_fail(p_message text DEFAULT 'demo failure')
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RAISE NOTICE 'demo_fail: about to raise';
     RAISE EXCEPTION '%', coalesce(p_message, 'demo failure');
 END;
 $$;
