@@ -184,7 +184,8 @@ class Jobctl:
         from . import runner  # lazily: only submit spawns
 
         try:
-            runner.spawn(self.settings, job_id)
+            # the backend's settings carry a password prompted for on connect
+            runner.spawn(replace(self.settings, connection=self.backend.settings), job_id)
         except OSError as exc:
             reason = f"could not start the worker: {exc}"
             with self._db() as conn:
