@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
-import hashlib
 import json
 import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -60,7 +57,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Jobctl:
@@ -68,7 +69,7 @@ class Jobctl:
         self.settings = settings
         self.backend = get_backend(settings.connection)
         self._conn: Any = None
-        self._host = socket.gethostname()
+        self._host = os.uname().nodename
 
     # -- plumbing --------------------------------------------------------------------
     def __enter__(self) -> Jobctl:
@@ -159,6 +160,8 @@ class Jobctl:
             params_json = json.dumps(stored, sort_keys=True)
             unique_key = None
             if unique:
+                import hashlib
+
                 unique_key = hashlib.sha256(
                     json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
                 self._mark_lost(conn, utcnow())
@@ -166,6 +169,8 @@ class Jobctl:
                 conn.commit()
                 if existing:
                     return Submitted(existing[0].job_id, created=False)
+            import uuid
+
             job_id = uuid.uuid4().hex
             try:
                 store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
@@ -377,4 +382,4 @@ def _submitter() -> str:
         user = getpass.getuser()
     except Exception:
         user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"[:128]
+    return f"{user}@{os.uname().nodename}"[:128]

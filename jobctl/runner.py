@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -180,7 +179,7 @@ class Worker:
         self.watch_conn = self.backend.connect(job_id=self.job_id)
         with self.db_lock:
             claimed = store.claim(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                  host=socket.gethostname(), pid=os.getpid())
+                                  host=os.uname().nodename, pid=os.getpid())
             self.watch_conn.commit()
         if not claimed:
             _log(self.job_id, "not claimed: the job is no longer queued")
