@@ -210,10 +210,10 @@ def test_cancelled_and_timed_out_procedure_work_is_rolled_back(pg):
     assert code == 1 and job["status"] == "timed_out", job
     notes = _work_notes(dsn)
     assert "cancel-1" not in notes and "timeout-1" not in notes
-    # no session of either job is left running the call on the server
-    left = run_sql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name IN (%s, %s)",
-                   (f"jobctl:{cancelled}", f"jobctl:{timed}"))
-    assert left[0][0] == 0
+    # no session of either job stays behind on the server
+    wait_for(lambda: run_sql(dsn, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE application_name IN (%s, %s)",
+                             (f"jobctl:{cancelled}", f"jobctl:{timed}"))[0][0] == 0, timeout=5)
 
     ok = submit(dsn, "work_then_succeed", "p_note=ok-1")
     code, job = wait_job(dsn, ok)
@@ -341,7 +341,7 @@ CREATE OR REPLACE PROCEDURE ov_same(a integer) LANGUAGE plpgsql AS $$ BEGIN END 
 CREATE OR REPLACE PROCEDURE ov_same(a text) LANGUAGE plpgsql AS $$ BEGIN END $$;
 CREATE OR REPLACE PROCEDURE ov_named(a integer, INOUT picked text DEFAULT NULL)
     LANGUAGE plpgsql AS $$ BEGIN picked := 'by a'; END $$;
-CREATE OR REPLACE PROCEDURE ov_named(b integer, INOUT picked text DEFAULT NULL)
+CREATE OR REPLACE PROCEDURE ov_named(b text, INOUT picked text DEFAULT NULL)
     LANGUAGE plpgsql AS $$ BEGIN picked := 'by b'; END $$;
 CREATE OR REPLACE FUNCTION fn_not_proc(x integer) RETURNS integer
     LANGUAGE sql AS $$ SELECT x $$;
@@ -362,7 +362,7 @@ def test_overloads_the_given_names_cannot_separate_exit_2_listing_candidates(pg)
     assert "ov_same(a integer)" in res.stderr and "ov_same(a text)" in res.stderr
     assert rows_in_async_jobs(dsn) == before
 
-    job_id = submit(dsn, "ov_named", "b=7")
+    job_id = submit(dsn, "ov_named", "B=7")
     code, job = wait_job(dsn, job_id)
     assert code == 0 and job["result"] == {"picked": "by b"}
 
@@ -437,9 +437,9 @@ def test_notices_are_captured_and_progress_is_visible_while_running(pg):
     assert code == 0 and job["status"] == "completed"
     assert job["progress"] == 100
     assert job["output"].splitlines() == ["slept 1 of 3 s", "slept 2 of 3 s", "slept 3 of 3 s"]
-    # the worker labelled its sessions for the DBA while it ran
-    assert run_sql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                   (f"jobctl:{job_id}",))[0][0] == 0
+    # and its sessions go away with the worker
+    wait_for(lambda: run_sql(dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                             (f"jobctl:{job_id}",))[0][0] == 0, timeout=5)
 
 
 # -- schema: upgrade of an original-shaped table ------------------------------------------
@@ -479,5 +479,6 @@ def test_db_init_upgrades_an_original_async_jobs_table(pg):
 def test_unreachable_server_is_one_line_exit_4_with_masked_dsn(pg):
     res = cli("postgresql://someone:s3cret@127.0.0.1:1/nowhere", "list")
     assert res.exit_code == 4
-    assert "s3cret" not in res.stderr and "***" in res.stderr
+    assert "s3cret" not in res.stderr
+    assert "cannot connect to postgresql://someone@127.0.0.1:1/nowhere" in res.stderr
     assert res.stderr.count("\n") == 1

@@ -222,6 +222,7 @@ def _dumps(value: Any) -> str:
 
 
 _MISSING_JOBS_TABLE = re.compile(r'"(?:[^"]*\.)?async_jobs"', re.IGNORECASE)
+_IN_PREFIX = re.compile(r"(^|, )IN ")  # `IN a integer` reads as `a integer`
 _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re.IGNORECASE)
 
 
@@ -378,8 +379,7 @@ class PostgresBackend:
         if len(sigs) > 1:
             fits = [s for s in sigs if _accepts(s, given)]
             if len(fits) != 1:
-                listing = "; ".join(f"{s.extra['schema']}.{s.extra['proc']}({s.overload})"
-                                    for s in (fits or sigs))
+                listing = "; ".join(_shown_signature(s) for s in (fits or sigs))
                 given_txt = ", ".join(sorted(given)) or "none"
                 why = ("cannot tell which one is meant" if fits
                        else "none of them accepts them")
@@ -492,6 +492,11 @@ class PostgresBackend:
 
     def schema_files(self, *, examples: bool) -> list[str]:
         return ["create_async_jobs_table.sql"] + (["examples.sql"] if examples else [])
+
+
+def _shown_signature(sig: Signature) -> str:
+    args = _IN_PREFIX.sub(r"\1", sig.overload or "")
+    return f"{sig.extra['schema']}.{sig.extra['proc']}({args})"
 
 
 def _accepts(sig: Signature, given: frozenset[str]) -> bool:
