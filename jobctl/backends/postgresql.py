@@ -196,7 +196,7 @@ def _diag_message(exc: BaseException) -> str:
     diag = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if not primary:
-        text = _one_line(str(exc))
+        text = re.sub(r"\s+", " ", _one_line(str(exc)))  # libpq's "FATAL:  ..." and tabs
         return text.removeprefix("connection failed: ") or type(exc).__name__
     out = primary
     if diag.message_detail:
