@@ -4,10 +4,14 @@ conversion, times and script files."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
-pytest.importorskip("psycopg")
+if os.environ.get("CI") == "true":
+    import psycopg  # CI runs the PostgreSQL tests: a missing driver is a failure
+else:
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'jobctl[postgresql]'")
 
 from jobctl.backends.postgresql import PostgresBackend, convert_binds, split_name  # noqa: E402
 from jobctl.config import parse_dsn  # noqa: E402

@@ -2,10 +2,9 @@
 rollback of a failed or cancelled call, privileges, concurrent `--unique`,
 OUT/INOUT types, overloads and names, notices and progress.
 
-Each run creates a throwaway database and drops it. The server comes from
-JOBCTL_TEST_PG_DSN (an admin DSN; default postgresql://postgres@127.0.0.1:5432/postgres).
-Without a reachable server these tests skip with the reason; with CI=true
-they fail instead.
+They run in the throwaway database that conftest's `pg_database` creates
+for the run (admin DSN from JOBCTL_TEST_PG_ADMIN_DSN). Without a reachable
+server they skip with the reason; with CI=true they fail instead.
 """
 
 from __future__ import annotations
@@ -20,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
-psycopg = pytest.importorskip("psycopg")
+if os.environ.get("CI") == "true":
+    import psycopg  # CI runs the PostgreSQL tests: a missing driver is a failure
+else:
+    psycopg = pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'jobctl[postgresql]'")
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DSN = os.environ.get("JOBCTL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_DSN = os.environ.get("JOBCTL_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _with_db(dsn: str, dbname: str) -> str:
@@ -45,42 +47,34 @@ def _admin_connect():
 
 
 @pytest.fixture(scope="module")
-def pg():
-    """A fresh database with `db init --examples` run in it; dropped afterwards."""
-    try:
-        admin = _admin_connect()
-    except psycopg.Error as exc:
-        reason = f"PostgreSQL not reachable at {ADMIN_DSN}: {str(exc).strip().splitlines()[0]}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true requires a PostgreSQL server: {reason}")
-        pytest.skip(reason)
-    dbname = f"jobctl_pgtest_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{dbname}"')
-    dsn = _with_db(ADMIN_DSN, dbname)
+def pg(pg_database, tmp_path_factory):
+    """The run's throwaway database (conftest's `pg_database`: created with
+    `db init --examples`, dropped at the end; skipped without a server unless
+    CI=true), with jobctl isolated from the user's config and fast timings."""
+    dsn = pg_database
+    tmp = tmp_path_factory.mktemp("pg")
     mp = pytest.MonkeyPatch()
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / dbname
-    tmp.mkdir(parents=True, exist_ok=True)
     for var in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD", "JOBCTL_MODULES"):
         mp.delenv(var, raising=False)
     mp.setenv("XDG_CONFIG_HOME", str(tmp / "config"))
     mp.setenv("XDG_STATE_HOME", str(tmp / "state"))
     mp.setenv("XDG_DATA_HOME", str(tmp / "data"))
-    mp.setenv("JOBCTL_HEARTBEAT", "0.2")
-    mp.setenv("JOBCTL_LOST_AFTER", "5")
-    mp.setenv("JOBCTL_POLL", "0.1")
-    mp.setenv("JOBCTL_RETRY_BACKOFF", "0.1")
+    for key, value in {"JOBCTL_HEARTBEAT": "0.2", "JOBCTL_LOST_AFTER": "5", "JOBCTL_POLL": "0.1",
+                       "JOBCTL_RETRY_BACKOFF": "0.1"}.items():
+        mp.setenv(key, value)
+    # real subprocesses (and the workers they spawn) run this checkout's code
     mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     roles: list[str] = []
     try:
-        res = cli(dsn, "db", "init", "--examples")
-        assert res.exit_code == 0, res.output
-        yield {"dsn": dsn, "dbname": dbname, "roles": roles}
+        yield {"dsn": dsn, "dbname": dsn.rsplit("/", 1)[1], "roles": roles}
     finally:
         mp.undo()
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        for role in roles:
-            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
-        admin.close()
+        if roles:
+            with _admin_connect() as admin:
+                for role in roles:
+                    # its grants live in the run's database; revoke them there first
+                    run_sql(dsn, f'DROP OWNED BY "{role}"')
+                    admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def cli(dsn: str, *args: str):
