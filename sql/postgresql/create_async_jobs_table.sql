@@ -55,11 +55,11 @@ ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS submitted_by      VARCHAR(128);
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS unique_key        VARCHAR(64);
 
 -- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
-CREATE INDEX IF NOT EXISTS async_jobs_status_ix     ON async_jobs (status);
-CREATE INDEX IF NOT EXISTS async_jobs_start_time_ix ON async_jobs (start_time);
-CREATE INDEX IF NOT EXISTS async_jobs_proc_start_ix ON async_jobs (procedure_name, start_time);
+CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
+CREATE INDEX IF NOT EXISTS ix_async_jobs_start      ON async_jobs (start_time);
+CREATE INDEX IF NOT EXISTS ix_async_jobs_proc_start ON async_jobs (procedure_name, start_time);
 
 -- `submit --unique`: at most one queued or running job per key, whatever the timing.
-CREATE UNIQUE INDEX IF NOT EXISTS async_jobs_unique_active_ux
+CREATE UNIQUE INDEX IF NOT EXISTS ux_async_jobs_unique_active
     ON async_jobs (unique_key)
     WHERE status IN ('queued', 'running');
