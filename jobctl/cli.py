@@ -12,12 +12,15 @@ import sys
 import traceback
 from typing import Annotated, Optional
 
-import click
 import typer
 import typer.core
 
+# typer 0.28 carries its own copy of click: its exceptions are the ones raised
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError as ClickUsageError
+from typer.exceptions import Abort, Exit
+
 from . import __version__
-from .errors import JobctlError, JobsNotCompleted, UsageError
+from .errors import JobctlError, JobsNotCompleted
 from .render import Format
 
 _state = {"debug": False}
@@ -35,16 +38,19 @@ class JobctlGroup(typer.core.TyperGroup):
         try:
             super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
             code = 0
-        except click.exceptions.Exit as exc:
+        except Exit as exc:
             code = exc.exit_code
-        except click.exceptions.Abort:
+        except Abort:
             code = 130
         except KeyboardInterrupt:
             _say("interrupted (detached jobs keep running)")
             code = 130
-        except click.ClickException as exc:
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except ClickException as exc:
             hint = ""
-            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            if isinstance(exc, ClickUsageError) and exc.ctx is not None:
                 hint = f" (see `{exc.ctx.command_path} --help`)"
             _say(f"error: {exc.format_message()}{hint}")
             code = exc.exit_code

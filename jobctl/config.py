@@ -87,10 +87,12 @@ def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionS
     kind = SCHEMES[scheme.lower()]
     opts = dict(options or {})
     if kind == "sqlite":
+        # as in SQLAlchemy: sqlite:///relative.db, sqlite:////absolute/path.db
         path = dsn[len(scheme) + 3:]
+        path = path[1:] if path.startswith("/") else path
         path, _, query = path.partition("?")
         opts.update(parse_qsl(query))
-        if not path or path == "/":
+        if not path:
             raise UsageError("invalid DSN: sqlite needs a file path, e.g. sqlite:///var/lib/jobs.db")
         # absolute now, so a detached worker in another directory finds the same file
         database = os.path.abspath(os.path.expanduser(unquote(path)))

@@ -34,8 +34,11 @@ STATS_COLUMNS = ("procedure", "total", "queued", "running", "completed", "failed
 PARAM_COLUMNS = ("name", "type", "mode", "defaulted")
 
 
-def local_time(value: dt.datetime | None) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return value.astimezone().strftime(fmt) if value else "-"
+
+
+SHORT_TIME = "%m-%d %H:%M:%S"  # tables: the year would cost the PROCEDURE column
 
 
 def live_duration(job: Job, now: dt.datetime) -> str:
@@ -92,7 +95,7 @@ def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
 def jobs_rows(jobs: Sequence[Job], now: dt.datetime) -> tuple[list[str], list[list[str]]]:
     headers = ["ID", "PROCEDURE", "STATUS", "PROG", "STARTED", "DURATION"]
     rows = [[job.job_id[:8], job.procedure_name, job.status.value, f"{job.progress:g}%",
-             local_time(job.start_time), live_duration(job, now)] for job in jobs]
+             local_time(job.start_time, SHORT_TIME), live_duration(job, now)] for job in jobs]
     return headers, rows
 
 
@@ -152,8 +155,16 @@ def signature_table_rows(sig: Signature) -> tuple[list[str], list[list[str]]]:
 _RIGHT = {"PROG", "DURATION", "TOTAL", "OK", "FAIL", "OTHER", "OK%", "AVG", "P50", "P95", "MAX"}
 
 
-def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = 80) -> str:
+    """Aligned columns within `width`; a too-long PROCEDURE keeps its end."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    if "PROCEDURE" in headers:
+        i = headers.index("PROCEDURE")
+        spare = width - (sum(widths) + 2 * (len(widths) - 1))
+        if spare < 0:
+            widths[i] = max(len(headers[i]), widths[i] + spare)
+            rows = [[("…" + c[len(c) - widths[i] + 1:]) if j == i and len(c) > widths[i] else c
+                     for j, c in enumerate(r)] for r in rows]
 
     def line(cells: Sequence[str]) -> str:
         parts = [c.rjust(w) if h in _RIGHT else c.ljust(w) for c, w, h in zip(cells, widths, headers)]

@@ -183,3 +183,27 @@ def sqlite_env(tmp_path, monkeypatch) -> Env:
     _isolate(monkeypatch, tmp_path, dsn)
     _cli_ok(["db", "init"])
     return Env("sqlite", dsn, tmp_path)
+
+
+@pytest.fixture
+def empty_dsn(env, tmp_path):
+    """A second, empty database on the same backend (no ASYNC_JOBS yet)."""
+    if env.backend == "sqlite":
+        import sqlite3
+
+        path = tmp_path / "empty.db"
+        sqlite3.connect(path).execute("CREATE TABLE unrelated (x INTEGER)").connection.commit()
+        yield f"sqlite:///{path}"
+    elif env.backend == "postgresql":
+        import psycopg
+
+        name = "jobctl_empty_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + name
+        finally:
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        pytest.skip("needs a second, empty Oracle schema")
