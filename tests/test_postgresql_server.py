@@ -309,7 +309,7 @@ def test_out_and_inout_values_come_back_typed_in_result(pg):
     }
     assert job["params"]["p_arr"] == [1, 2, 3]
 
-    # INOUT given a value; suma_simple's INOUT vresult comes back lower-case
+    # suma_simple's OUT vResult comes back lower-case
     job_id = submit(dsn, "SUMA_SIMPLE", "vA=10", "vB=5")
     code, job = wait_job(dsn, job_id)
     assert code == 0 and job["result"] == {"vresult": 15}
@@ -392,6 +392,11 @@ def test_schema_qualified_names_fold_case_like_postgresql(pg):
     params = described["params"] if isinstance(described, dict) else described
     assert [(p["name"], p["mode"], p["defaulted"]) for p in params] == [
         ("p_qty", "IN", False), ("booked", "IN/OUT", True)]
+    res = cli(dsn, "describe", "SUMA_SIMPLE", "--format", "json")
+    described = json.loads(res.stdout)
+    params = described["params"] if isinstance(described, dict) else described
+    assert [(p["name"], p["mode"], p["defaulted"]) for p in params] == [
+        ("va", "IN", False), ("vresult", "OUT", False), ("vb", "IN", True)]
 
 
 @pytest.mark.parametrize("name", [

@@ -18,12 +18,13 @@ END;
 $$;
 
 -- SUMA_SIMPLE(vA, vB DEFAULT 0, vResult OUT): vResult := vA + vB.
--- PostgreSQL does not allow a plain OUT parameter after one with a default,
--- so vResult is INOUT with a NULL default; it comes back in RESULT.
+-- PostgreSQL does not allow an OUT parameter after one with a default, so
+-- vResult is declared before vB; jobctl calls by name, so the order does not
+-- matter to callers, and vResult comes back in RESULT.
 CREATE OR REPLACE PROCEDURE suma_simple(
     va numeric,
-    vb numeric DEFAULT 0,
-    INOUT vresult numeric DEFAULT NULL
+    OUT vresult numeric,
+    vb numeric DEFAULT 0
 )
 LANGUAGE plpgsql
 AS $$
