@@ -1,0 +1,535 @@
+"""PostgreSQL through psycopg 3.
+
+Procedures are PostgreSQL `PROCEDURE`s, run with `CALL schema.proc(name =>
+value, ...)`; INOUT / OUT parameters come back as the one result row. Inside a
+procedure, `RAISE NOTICE 'jobctl:progress=40'` reports progress and every
+other notice is captured as output, live, through a notice handler.
+
+psycopg is imported inside this module only, so that a SQLite user never pays
+for it (and need not have it installed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import sql as pgsql
+from psycopg.types.json import Jsonb
+
+from .. import config
+from ..config import ConnectionSettings
+from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
+from ..model import (
+    BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature,
+)
+from ..params import to_json_value
+from .base import CallContext
+
+_UTC = dt.timezone.utc
+DEFAULT_CONNECT_TIMEOUT = 10
+
+# -- names -------------------------------------------------------------------
+
+_PART = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_NAME = re.compile(rf"({_PART})(?:\.({_PART}))?")
+_PLAIN = re.compile(r"[a-z_][a-z0-9_$]*")
+_MAX_IDENT_BYTES = 63  # NAMEDATALEN - 1: longer names are silently truncated by the server
+
+
+def _unquote(part: str) -> str:
+    if part.startswith('"'):
+        return part[1:-1].replace('""', '"')
+    return part.lower()  # PostgreSQL folds unquoted identifiers to lower case
+
+
+def _render(ident: str) -> str:
+    """An identifier as it would be typed: bare when folding keeps it, else quoted."""
+    return ident if _PLAIN.fullmatch(ident) else '"' + ident.replace('"', '""') + '"'
+
+
+def split_name(name: str) -> tuple[str | None, str]:
+    """`proc` / `schema.proc` (quoted parts allowed) → (schema or None, proc),
+    folded as the server folds them. UsageError for anything else."""
+    text = name.strip()
+    m = _NAME.fullmatch(text)
+    if not m:
+        raise UsageError(
+            f"invalid procedure name {name!r}: expected NAME or SCHEMA.NAME "
+            "(letters, digits, _ and $, or a double-quoted identifier)"
+        )
+    parts = [_unquote(p) for p in m.groups() if p is not None]
+    for p in parts:
+        if "\x00" in p or len(p.encode("utf-8")) > _MAX_IDENT_BYTES:
+            raise UsageError(f"invalid procedure name {name!r}: identifier {p!r} is too long "
+                             f"(PostgreSQL keeps at most {_MAX_IDENT_BYTES} bytes)")
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+# -- binds -------------------------------------------------------------------
+
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+_BIND = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@lru_cache(maxsize=256)
+def convert_binds(sql: str, names: frozenset[str]) -> str:
+    """`:name` → `%(name)s` for the names given, outside string literals,
+    quoted identifiers, comments, dollar quotes and `::` casts; every other
+    `%` is doubled, since psycopg reads the whole text for placeholders."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c == "%":
+            out.append("%%")
+            i += 1
+        elif c == ":":
+            if sql.startswith("::", i):
+                out.append("::")
+                i += 2
+                continue
+            m = _BIND.match(sql, i)
+            if m and m.group(1) in names:
+                out.append(f"%({m.group(1)})s")
+                i = m.end()
+            else:
+                out.append(c)
+                i += 1
+        elif c in ("'", '"'):
+            j = i + 1
+            while j < n:
+                if sql[j] == c:
+                    if j + 1 < n and sql[j + 1] == c:
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i:j + 1].replace("%", "%%"))
+            i = j + 1
+        elif c == "-" and sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        elif c == "/" and sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        elif c == "$" and (m := _DOLLAR_TAG.match(sql, i)):
+            j = sql.find(m.group(0), m.end())
+            j = n if j < 0 else j + len(m.group(0))
+            out.append(sql[i:j].replace("%", "%%"))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+# -- types -------------------------------------------------------------------
+
+_FAMILIES = {
+    NUMBER: ("numeric", "float4", "float8"),
+    INTEGER: ("int2", "int4", "int8", "oid"),
+    TEXT: ("text", "varchar", "bpchar", "char", "name", "citext", "uuid", "xml", "inet",
+           "cidr", "macaddr", "macaddr8", "interval", "time", "timetz"),
+    DATE: ("date",),
+    TIMESTAMP: ("timestamp", "timestamptz"),
+    BOOLEAN: ("bool",),
+    JSON: ("json", "jsonb"),
+}
+_FAMILY_OF = {typname: family for family, names in _FAMILIES.items() for typname in names}
+
+_MODES = {"i": "IN", "o": "OUT", "b": "IN/OUT", "v": "IN", "t": "OUT"}
+
+_PROCS_SQL = """
+SELECT p.oid::int8 AS oid, n.nspname, p.proname, p.prokind, p.pronargdefaults,
+       p.proargnames, p.proargmodes::text[] AS proargmodes,
+       COALESCE(p.proallargtypes, p.proargtypes::oid[])::int8[] AS argtypes,
+       pg_catalog.pg_get_function_identity_arguments(p.oid) AS identity,
+       pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS schema_usage,
+       pg_catalog.has_function_privilege(p.oid, 'EXECUTE') AS can_execute,
+       {pos} AS pos
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+  {join}
+ WHERE p.proname = %(proc)s {where}
+ ORDER BY pos, p.oid
+"""
+
+_TYPES_SQL = """
+SELECT t.oid::int8 AS oid, pg_catalog.format_type(t.oid, NULL) AS type_name,
+       b.typname AS base_name, b.typtype AS base_kind,
+       e.typname AS elem_name, e.typtype AS elem_kind
+  FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+  LEFT JOIN pg_catalog.pg_type e0
+         ON b.typcategory = 'A' AND b.typlen = -1 AND e0.oid = b.typelem
+  LEFT JOIN pg_catalog.pg_type e
+         ON e.oid = CASE WHEN e0.typtype = 'd' THEN e0.typbasetype ELSE e0.oid END
+ WHERE t.oid = ANY(%(oids)s)
+"""
+
+
+def _family(typname: str | None, typtype: str | None) -> str:
+    if typname is None:
+        return UNSUPPORTED
+    if typtype == "e":  # enum: passed as its label
+        return TEXT
+    return _FAMILY_OF.get(typname, UNSUPPORTED)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _diag_message(exc: BaseException) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if not primary:
+        text = re.sub(r"\s+", " ", _one_line(str(exc)))  # libpq's "FATAL:  ..." and tabs
+        return text.removeprefix("connection failed: ") or type(exc).__name__
+    out = primary
+    if diag.message_detail:
+        out += f" (DETAIL: {diag.message_detail})"
+    if diag.message_hint:
+        out += f" (HINT: {diag.message_hint})"
+    return _one_line(out)
+
+
+def _json_ready(value: Any) -> Any:
+    value = to_json_value(value)
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)  # interval, uuid, inet, ...: their text form
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(to_json_value(value))
+
+
+_MISSING_JOBS_TABLE = re.compile(r'"(?:[^"]*\.)?async_jobs"', re.IGNORECASE)
+_IN_PREFIX = re.compile(r"(^|, )IN ")  # `IN a integer` reads as `a integer`
+_PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re.IGNORECASE)
+
+
+class PostgresBackend:
+    name: ClassVar[str] = "postgresql"
+    script_style: ClassVar[str] = "semicolon"
+
+    def __init__(self, settings: ConnectionSettings):
+        self.settings = settings
+
+    # -- connections and SQL ---------------------------------------------------
+    def _conninfo(self, job_id: str | None) -> dict[str, Any]:
+        s = self.settings
+        known = _libpq_keywords()
+        kwargs: dict[str, Any] = {k: str(v) for k, v in s.options.items()
+                                  if k in known and v is not None}
+        for key, value in (("host", s.host), ("port", s.port), ("dbname", s.database),
+                           ("user", s.user), ("password", s.password)):
+            if value is not None:
+                kwargs[key] = str(value)
+        kwargs.setdefault("connect_timeout", str(DEFAULT_CONNECT_TIMEOUT))
+        kwargs["application_name"] = f"jobctl:{job_id}" if job_id else "jobctl"
+        return kwargs
+
+    def connect(self, *, job_id: str | None = None) -> Any:
+        kwargs = self._conninfo(job_id)
+        try:
+            conn = psycopg.connect(autocommit=False, **kwargs)
+        except psycopg.Error as exc:
+            if self.settings.password is None and "no password supplied" in str(exc):
+                password = config.prompt_password(self.settings)
+                if password:
+                    self.settings = self.settings.with_password(password)
+                    return self.connect(job_id=job_id)
+            raise DatabaseError(f"cannot connect to {self.settings.display}: {_diag_message(exc)}",
+                                transient=self.is_transient(exc)) from exc
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.close()
+            raise self.translate_error(exc) from exc
+        return conn
+
+    def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
+        cur = conn.cursor()
+        if not binds:
+            cur.execute(sql)
+        else:
+            cur.execute(convert_binds(sql, frozenset(binds)), dict(binds))
+        return cur
+
+    def limit_clause(self, bind: str) -> str:
+        return f"LIMIT :{bind}"
+
+    def percentile_sql(self, fraction: float, expr: str) -> str:
+        return (f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP "
+                f"(ORDER BY CAST({expr} AS DOUBLE PRECISION))")
+
+    def to_db_time(self, value: dt.datetime) -> Any:
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(_UTC).replace(tzinfo=None)
+
+    def from_db_time(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
+
+    # -- errors ------------------------------------------------------------------
+    def is_missing_table(self, exc: BaseException) -> bool:
+        return (isinstance(exc, pgerrors.UndefinedTable)
+                and _MISSING_JOBS_TABLE.search(_diag_message(exc)) is not None)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, pgerrors.UniqueViolation)
+
+    def is_already_exists(self, exc: BaseException) -> bool:
+        return isinstance(exc, (pgerrors.DuplicateTable, pgerrors.DuplicateObject,
+                                pgerrors.DuplicateColumn))
+
+    _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001", "53300"})
+
+    def is_transient(self, exc: BaseException) -> bool:
+        if isinstance(exc, DatabaseError):
+            return exc.transient
+        if not isinstance(exc, psycopg.Error):
+            return False
+        state = exc.sqlstate
+        if state is None:  # no server answer: connection refused, lost, closed
+            return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+        return state.startswith("08") or state in self._TRANSIENT_STATES
+
+    def translate_error(self, exc: BaseException) -> JobctlError:
+        if isinstance(exc, JobctlError):
+            return exc
+        if self.is_missing_table(exc):
+            return SchemaMissing(self.settings.display)
+        message = _diag_message(exc)
+        if isinstance(exc, psycopg.Error) and exc.sqlstate is None and self.is_transient(exc):
+            message = f"{self.settings.display}: {message}"
+        return DatabaseError(message, transient=self.is_transient(exc))
+
+    # -- procedures ----------------------------------------------------------------
+    def normalize_name(self, name: str) -> str:
+        schema, proc = split_name(name)
+        return f"{_render(schema)}.{_render(proc)}" if schema else _render(proc)
+
+    def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
+        schema, proc = split_name(name)
+        shown = self.normalize_name(name)
+        if schema is not None:
+            query = _PROCS_SQL.format(pos="0", join="", where="AND n.nspname = %(schema)s")
+        else:
+            query = _PROCS_SQL.format(
+                pos="s.pos",
+                join="JOIN pg_catalog.unnest(pg_catalog.current_schemas(true)) "
+                     "WITH ORDINALITY AS s(nspname, pos) ON s.nspname = n.nspname",
+                where="")
+        cur = conn.cursor()
+        cur.execute(query, {"proc": proc, "schema": schema})
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+
+        procs = [r for r in rows if r["prokind"] == "p"]
+        if not procs:
+            if rows:
+                kind = {"a": "an aggregate", "w": "a window function"}.get(rows[0]["prokind"],
+                                                                           "a function")
+                raise UsageError(f"{shown} is {kind}, not a procedure: jobctl runs procedures "
+                                 "(CREATE PROCEDURE ... ; CALL)")
+            cur.execute("SELECT pg_catalog.to_regclass('async_jobs') IS NULL")
+            if cur.fetchone()[0]:
+                # an empty database: the first thing to do is `db init`, not find a procedure
+                raise SchemaMissing(self.settings.display)
+            if schema is not None:
+                raise NotFound(f"procedure {shown} not found")
+            cur.execute("SELECT pg_catalog.array_to_string(pg_catalog.current_schemas(false), ', ')")
+            path = cur.fetchone()[0] or "empty"
+            raise NotFound(f"procedure {shown} not found on the search_path ({path})")
+
+        if schema is None:  # an earlier schema hides the same signature further down the path
+            seen: set[str] = set()
+            kept = []
+            for r in procs:
+                if r["identity"] not in seen:
+                    seen.add(r["identity"])
+                    kept.append(r)
+            procs = kept
+
+        types = self._types(cur, {t for r in procs for t in r["argtypes"]})
+        sigs = [self._signature(shown, r, types) for r in procs]
+        chosen = sigs[0]
+        if len(sigs) > 1:
+            fits = [s for s in sigs if _accepts(s, given)]
+            if len(fits) != 1:
+                listing = "; ".join(_shown_signature(s) for s in (fits or sigs))
+                given_txt = ", ".join(sorted(given)) or "none"
+                why = ("cannot tell which one is meant" if fits
+                       else "none of them accepts them")
+                raise UsageError(f"{shown} has {len(sigs)} overloads and the parameters given "
+                                 f"({given_txt}) {why}; candidates: {listing}")
+            chosen = fits[0]
+
+        row = next(r for r in procs if r["oid"] == chosen.extra["oid"])
+        if not row["schema_usage"]:
+            raise DatabaseError(f"permission denied for schema {row['nspname']}: "
+                                "the connecting role lacks USAGE on it")
+        if not row["can_execute"]:
+            cur.execute("SELECT current_user")
+            who = cur.fetchone()[0]
+            raise DatabaseError(f"permission denied for procedure {row['nspname']}.{row['proname']}:"
+                                f" role {who} lacks EXECUTE on it")
+        return chosen
+
+    @staticmethod
+    def _types(cur: Any, oids: set[int]) -> dict[int, dict[str, Any]]:
+        if not oids:
+            return {}
+        cur.execute(_TYPES_SQL, {"oids": sorted(oids)})
+        names = [d.name for d in cur.description]
+        return {r[0]: dict(zip(names, r)) for r in cur.fetchall()}
+
+    @staticmethod
+    def _signature(shown: str, row: dict[str, Any], types: dict[int, dict[str, Any]]) -> Signature:
+        argtypes = list(row["argtypes"])
+        modes = row["proargmodes"] or ["i"] * len(argtypes)
+        argnames = row["proargnames"] or [""] * len(argtypes)
+        inputs = [i for i, m in enumerate(modes) if m in ("i", "b", "v")]
+        defaulted = set(inputs[len(inputs) - (row["pronargdefaults"] or 0):])
+        params = []
+        for i, (oid, mode) in enumerate(zip(argtypes, modes)):
+            info = types.get(oid, {})
+            name = argnames[i] if i < len(argnames) and argnames[i] else f"${i + 1}"
+            array = info.get("elem_name") is not None
+            kind = (_family(info.get("elem_name"), info.get("elem_kind")) if array
+                    else _family(info.get("base_name"), info.get("base_kind")))
+            if mode == "v" or (name.startswith("$") and mode in ("i", "b")):
+                kind = UNSUPPORTED  # VARIADIC, or an input that cannot be named in CALL
+            params.append(Param(name=name, type_name=info.get("type_name") or str(oid),
+                                kind=kind, mode=_MODES.get(mode, "IN"),
+                                defaulted=i in defaulted, array=array))
+        return Signature(
+            name=shown, params=tuple(params), overload=row["identity"],
+            extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"]},
+        )
+
+    def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
+             ctx: CallContext) -> dict[str, Any]:
+        if "schema" in sig.extra:
+            schema, proc = sig.extra["schema"], sig.extra["proc"]
+        else:
+            schema, proc = split_name(sig.name)
+        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
+                  if schema else pgsql.Identifier(proc))
+        given = {k.casefold(): v for k, v in values.items()}
+        args: list[pgsql.Composable] = []
+        binds: list[Any] = []
+        for p in sig.params:
+            key = p.name.casefold()
+            if p.is_input and key in given:
+                args.append(pgsql.SQL("{} => {}::{}").format(
+                    pgsql.Identifier(p.name), pgsql.Placeholder(), pgsql.SQL(p.type_name)))
+                binds.append(_bindable(p, given[key]))
+            elif p.mode == "OUT" or (p.mode == "IN/OUT" and not p.defaulted):
+                # PostgreSQL 14+: OUT arguments take a placeholder in CALL
+                args.append(pgsql.SQL("{} => NULL::{}").format(pgsql.Identifier(p.name),
+                                                               pgsql.SQL(p.type_name)))
+        stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args))
+
+        def on_notice(diag: Any) -> None:
+            text = diag.message_primary or ""
+            m = _PROGRESS.fullmatch(text)
+            if m:
+                ctx.progress(float(m.group(1)))
+            elif diag.severity_nonlocalized in (None, "NOTICE", "INFO", "LOG", "DEBUG"):
+                ctx.log(text)
+            else:
+                ctx.log(f"{diag.severity_nonlocalized}: {text}")
+
+        conn.add_notice_handler(on_notice)
+        try:
+            cur = conn.cursor()
+            cur.execute(stmt, binds)
+            row = cur.fetchone() if cur.description is not None else None
+        except psycopg.Error as exc:
+            # the job's ERROR_MSG: the server's message on one line, not the
+            # driver's class name and a multi-line CONTEXT
+            raise DatabaseError(_diag_message(exc), transient=self.is_transient(exc)) from exc
+        finally:
+            conn.remove_notice_handler(on_notice)
+        if row is None:
+            return {}
+        return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+
+    def interrupt(self, conn: Any) -> None:
+        try:
+            conn.cancel_safe(timeout=5.0)
+        except Exception:  # an older libpq, or the connection is already gone
+            try:
+                conn.cancel()
+            except Exception:
+                pass
+
+    def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
+        return None  # notices arrive on the call's own connection
+
+    def schema_files(self, *, examples: bool) -> list[str]:
+        return ["create_async_jobs_table.sql"] + (["examples.sql"] if examples else [])
+
+
+def _shown_signature(sig: Signature) -> str:
+    args = _IN_PREFIX.sub(r"\1", sig.overload or "")
+    return f"{sig.extra['schema']}.{sig.extra['proc']}({args})"
+
+
+def _accepts(sig: Signature, given: frozenset[str]) -> bool:
+    inputs = {p.name.casefold() for p in sig.params if p.is_input}
+    required = {p.name.casefold() for p in sig.params if p.mode == "IN" and not p.defaulted}
+    return given <= inputs and required <= given
+
+
+def _bindable(p: Param, value: Any) -> Any:
+    if value is None:
+        return None
+    if p.array and isinstance(value, (list, tuple)):
+        return [_scalar(p.kind, v) for v in value]
+    return _scalar(p.kind, value)
+
+
+def _scalar(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == JSON:
+        return Jsonb(value, dumps=_dumps)
+    if kind == NUMBER and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return Decimal(str(value))  # one type across an array, exact for the cast
+    return value
+
+
+@lru_cache(maxsize=1)
+def _libpq_keywords() -> frozenset[str]:
+    return frozenset(o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults())
+
+
+BACKEND = PostgresBackend

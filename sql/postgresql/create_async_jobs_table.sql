@@ -1,0 +1,65 @@
+-- ASYNC_JOBS for PostgreSQL: the history of jobs that jobctl runs.
+--
+-- Idempotent: run it on an empty database to create the table, or on a
+-- database that already has an ASYNC_JOBS of the original shape to add the
+-- columns and indexes jobctl needs. Nothing here drops or rewrites data.
+--
+--   psql "postgresql://user@host:5432/db" -f sql/postgresql/create_async_jobs_table.sql
+--   jobctl db init            (runs this same file)
+--
+-- Names are unquoted, so they fold to lower case (async_jobs, job_id, ...).
+-- Times are TIMESTAMP WITHOUT TIME ZONE holding UTC; jobctl sets its
+-- sessions' TimeZone to UTC and converts for display.
+
+-- quiet the "already exists, skipping" notices when re-run
+SET client_min_messages = warning;
+
+CREATE TABLE IF NOT EXISTS async_jobs (
+    job_id            VARCHAR(32)   PRIMARY KEY,
+    status            VARCHAR(20)   NOT NULL,
+    procedure_name    VARCHAR(200)  NOT NULL,
+    start_time        TIMESTAMP     NOT NULL,
+    end_time          TIMESTAMP,
+    duration          VARCHAR(50),
+    result            TEXT,
+    error_msg         TEXT,
+    progress          NUMERIC       DEFAULT 0,
+    created_at        TIMESTAMP     DEFAULT (CURRENT_TIMESTAMP AT TIME ZONE 'UTC'),
+    -- added by jobctl
+    params            TEXT,
+    elapsed_s         NUMERIC,
+    output            TEXT,
+    worker_host       VARCHAR(255),
+    worker_pid        NUMERIC,
+    heartbeat_at      TIMESTAMP,
+    cancel_requested  NUMERIC(1)    DEFAULT 0,
+    timeout_s         NUMERIC,
+    attempt           NUMERIC,
+    max_attempts      NUMERIC,
+    submitted_by      VARCHAR(128),
+    unique_key        VARCHAR(64)
+);
+
+-- An ASYNC_JOBS created before jobctl gains jobctl's columns.
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS params            TEXT;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS elapsed_s         NUMERIC;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS output            TEXT;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS worker_host       VARCHAR(255);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS worker_pid        NUMERIC;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS heartbeat_at      TIMESTAMP;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS cancel_requested  NUMERIC(1) DEFAULT 0;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS timeout_s         NUMERIC;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS attempt           NUMERIC;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS max_attempts      NUMERIC;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS submitted_by      VARCHAR(128);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS unique_key        VARCHAR(64);
+
+-- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
+CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
+CREATE INDEX IF NOT EXISTS ix_async_jobs_start      ON async_jobs (start_time);
+CREATE INDEX IF NOT EXISTS ix_async_jobs_proc_start ON async_jobs (procedure_name, start_time);
+
+-- `submit --unique`: at most one queued or running job per key, whatever the timing.
+CREATE UNIQUE INDEX IF NOT EXISTS ux_async_jobs_unique_active
+    ON async_jobs (unique_key)
+    WHERE status IN ('queued', 'running');
