@@ -153,7 +153,13 @@ class Jobctl:
         if timeout_s is not None and timeout_s <= 0:
             raise UsageError("--timeout must be more than 0")
         with self._db() as conn:
-            sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
+            try:
+                sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
+            except NotFound:
+                # on a database without ASYNC_JOBS the first thing to do is
+                # `db init`, not to hunt for the procedure
+                self._require_table(conn)
+                raise
             values = params_mod.bind(sig, given)
             stored = {k: params_mod.to_json_value(v) for k, v in values.items()}
             conn.commit()  # resolve may have opened a read transaction
@@ -198,6 +204,15 @@ class Jobctl:
                 conn.commit()
             raise JobctlError(f"job {job_id} failed: {reason}") from exc
         return Submitted(job_id, created=True)
+
+    def _require_table(self, conn) -> None:
+        try:
+            store.table_columns(self.backend, conn)
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            if self.backend.is_missing_table(exc):
+                raise self.backend.translate_error(exc) from exc
 
     # -- reading -------------------------------------------------------------------------
     def get(self, ref: str) -> Job:

@@ -61,7 +61,12 @@ class ConnectionSettings:
 
     @property
     def display(self) -> str:
-        return mask_dsn(self.dsn)
+        """The DSN to print: `user:***@host` when a password is in use."""
+        if self.password is None or self.scheme == "sqlite" or "@" not in self.dsn:
+            return mask_dsn(self.dsn)
+        parts = urlsplit(self.dsn)
+        user, host = parts.netloc.rsplit("@", 1)
+        return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
     def with_password(self, password: str | None) -> ConnectionSettings:
         return replace(self, password=password)

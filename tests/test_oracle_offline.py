@@ -203,9 +203,9 @@ def test_plain_wallet_password_is_refused_and_file_must_be_private(tmp_path):
 
 def test_password_is_masked_in_every_printed_dsn():
     b = backend("oracle://scott:tiger@127.0.0.1:1/FREEPDB1")
-    assert b.settings.display == "oracle://scott@127.0.0.1:1/FREEPDB1"
+    assert b.settings.display == "oracle://scott:***@127.0.0.1:1/FREEPDB1"
     err = b.translate_error(ora_error("ORA-01017: invalid credential or not authorized; logon denied", 1017))
-    assert "tiger" not in err.message and "oracle://scott@127.0.0.1:1/FREEPDB1" in err.message
+    assert "tiger" not in err.message and "oracle://scott:***@127.0.0.1:1/FREEPDB1" in err.message
     with pytest.raises(DatabaseError) as info:
         b.connect()
     assert "tiger" not in info.value.message

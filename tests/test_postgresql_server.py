@@ -479,5 +479,5 @@ def test_unreachable_server_is_one_line_exit_4_with_masked_dsn(pg):
     res = cli("postgresql://someone:s3cret@127.0.0.1:1/nowhere", "list")
     assert res.exit_code == 4
     assert "s3cret" not in res.stderr
-    assert "cannot connect to postgresql://someone@127.0.0.1:1/nowhere" in res.stderr
+    assert "cannot connect to postgresql://someone:***@127.0.0.1:1/nowhere" in res.stderr
     assert res.stderr.count("\n") == 1

@@ -28,13 +28,16 @@ from jobctl.sqlfiles import read_sql, split_script
 def test_passwords_are_masked_in_every_printed_dsn(dsn, masked):
     assert mask_dsn(dsn) == masked
     settings = parse_dsn(dsn)
-    assert settings.display == masked.replace(":***", "") or "***" not in settings.display
+    assert settings.display == masked
     assert "s3cret" not in repr(settings) and "tiger" not in repr(settings)
+    assert "s3cret" not in settings.dsn and "tiger" not in settings.dsn
 
 
 def test_password_from_url_is_kept_out_of_the_stored_dsn():
     s = parse_dsn("postgresql://app:p%40ss@db1/prod")
     assert s.password == "p@ss" and "p%40ss" not in s.dsn and s.user == "app"
+    assert s.display == "postgresql://app:***@db1/prod"
+    assert parse_dsn("postgresql://app@db1/prod").with_password("x").display == "postgresql://app:***@db1/prod"
 
 
 def write_config(tmp_path, text):

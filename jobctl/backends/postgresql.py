@@ -358,10 +358,6 @@ class PostgresBackend:
                                                                            "a function")
                 raise UsageError(f"{shown} is {kind}, not a procedure: jobctl runs procedures "
                                  "(CREATE PROCEDURE ... ; CALL)")
-            cur.execute("SELECT pg_catalog.to_regclass('async_jobs') IS NULL")
-            if cur.fetchone()[0]:
-                # an empty database: the first thing to do is `db init`, not find a procedure
-                raise SchemaMissing(self.settings.display)
             if schema is not None:
                 raise NotFound(f"procedure {shown} not found")
             cur.execute("SELECT pg_catalog.array_to_string(pg_catalog.current_schemas(false), ', ')")
