@@ -4,6 +4,7 @@ their command-line tools (sqlite3, psql, sqlplus) would run them."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -24,48 +25,60 @@ def split_script(text: str, style: str) -> list[str]:
     return _split_semicolon(text)
 
 
-_DOLLAR_TAG = re.compile(r"\$[A-Za-z_]*\$")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
+def segments(sql: str) -> Iterator[tuple[bool, str]]:
+    """SQL text as (is_code, text) runs: code, and the opaque pieces inside which
+    `;`, `:name` and `%` mean nothing — quoted strings and identifiers,
+    comments, PostgreSQL dollar-quoted bodies. The runs join back to `sql`."""
+    start, i, n = 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        end = -1
+        if c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = n if end < 0 else end
+        elif c == "/" and sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+        elif c in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if sql[end] == c:
+                    if end + 1 < n and sql[end + 1] == c:  # doubled quote
+                        end += 2
+                        continue
+                    break
+                end += 1
+            end = min(end + 1, n)
+        elif c == "$" and (m := _DOLLAR_TAG.match(sql, i)):
+            end = sql.find(m.group(0), m.end())
+            end = n if end < 0 else end + len(m.group(0))
+        if end < 0:
+            i += 1
+            continue
+        if start < i:
+            yield True, sql[start:i]
+        yield False, sql[i:end]
+        start = i = end
+    if start < n:
+        yield True, sql[start:]
 
 
 def _split_semicolon(text: str) -> list[str]:
     """Split on `;` outside quotes, comments and PostgreSQL dollar quotes."""
-    out, buf, i, n = [], [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "-" and text.startswith("--", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            buf.append(text[i:j])
-            i = j
-        elif c == "/" and text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            buf.append(text[i:j])
-            i = j
-        elif c in ("'", '"'):
-            j = i + 1
-            while j < n:
-                if text[j] == c:
-                    if j + 1 < n and text[j + 1] == c:  # doubled quote
-                        j += 2
-                        continue
-                    break
-                j += 1
-            buf.append(text[i:j + 1])
-            i = j + 1
-        elif c == "$" and (m := _DOLLAR_TAG.match(text, i)):
-            tag = m.group(0)
-            j = text.find(tag, m.end())
-            j = n if j < 0 else j + len(tag)
-            buf.append(text[i:j])
-            i = j
-        elif c == ";":
+    out, buf = [], []
+    for is_code, piece in segments(text):
+        if not is_code:
+            buf.append(piece)
+            continue
+        *done, rest = piece.split(";")
+        for part in done:
+            buf.append(part)
             out.append("".join(buf))
             buf = []
-            i += 1
-        else:
-            buf.append(c)
-            i += 1
+        buf.append(rest)
     out.append("".join(buf))
     return [s.strip() for s in out if _has_code(s)]
 

@@ -31,6 +31,7 @@ from ..model import (
     BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature,
 )
 from ..params import to_json_value
+from ..sqlfiles import segments
 from .base import CallContext
 
 _UTC = dt.timezone.utc
@@ -75,8 +76,7 @@ def split_name(name: str) -> tuple[str | None, str]:
 
 # -- binds -------------------------------------------------------------------
 
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
-_BIND = re.compile(r":([A-Za-z_][A-Za-z0-9_]*)")
+_BIND = re.compile(r"::|:([A-Za-z_][A-Za-z0-9_]*)|%")
 
 
 @lru_cache(maxsize=256)
@@ -84,55 +84,16 @@ def convert_binds(sql: str, names: frozenset[str]) -> str:
     """`:name` → `%(name)s` for the names given, outside string literals,
     quoted identifiers, comments, dollar quotes and `::` casts; every other
     `%` is doubled, since psycopg reads the whole text for placeholders."""
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c == "%":
-            out.append("%%")
-            i += 1
-        elif c == ":":
-            if sql.startswith("::", i):
-                out.append("::")
-                i += 2
-                continue
-            m = _BIND.match(sql, i)
-            if m and m.group(1) in names:
-                out.append(f"%({m.group(1)})s")
-                i = m.end()
-            else:
-                out.append(c)
-                i += 1
-        elif c in ("'", '"'):
-            j = i + 1
-            while j < n:
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i:j + 1].replace("%", "%%"))
-            i = j + 1
-        elif c == "-" and sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(sql[i:j].replace("%", "%%"))
-            i = j
-        elif c == "/" and sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(sql[i:j].replace("%", "%%"))
-            i = j
-        elif c == "$" and (m := _DOLLAR_TAG.match(sql, i)):
-            j = sql.find(m.group(0), m.end())
-            j = n if j < 0 else j + len(m.group(0))
-            out.append(sql[i:j].replace("%", "%%"))
-            i = j
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
+
+    def code(m: re.Match) -> str:
+        if m.group(0) == "%":
+            return "%%"
+        if m.group(1) in names:
+            return f"%({m.group(1)})s"
+        return m.group(0)
+
+    return "".join(_BIND.sub(code, piece) if is_code else piece.replace("%", "%%")
+                   for is_code, piece in segments(sql))
 
 
 # -- types -------------------------------------------------------------------
