@@ -290,9 +290,9 @@ class Jobctl:
                 else:
                     action = "lost" if job.status is JobStatus.LOST else "finished"
                 conn.commit()
-            fresh = self._effective(store.get(self.backend, self.conn, job.job_id) or job)
-            self._rollback()
-            out.append(CancelReport(fresh, action))
+                fresh = store.get(self.backend, conn, job.job_id) or job
+                conn.commit()
+            out.append(CancelReport(self._effective(fresh), action))
         return out
 
     def wait(self, refs: Sequence[str], *, timeout_s: float | None = None,

@@ -180,7 +180,7 @@ def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False)
         else:
             _print_table(*render.jobs_rows(jobs, now))
         return
-    columns = render.LIST_COLUMNS if not detail else tuple(jobs[0].to_dict()) if jobs else render.LIST_COLUMNS
+    columns = render.DETAIL_COLUMNS if detail else render.LIST_COLUMNS
     _out(render.records([j.to_dict() for j in jobs], fmt, columns, single=single))
 
 

@@ -29,6 +29,7 @@ STATUS_STYLE = {
 }
 LIST_COLUMNS = ("job_id", "procedure_name", "status", "progress", "start_time", "end_time",
                 "duration", "elapsed_s", "attempt", "error_msg")
+DETAIL_COLUMNS = tuple(Job.__dataclass_fields__)
 STATS_COLUMNS = ("procedure", "total", "queued", "running", "completed", "failed", "cancelled",
                  "timed_out", "lost", "success_pct", "avg_s", "p50_s", "p95_s", "max_s", "last_run")
 PARAM_COLUMNS = ("name", "type", "mode", "defaulted")

@@ -43,10 +43,12 @@ def spawn(settings: Settings, job_id: str) -> int:
     """Start the detached worker for `job_id`; return its pid."""
     payload = json.dumps({"connection": settings.connection.to_payload(),
                           "tunables": asdict(settings.tunables)})
+    # the secret travels in the pipe only, not in the worker's environment
+    env = {k: v for k, v in os.environ.items() if k != "JOBCTL_PASSWORD"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobctl.runner", job_id],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True,
+        start_new_session=True, close_fds=True, env=env,
     )
     assert proc.stdin is not None
     proc.stdin.write(payload.encode())

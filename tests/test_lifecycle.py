@@ -220,3 +220,21 @@ def test_fifty_jobs_from_ten_concurrent_shells_all_complete(env):
     assert result.exit_code == 0, result.stderr
     rows = env.rows()
     assert len(rows) == 50 and {r["status"] for r in rows} == {"completed"}
+
+
+def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch):
+    if env.backend == "oracle":
+        pytest.skip("the Oracle suite needs its real password in JOBCTL_PASSWORD")
+    monkeypatch.setenv("JOBCTL_PASSWORD", "sekret-pw-42")  # ignored by sqlite and trust auth
+    job_id = env.sh("submit", env.proc["sleep"], "-p", "p_seconds=3").stdout.strip()
+    job = env.wait_for(job_id, lambda j: j["status"] == "running" and j["worker_pid"])
+    pid = job["worker_pid"]
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        assert b"sekret" not in fh.read()
+    with open(f"/proc/{pid}/environ", "rb") as fh:
+        assert b"sekret" not in fh.read()
+    job = env.wait_for(job_id, finished)
+    assert job["status"] == "completed"
+    assert "sekret" not in repr(env.rows())
+    log = env.tmp / "state" / "jobctl" / "worker.log"
+    assert not log.exists() or "sekret" not in log.read_text()
