@@ -36,8 +36,11 @@ class JobctlGroup(typer.core.TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
-            code = 0
+            # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
+            rv = super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) else 0
+            if code == 130:
+                _say("interrupted (detached jobs keep running)")
         except Exit as exc:
             code = exc.exit_code
         except Abort:

@@ -238,3 +238,17 @@ def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch):
     assert "sekret" not in repr(env.rows())
     log = env.tmp / "state" / "jobctl" / "worker.log"
     assert not log.exists() or "sekret" not in log.read_text()
+
+
+def test_ctrl_c_on_wait_exits_130_and_leaves_the_job_running(env):
+    job_id = env.submit(env.proc["sleep"], "-p", "p_seconds=4")
+    waiter = subprocess.Popen([sys.executable, "-m", "jobctl", "wait", job_id],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.wait_for(job_id, lambda j: j["status"] == "running")
+    time.sleep(0.5)
+    waiter.send_signal(signal.SIGINT)
+    out, err = waiter.communicate(timeout=10)
+    assert waiter.returncode == 130, err
+    assert "keep running" in err
+    assert env.status(job_id)["status"] == "running"
+    assert env.wait_for(job_id, finished)["status"] == "completed"
