@@ -28,7 +28,6 @@ class JobStatus(str, Enum):
         return self.value
 
 
-ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
 FINISHED_STATUSES = tuple(s for s in JobStatus if s.finished)
 
 

@@ -18,7 +18,6 @@ COLUMNS = (
     "submitted_by", "unique_key",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
-_TIME_COLUMNS = ("start_time", "end_time", "created_at", "heartbeat_at")
 
 
 def _rows(backend, cur) -> list[dict[str, Any]]:
@@ -187,12 +186,6 @@ def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
         return ""
     binds["progress"] = progress
     return ", progress = :progress"
-
-
-def set_progress(backend, conn, job_id: str, progress: float) -> None:
-    backend.execute(conn, f"""
-        UPDATE {TABLE} SET progress = :progress WHERE job_id = :job_id AND status = 'running'""",
-        {"job_id": job_id, "progress": progress})
 
 
 # -- reads -------------------------------------------------------------------

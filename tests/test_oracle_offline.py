@@ -629,7 +629,6 @@ def _store_statements() -> list[tuple[str, dict]]:
                      elapsed_s=1.0, result=None, error="e", output=None, progress=progress)
     store.heartbeat(rec, c, "a" * 32, now=now, progress=None, output=None, write_progress=False)
     store.next_attempt(rec, c, "a" * 32, 2, "e")
-    store.set_progress(rec, c, "a" * 32, 50)
     store.get(rec, c, "a" * 32)
     store.get_by_prefix(rec, c, "abcd")
     store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
