@@ -109,38 +109,50 @@ class Jobctl:
                 self._conn.rollback()
 
     # -- lost detection (reading commands show it, never write it) ------------------
-    def _is_lost(self, job: Job, now: dt.datetime) -> bool:
+    def _lost_reason(self, job: Job, now: dt.datetime) -> str | None:
+        """Why `job` is lost, or None. Running: its heartbeat is stale or its
+        worker process (on this host) is gone. Queued: no worker claimed it
+        within start_timeout — every submit starts its worker at once, so a
+        job still queued after that will never run."""
+        tun = self.settings.tunables
+        if job.status is JobStatus.QUEUED:
+            if job.start_time and (now - job.start_time).total_seconds() > tun.start_timeout_s:
+                return f"its worker never started (queued since {job.start_time.isoformat()})"
+            return None
         if job.status is not JobStatus.RUNNING:
-            return False
+            return None
+        if job.worker_host == self._host and job.worker_pid and not _pid_alive(job.worker_pid):
+            return f"worker pid {job.worker_pid} on {job.worker_host} is gone"
         if job.heartbeat_at is None:
-            return True
-        if (now - job.heartbeat_at).total_seconds() > self.settings.tunables.lost_after_s:
-            return True
-        return bool(job.worker_host == self._host and job.worker_pid
-                    and not _pid_alive(job.worker_pid))
+            return "its worker never sent a heartbeat"
+        if (now - job.heartbeat_at).total_seconds() > tun.lost_after_s:
+            return f"no heartbeat since {job.heartbeat_at.isoformat()}"
+        return None
 
     def _effective(self, job: Job, now: dt.datetime | None = None) -> Job:
         now = now or utcnow()
-        if not self._is_lost(job, now):
+        if self._lost_reason(job, now) is None:
             return job
         # the worker may have written its outcome and exited since we read
         with self._db() as conn:
             fresh = store.get(self.backend, conn, job.job_id)
             conn.commit()
-        if fresh is None or not self._is_lost(fresh, utcnow()):
+        if fresh is None or self._lost_reason(fresh, utcnow()) is None:
             return fresh or job
         return replace(fresh, status=JobStatus.LOST, lost_detected=True)
 
+    def _lost_jobs(self, conn, now: dt.datetime) -> list[tuple[Job, str]]:
+        tun = self.settings.tunables
+        suspects = store.lost_suspects(
+            self.backend, conn, host=self._host,
+            stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
+            unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s))
+        return [(job, why) for job in suspects if (why := self._lost_reason(job, now))]
+
     def _mark_lost(self, conn, now: dt.datetime) -> int:
-        stale_before = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
-        marked = 0
-        for job in store.running_suspects(self.backend, conn, stale_before=stale_before, host=self._host):
-            if self._is_lost(job, now):
-                why = ("no heartbeat since " + job.heartbeat_at.isoformat()) if job.heartbeat_at else "never sent a heartbeat"
-                if job.worker_host == self._host and job.worker_pid and not _pid_alive(job.worker_pid):
-                    why = f"worker pid {job.worker_pid} on {job.worker_host} is gone"
-                marked += store.mark_lost(self.backend, conn, job, now=now,
-                                          reason=f"lost: {why}; not re-run automatically")
+        marked = sum(store.mark_lost(self.backend, conn, job, now=now,
+                                     reason=f"lost: {why}; not re-run automatically")
+                     for job, why in self._lost_jobs(conn, now))
         conn.commit()
         return marked
 
@@ -263,8 +275,10 @@ class Jobctl:
         proc = self.backend.normalize_name(procedure) if procedure else None
         now = utcnow()
         with self._db() as conn:
+            tun = self.settings.tunables
             rows = store.stats(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
-                               stale_before=now - dt.timedelta(seconds=self.settings.tunables.lost_after_s),
+                               stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
+                               unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s),
                                procedure=proc)
             conn.commit()
         return rows
@@ -331,9 +345,7 @@ class Jobctl:
         before = now - dt.timedelta(days=days)
         with self._db() as conn:
             if dry_run:
-                stale_before = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
-                lost = sum(self._is_lost(j, now) for j in store.running_suspects(
-                    self.backend, conn, stale_before=stale_before, host=self._host))
+                lost = len(self._lost_jobs(conn, now))
                 count = store.count_finished_before(self.backend, conn, before=before, statuses=names)
                 conn.commit()
                 return CleanupReport(lost, count, True)

@@ -154,6 +154,7 @@ class Tunables:
 
     heartbeat_s: float = 5.0       # watchdog: heartbeat, cancel check, progress flush
     lost_after_s: float = 60.0     # a running job with an older heartbeat is lost
+    start_timeout_s: float = 60.0  # a queued job no worker claimed by then is lost
     poll_s: float = 0.5            # `wait` polling
     retry_backoff_s: float = 2.0   # --retries: first pause, doubled each attempt
     final_write_attempts: int = 8  # final status write, retried with backoff
@@ -161,7 +162,7 @@ class Tunables:
     @classmethod
     def from_sources(cls, profile: dict[str, Any]) -> Tunables:
         values: dict[str, Any] = {}
-        for f in ("heartbeat_s", "lost_after_s", "poll_s", "retry_backoff_s"):
+        for f in ("heartbeat_s", "lost_after_s", "start_timeout_s", "poll_s", "retry_backoff_s"):
             env = os.environ.get("JOBCTL_" + f.upper().removesuffix("_S"))
             raw = env if env is not None else profile.get(f)
             if raw is None:

@@ -227,16 +227,19 @@ STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed
 
 
 def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
-          procedure: str | None) -> list[dict[str, Any]]:
+          unclaimed_before: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
     """Per procedure: counts by status, success %, duration figures. A running
-    job with a stale heartbeat counts as lost, as the reading commands show it."""
+    job with a stale heartbeat, or a queued one never claimed, counts as lost,
+    as the reading commands show it."""
     effective = ("CASE WHEN status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :stale)"
-                 " THEN 'lost' ELSE status END")
+                 " THEN 'lost' WHEN status = 'queued' AND start_time < :unclaimed THEN 'lost'"
+                 " ELSE status END")
     done = "CASE WHEN status = 'completed' THEN elapsed_s END"
     counts = ",\n".join(f"SUM(CASE WHEN {effective} = '{s}' THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
     where = "start_time >= :since" + (" AND procedure_name = :procedure" if procedure else "")
-    binds: dict[str, Any] = {"since": _t(backend, since), "stale": _t(backend, stale_before)}
+    binds: dict[str, Any] = {"since": _t(backend, since), "stale": _t(backend, stale_before),
+                             "unclaimed": _t(backend, unclaimed_before)}
     if procedure:
         binds["procedure"] = procedure
     cur = backend.execute(conn, f"""
@@ -264,13 +267,16 @@ def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
     return out
 
 
-def running_suspects(backend, conn, *, stale_before: dt.datetime, host: str) -> list[Job]:
-    """Running jobs that may be lost: stale heartbeat, or a worker on this host
-    (whose pid the caller checks)."""
+def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
+                  host: str) -> list[Job]:
+    """Jobs that may be lost: running with a stale heartbeat or a worker on
+    this host (whose pid the caller checks); queued and never claimed."""
     cur = backend.execute(conn, f"""{_SELECT}
-        WHERE status = 'running'
-          AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host)""",
-        {"stale": _t(backend, stale_before), "host": host})
+        WHERE (status = 'running'
+               AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))
+           OR (status = 'queued' AND start_time < :unclaimed)""",
+        {"stale": _t(backend, stale_before), "host": host,
+         "unclaimed": _t(backend, unclaimed_before)})
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
@@ -280,12 +286,13 @@ def mark_lost(backend, conn, job: Job, *, now: dt.datetime, reason: str) -> int:
     """Guarded on the heartbeat read, so a worker that just came back to life
     is not marked lost under its feet."""
     hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
-    binds = {"job_id": job.job_id, "now": _t(backend, now), "reason": reason}
+    binds = {"job_id": job.job_id, "now": _t(backend, now), "reason": reason,
+             "seen": job.status.value}
     if job.heartbeat_at is not None:
         binds["hb"] = _t(backend, job.heartbeat_at)
     cur = backend.execute(conn, f"""
         UPDATE {TABLE} SET status = 'lost', end_time = :now, error_msg = :reason
-         WHERE job_id = :job_id AND status = 'running' AND {hb_guard}""", binds)
+         WHERE job_id = :job_id AND status = :seen AND {hb_guard}""", binds)
     return cur.rowcount
 
 

@@ -252,3 +252,29 @@ def test_ctrl_c_on_wait_exits_130_and_leaves_the_job_running(env):
     assert "keep running" in err
     assert env.status(job_id)["status"] == "running"
     assert env.wait_for(job_id, finished)["status"] == "completed"
+
+
+def test_queued_job_whose_worker_never_started_is_lost_and_never_runs(env, monkeypatch):
+    from jobctl import runner
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    monkeypatch.setenv("JOBCTL_START_TIMEOUT", "1")
+    api = Jobctl(resolve_settings())
+    real_spawn = runner.spawn
+    monkeypatch.setattr(runner, "spawn", lambda settings, job_id: 0)  # the worker dies unborn
+    job_id = api.submit(env.proc["suma"], {"vA": 1}).job_id
+    api.close()
+    monkeypatch.setattr(runner, "spawn", real_spawn)
+    assert env.status(job_id)["status"] == "queued"
+    time.sleep(1.3)
+    job = env.status(job_id)
+    assert job["status"] == "lost" and job["lost_detected"] is True
+    assert env.rows()[0]["status"] == "queued"  # shown, not written
+    assert env.json("stats")[0]["lost"] == 1
+    assert env.json("cleanup", "--days", "7")["marked_lost"] == 1
+    row = env.rows()[0]
+    assert row["status"] == "lost" and "never started" in str(row["error_msg"])
+    real_spawn(resolve_settings(), job_id)  # a worker that turns up late finds nothing to run
+    time.sleep(1)
+    assert env.status(job_id)["status"] == "lost"

@@ -634,8 +634,8 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
     store.list_jobs(rec, c, since=now, statuses=None, procedure=None, limit=50)
     for proc in ("P", None):
-        store.stats(rec, c, since=now, stale_before=now, procedure=proc)
-    store.running_suspects(rec, c, stale_before=now, host="h")
+        store.stats(rec, c, since=now, stale_before=now, unclaimed_before=now, procedure=proc)
+    store.lost_suspects(rec, c, stale_before=now, unclaimed_before=now, host="h")
     job = model.Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=now)
     store.mark_lost(rec, c, job, now=now, reason="r")
     store.mark_lost(rec, c, model.Job(**{**job.__dict__, "heartbeat_at": now}), now=now, reason="r")
