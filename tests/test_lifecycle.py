@@ -278,3 +278,15 @@ def test_queued_job_whose_worker_never_started_is_lost_and_never_runs(env, monke
     real_spawn(resolve_settings(), job_id)  # a worker that turns up late finds nothing to run
     time.sleep(1)
     assert env.status(job_id)["status"] == "lost"
+
+
+def test_installed_console_script_runs_like_a_user_would(env):
+    script = os.path.join(os.path.dirname(sys.executable), "jobctl")
+    if not os.path.exists(script):
+        pytest.skip("jobctl console script not installed next to this Python")
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("jobctl ")
+    out = subprocess.run([script, "submit", env.proc["suma"], "-p", "vA=2", "-p", "vB=3", "--wait"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert env.status(out.stdout.strip())["result"] == {"vresult": 5}
