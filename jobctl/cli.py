@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Annotated, Optional
 
 import typer
@@ -21,7 +20,7 @@ from typer.exceptions import Abort, Exit
 
 from . import __version__
 from .errors import JobctlError, JobsNotCompleted
-from .render import Format
+from .formats import Format
 
 _state = {"debug": False}
 
@@ -29,6 +28,12 @@ _state = {"debug": False}
 def _say(message: str) -> None:
     sys.stderr.write(f"jobctl: {message}\n")
     sys.stderr.flush()
+
+
+def _print_traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 class JobctlGroup(typer.core.TyperGroup):
@@ -59,14 +64,14 @@ class JobctlGroup(typer.core.TyperGroup):
             code = exc.exit_code
         except JobctlError as exc:
             if _state["debug"]:
-                traceback.print_exc()
+                _print_traceback()
             _say(f"error: {exc.message}")
             code = exc.exit_code
         except BrokenPipeError:
             code = 1
         except Exception as exc:  # a bug: say so in one line, traceback on --debug
             if _state["debug"]:
-                traceback.print_exc()
+                _print_traceback()
             _say(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
             code = 1
         if standalone_mode:

@@ -11,15 +11,8 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
+from .formats import Format
 from .model import Job, JobStatus, Signature, format_duration
-
-
-class Format(str, Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    tsv = "tsv"
 
 
 STATUS_STYLE = {
