@@ -177,16 +177,20 @@ class Jobctl:
             conn.commit()  # resolve may have opened a read transaction
             params_json = json.dumps(stored, sort_keys=True)
             unique_key = None
+
+            def already_active() -> Submitted | None:
+                existing = store.find_active_unique(self.backend, conn, unique_key)
+                conn.commit()
+                return Submitted(existing[0].job_id, created=False) if existing else None
+
             if unique:
                 import hashlib
 
                 unique_key = hashlib.sha256(
                     json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
                 self._mark_lost(conn, utcnow())
-                existing = store.find_active_unique(self.backend, conn, unique_key)
-                conn.commit()
-                if existing:
-                    return Submitted(existing[0].job_id, created=False)
+                if found := already_active():
+                    return found
             import uuid
 
             job_id = uuid.uuid4().hex
@@ -198,11 +202,9 @@ class Jobctl:
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
-                    conn.rollback()
-                    existing = store.find_active_unique(self.backend, conn, unique_key)
-                    conn.commit()
-                    if existing:
-                        return Submitted(existing[0].job_id, created=False)
+                    conn.rollback()  # another submit won the race: report its job
+                    if found := already_active():
+                        return found
                 raise
         from . import runner  # lazily: only submit spawns
 
