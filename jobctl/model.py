@@ -57,6 +57,14 @@ class Job:
     max_attempts: int | None = None
     submitted_by: str | None = None
     unique_key: str | None = None
+    #: what submit resolved (canonical name, overload, signature fingerprint),
+    #: so the worker runs exactly what was validated
+    signature: dict | None = None
+    #: the claiming worker's token: the final write is guarded by it
+    claim_token: str | None = None
+    #: the database session running the call (PostgreSQL backend pid,
+    #: Oracle SID,SERIAL#,@INST_ID), recorded at claim
+    db_session: str | None = None
     #: True when the row says `running` but the worker is gone; the status
     #: field then already reads LOST, this keeps the stored value knowable.
     lost_detected: bool = False

@@ -15,7 +15,7 @@ COLUMNS = (
     "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
     "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
     "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
-    "submitted_by", "unique_key",
+    "submitted_by", "unique_key", "signature", "claim_token", "db_session",
 )
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 
@@ -79,6 +79,9 @@ def row_to_job(backend, row: dict[str, Any]) -> Job:
         max_attempts=int(row["max_attempts"]) if row.get("max_attempts") is not None else None,
         submitted_by=row.get("submitted_by"),
         unique_key=row.get("unique_key"),
+        signature=_read_json(row.get("signature")),
+        claim_token=row.get("claim_token"),
+        db_session=row.get("db_session"),
     )
 
 

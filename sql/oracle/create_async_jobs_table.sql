@@ -43,6 +43,9 @@ BEGIN
             MAX_ATTEMPTS     NUMBER,
             SUBMITTED_BY     VARCHAR2(128),
             UNIQUE_KEY       VARCHAR2(64),
+            SIGNATURE        CLOB,
+            CLAIM_TOKEN      VARCHAR2(32),
+            DB_SESSION       VARCHAR2(100),
             CONSTRAINT PK_ASYNC_JOBS PRIMARY KEY (JOB_ID)
         )]';
 EXCEPTION
@@ -73,6 +76,9 @@ BEGIN
     add_column('MAX_ATTEMPTS NUMBER');
     add_column('SUBMITTED_BY VARCHAR2(128)');
     add_column('UNIQUE_KEY VARCHAR2(64)');
+    add_column('SIGNATURE CLOB');
+    add_column('CLAIM_TOKEN VARCHAR2(32)');
+    add_column('DB_SESSION VARCHAR2(100)');
 END;
 /
 

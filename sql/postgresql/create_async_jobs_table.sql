@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS async_jobs (
     attempt           NUMERIC,
     max_attempts      NUMERIC,
     submitted_by      VARCHAR(128),
-    unique_key        VARCHAR(64)
+    unique_key        VARCHAR(64),
+    signature         TEXT,
+    claim_token       VARCHAR(32),
+    db_session        VARCHAR(100)
 );
 
 -- An ASYNC_JOBS created before jobctl gains jobctl's columns.
@@ -53,6 +56,9 @@ ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS attempt           NUMERIC;
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS max_attempts      NUMERIC;
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS submitted_by      VARCHAR(128);
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS unique_key        VARCHAR(64);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS signature         TEXT;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS claim_token       VARCHAR(32);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS db_session        VARCHAR(100);
 
 -- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
 CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
