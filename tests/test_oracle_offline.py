@@ -1366,3 +1366,23 @@ def test_no_error_message_shows_any_part_of_the_password(template, password, tmp
     assert result.exit_code in (2, 4), result.stderr
     assert result.stderr.startswith("jobctl: error: ")
     assert not _leaks(password, result.stderr + result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("dsn", [
+    "oracle://scott/Zq@9:Xv/Wk@dbhost:1521/FREEPDB1",
+    "scott/tiger@SALES_PRD",
+    "oracle:///@SALES_PRD",
+    "oracle://scott@dbhost/svc?expire_time=2&password=Zq%269",
+    "postgresql://app:Zq@9:Xv/Wk%Jm?Yb#Uh&Rt@db1:5433/prod?sslmode=disable",
+])
+def test_worker_gets_the_same_connection_from_the_payload(dsn):
+    """The detached worker rebuilds its settings from the payload (DSN
+    without the secret, options, password): every DSN form parses back to
+    the same user, host, service, options, password and auth mode."""
+    import json
+
+    s = parse_dsn(dsn)
+    back = type(s).from_payload(json.loads(json.dumps(s.to_payload())))
+    fields = ("scheme", "user", "host", "port", "database", "options", "password", "external_auth")
+    assert [getattr(back, f) for f in fields] == [getattr(s, f) for f in fields]
+    assert s.password is None or s.password not in s.dsn
