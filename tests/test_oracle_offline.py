@@ -1293,7 +1293,7 @@ def test_client_library_is_loaded_once_per_process(monkeypatch):
     """Defect 11: init_oracle_client runs once however many connections the
     CLI or worker opens (the driver refuses a second call with other args)."""
     calls = []
-    monkeypatch.setattr(ob, "_client_loaded", None)
+    monkeypatch.setattr(ob, "_client_loaded", False)
     monkeypatch.setattr(oracledb, "init_oracle_client", lambda lib_dir=None: calls.append(lib_dir))
     ob.load_client("/opt/oracle/ic")
     ob.load_client("/opt/oracle/ic")
@@ -1386,3 +1386,41 @@ def test_worker_gets_the_same_connection_from_the_payload(dsn):
     fields = ("scheme", "user", "host", "port", "database", "options", "password", "external_auth")
     assert [getattr(back, f) for f in fields] == [getattr(s, f) for f in fields]
     assert s.password is None or s.password not in s.dsn
+
+
+def test_thick_mode_choice_from_profile_and_environment(monkeypatch, tmp_path):
+    """Defect 11: oracle_client (profile) or JOBCTL_ORACLE_CLIENT picks thick
+    mode with that directory, `thick = true` the system library path, and an
+    explicit `thick = false` keeps a profile thin; thin is the default. In
+    this process nothing loaded a client, so the driver reports thin mode."""
+    monkeypatch.delenv("JOBCTL_ORACLE_CLIENT", raising=False)
+    assert backend().client_lib_dir() == (False, None)
+    assert backend(oracle_client="~/ic").client_lib_dir() == (True, os.path.expanduser("~/ic"))
+    assert backend(thick="true").client_lib_dir() == (True, None)
+    monkeypatch.setenv("JOBCTL_ORACLE_CLIENT", str(tmp_path))
+    assert backend().client_lib_dir() == (True, str(tmp_path))
+    assert backend(thick=False).client_lib_dir() == (False, str(tmp_path))
+    with pytest.raises(UsageError, match="invalid thick"):
+        backend(thick="sometimes").client_lib_dir()
+    assert ob.client_info()["mode"] == "thin"
+
+
+@pytest.mark.parametrize("typed, exact", [
+    ("12345678901234567890123456789012345678", 12345678901234567890123456789012345678),
+    ("0.1", Decimal("0.1")),
+    ("-0.000000000000000000001", Decimal("-0.000000000000000000001")),
+    ("1E+30", Decimal("1E+30")),
+    ("12345678901234567890.123", Decimal("12345678901234567890.123")),
+])
+def test_number_values_bind_exactly_and_out_numbers_come_back_as_decimal(typed, exact):
+    """Issue 7: a NUMBER value reaches the bind as the exact int/Decimal
+    typed (never a float: the driver sends both as Oracle NUMBER, 38
+    digits), and an OUT NUMBER variable is a Decimal one, so the value read
+    back is not rounded through a float."""
+    b, cur = backend(), FakeCursor()
+    p, t = _p("N", "NUMBER")
+    bound = b._in_bind(cur, p, t, params.coerce(p, typed))
+    assert bound == exact and not isinstance(bound, float) and str(bound) == str(exact)
+    for mode in ("OUT", "IN/OUT"):
+        p, t = _p("N", "NUMBER", mode)
+        assert b._out_var(cur, p, t).type is Decimal

@@ -2,8 +2,8 @@
 default, thick mode when a profile asks for it (`oracle_client`, `thick`).
 
 No Oracle server runs where this was written. Every driver or database fact
-the code relies on names its source: `ORACLE_NOTES §section` is the project's
-shared notes (/work/shared/ORACLE_NOTES.md), `src/...`, `tests/...` and
+the code relies on names its source: `ORACLE_NOTES "section"` is a section of
+the project's shared Oracle notes, `src/...`, `tests/...` and
 `samples/...` are paths in the oracle/python-oracledb repository. Points that
 could not be confirmed are marked "unconfirmed" and coded defensively.
 
@@ -305,7 +305,7 @@ def _option_value(name: str, raw: Any, kind: type, where: str) -> Any:
 # -- thick mode: loaded at most once per process ----------------------------------
 
 _client_lock = threading.Lock()
-_client_loaded: tuple[str | None] | None = None
+_client_loaded = False
 
 
 def load_client(lib_dir: str | None) -> None:
@@ -314,7 +314,7 @@ def load_client(lib_dir: str | None) -> None:
     DPI-1047 (no library there) becomes one line, exit 4."""
     global _client_loaded
     with _client_lock:
-        if _client_loaded is not None:
+        if _client_loaded:
             return
         try:
             oracledb.init_oracle_client(lib_dir=lib_dir)
@@ -327,7 +327,16 @@ def load_client(lib_dir: str | None) -> None:
                 f"cannot load the Oracle Client library from {where} for thick mode: {text}; "
                 "install Oracle Instant Client there, or remove oracle_client / "
                 "JOBCTL_ORACLE_CLIENT / thick to use thin mode") from None
-        _client_loaded = (lib_dir,)
+        _client_loaded = True
+
+
+def client_info() -> dict[str, Any]:
+    """What `doctor` reports: the driver mode in this process and, in thick
+    mode, the Oracle Client version."""
+    if oracledb.is_thin_mode():
+        return {"mode": "thin", "client_version": None, "driver_version": oracledb.__version__}
+    return {"mode": "thick", "client_version": ".".join(map(str, oracledb.clientversion())),
+            "driver_version": oracledb.__version__}
 
 
 class OracleBackend:
@@ -352,7 +361,9 @@ class OracleBackend:
         lib_dir = opts.get("oracle_client") or os.environ.get("JOBCTL_ORACLE_CLIENT") or None
         thick = lib_dir is not None
         if opts.get("thick") not in (None, ""):
-            thick = _option_value("thick", opts["thick"], bool, "the profile") or thick
+            # an explicit `thick = false` wins, e.g. over a JOBCTL_ORACLE_CLIENT
+            # exported for other profiles
+            thick = _option_value("thick", opts["thick"], bool, "the profile")
         return thick, (os.path.expanduser(str(lib_dir)) if lib_dir else None)
 
     def connect_dsn(self) -> str:
