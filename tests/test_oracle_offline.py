@@ -982,6 +982,7 @@ def test_dsn_query_options_reach_the_driver_with_expire_time_by_default():
 
 @pytest.mark.parametrize("query, message", [
     ("?expire_tme=2", "unknown option 'expire_tme' in the DSN's query string"),
+    ("?wallet_password=s3cret", "wallet_password may not be given in plain text"),
     ("?expire_time=soon", "invalid expire_time 'soon'"),
     ("?retry_count=-1", "invalid retry_count '-1'"),
     ("?ssl_server_dn_match=maybe", "invalid ssl_server_dn_match 'maybe'"),
@@ -1294,10 +1295,11 @@ def test_client_library_is_loaded_once_per_process(monkeypatch):
     CLI or worker opens (the driver refuses a second call with other args)."""
     calls = []
     monkeypatch.setattr(ob, "_client_loaded", False)
-    monkeypatch.setattr(oracledb, "init_oracle_client", lambda lib_dir=None: calls.append(lib_dir))
-    ob.load_client("/opt/oracle/ic")
-    ob.load_client("/opt/oracle/ic")
-    assert calls == ["/opt/oracle/ic"]
+    monkeypatch.setattr(oracledb, "init_oracle_client",
+                        lambda lib_dir=None, config_dir=None: calls.append((lib_dir, config_dir)))
+    ob.load_client("/opt/oracle/ic", "/etc/tns")
+    ob.load_client("/opt/oracle/ic", "/etc/tns")
+    assert calls == [("/opt/oracle/ic", "/etc/tns")]
 
 
 def test_external_authentication_asks_no_password_and_needs_thick_mode(monkeypatch):

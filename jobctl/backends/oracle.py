@@ -308,16 +308,20 @@ _client_lock = threading.Lock()
 _client_loaded = False
 
 
-def load_client(lib_dir: str | None) -> None:
+def load_client(lib_dir: str | None, config_dir: str | None = None) -> None:
     """`oracledb.init_oracle_client` once per process, before any connection
     (CLI and worker alike: both connect through OracleBackend.connect).
-    DPI-1047 (no library there) becomes one line, exit 4."""
+    DPI-1047 (no library there) becomes one line, exit 4. In thick mode the
+    Oracle Client reads tnsnames.ora and sqlnet.ora from `config_dir` given
+    here, not from the connect keyword (src/oracledb/connect_params.py,
+    `config_dir`), and gets the connect string unchanged, which external
+    authentication with a wallet needs (the wallet is keyed by the alias)."""
     global _client_loaded
     with _client_lock:
         if _client_loaded:
             return
         try:
-            oracledb.init_oracle_client(lib_dir=lib_dir)
+            oracledb.init_oracle_client(lib_dir=lib_dir, config_dir=config_dir)
         except oracledb.Error as exc:
             err = _error_info(exc)
             text = _first_line(_db_text(err)) if err is not None else str(exc)
@@ -422,6 +426,7 @@ class OracleBackend:
         """Keyword arguments for `oracledb.connect`, password excluded."""
         s = self.settings
         thick, _ = self.client_lib_dir()
+        wallet_password = self._wallet_password()     # its own message before "unknown option"
         params: dict[str, Any] = {"dsn": self.connect_dsn(), **self._driver_options()}
         if s.external_auth:
             if not thick:
@@ -435,7 +440,6 @@ class OracleBackend:
                              "(external authentication: /@alias with thick mode)")
         else:
             params["user"] = s.user
-        wallet_password = self._wallet_password()
         if wallet_password is not None:
             params["wallet_password"] = wallet_password
         return params
@@ -444,7 +448,7 @@ class OracleBackend:
         params = self.connect_params()
         thick, lib_dir = self.client_lib_dir()
         if thick:
-            load_client(lib_dir)
+            load_client(lib_dir, params.get("config_dir"))
         if self.settings.password is None and not self.settings.external_auth:
             # thin mode cannot authenticate with a wallet alone (ORACLE_NOTES
             # "Versions and connecting"), so ask even when a wallet is
