@@ -518,7 +518,7 @@ def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
     result = backend().call(conn, sig, {"VA": 10, "NOTE": "hi"}, ctx)
     assert result == {"vresult": 12.5, "note": "IN OUT came back"}
     cur = conn.cursors[0]
-    assert cur.executed[0][0] == ob.OUTPUT_ENABLE_SQL
+    assert cur.executed[0][0] == ob.CALL_START_SQL
     name, kw = cur.calls[0]
     assert name == "SCOTT.SUMA_SIMPLE"
     assert set(kw) == {"VA", "VRESULT", "NOTE"}      # VB left out: its DEFAULT applies
@@ -722,7 +722,7 @@ PLSQL_BLOCKS = [
                            "current_schema"}),
     (ob.SESSION_SETUP_SQL, {"current_schema", "instance", "sid"}),
     (ob.OUTPUT_GET_LINES_SQL, {"lines", "num_lines"}),
-    (ob.OUTPUT_ENABLE_SQL, set()),
+    (ob.CALL_START_SQL, set()),
 ]
 
 
@@ -1076,12 +1076,14 @@ PACKAGE_DISCARDED = ('ORA-04068: existing state of packages has been discarded\n
 
 @pytest.mark.parametrize("failures, calls, ok", [(1, 2, True), (2, 2, False)])
 def test_package_state_discarded_is_retried_once(failures, calls, ok):
-    """Defect 5: ORA-04068 (the package was recompiled under this session)
-    is raised before any of its code runs; the call is repeated once, and a
-    second failure is the job's error. Nothing else reads 04068 as transient."""
+    """Defect 5: on ORA-04068 (a package was recompiled under this session)
+    the work is rolled back to the savepoint set before the call and the call
+    is repeated once; a second failure is the job's error. Nothing else reads
+    04068 as transient."""
     class Cur(NoOutputCursor):
         def callproc(self, name, parameters=None, keyword_parameters=None):
             super().callproc(name, parameters, keyword_parameters)
+            self.executed.append(("callproc", None, {}))
             if len(self.calls) <= failures:
                 raise ora_error(PACKAGE_DISCARDED, 4068)
             keyword_parameters["VRESULT"].setvalue(0, Decimal(3))
@@ -1094,7 +1096,73 @@ def test_package_state_discarded_is_retried_once(failures, calls, ok):
         with pytest.raises(DatabaseError, match="ORA-04068"):
             backend().call(conn, sig, {}, CallContext("x"))
     assert len(conn.cursors[0].calls) == calls
+    assert [e[0] for e in conn.cursors[0].executed][:4] == [
+        ob.CALL_START_SQL, "callproc", ob.CALL_UNDO_SQL, "callproc"]
+    assert "SAVEPOINT jobctl_call" in ob.CALL_START_SQL
     assert not backend().is_transient(ora_error(PACKAGE_DISCARDED, 4068))
+
+
+def test_package_state_discarded_after_a_commit_is_not_retried():
+    """Defect 5: a procedure that committed before ORA-04068 has no
+    savepoint to return to (ORA-01086): its work cannot be undone, so the
+    call is not repeated and the error is the job's."""
+    class Cur(NoOutputCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if sql == ob.CALL_UNDO_SQL:
+                raise ora_error("ORA-01086: savepoint 'JOBCTL_CALL' never established in this "
+                                "session or is invalid", 1086)
+
+        def callproc(self, name, parameters=None, keyword_parameters=None):
+            super().callproc(name, parameters, keyword_parameters)
+            raise ora_error(PACKAGE_DISCARDED, 4068)
+
+    conn = FakeConn(Cur)
+    with pytest.raises(DatabaseError, match="ORA-04068"):
+        backend().call(conn, Signature("P", (), extra={"call_name": "P"}), {}, CallContext("x"))
+    assert len(conn.cursors[0].calls) == 1
+
+
+def test_session_helpers_for_orphaned_jobs():
+    """Issue 9 item 2 (Oracle side): the session is SID,SERIAL#,@INST_ID from
+    the connection (thin mode's session_id/serial_num, the instance learnt at
+    connect); the kill statement is exact and refuses anything else; alive is
+    read from GV$SESSION, V$SESSION on the same instance, else unknown."""
+    class CallConn:
+        session_id, serial_num = 123, 4567
+
+    b, conn = backend(), CallConn()
+    b._remember(conn, {"instance": "2", "current_schema": "SCOTT", "sid": "123"})
+    assert b.session_id(conn) == "123,4567,@2"
+    assert b.kill_session_sql("123,4567,@2") == "ALTER SYSTEM KILL SESSION '123,4567,@2' IMMEDIATE"
+    for bad in ("123,4567", "1,2,@3' IMMEDIATE; DROP TABLE T; --", "a,b,@c", ""):
+        with pytest.raises(UsageError):
+            b.kill_session_sql(bad)
+
+    def answering(*answers):
+        class Cur(FakeCursor):
+            def execute(self, sql, binds=None, **kw):
+                super().execute(sql, binds, **kw)
+                answer = answers[0] if "gv$" in sql else answers[1]
+                if isinstance(answer, Exception):
+                    raise answer
+                self.rows = [(answer,)]
+        return Cur
+
+    denied = ora_error("ORA-00942: table or view does not exist", 942)
+    watch = FakeConn(answering(1, 0))
+    assert b.session_alive(watch, "123,4567,@2") is True
+    assert watch.cursors[0].executed[0][1] == {"inst_id": 2, "sid": 123, "serial": 4567}
+    assert b.session_alive(FakeConn(answering(0, 1)), "123,4567,@2") is False
+    here = FakeConn(answering(denied, 1))
+    b._remember(here, {"instance": "2"})
+    assert b.session_alive(here, "123,4567,@2") is True          # V$ on the same instance
+    b._remember(here, {"instance": "1"})
+    assert b.session_alive(here, "123,4567,@2") is None          # another instance: unknown
+    both_denied = FakeConn(answering(denied, denied))
+    b._remember(both_denied, {"instance": "2"})
+    assert b.session_alive(both_denied, "123,4567,@2") is None
+    assert b.session_alive(both_denied, "123,,@2") is None       # SERIAL# never known
 
 
 def test_other_call_errors_are_not_retried():

@@ -113,7 +113,10 @@ SELECT COUNT(*)
   FROM v$session
  WHERE sid = :sid AND serial# = :serial"""
 
-OUTPUT_ENABLE_SQL = "BEGIN DBMS_OUTPUT.ENABLE(NULL); END;"
+#: before each call: a savepoint to return to if the call must be repeated
+#: (ORA-04068), and DBMS_OUTPUT without a size limit, in one round trip
+CALL_START_SQL = "BEGIN SAVEPOINT jobctl_call; DBMS_OUTPUT.ENABLE(NULL); END;"
+CALL_UNDO_SQL = "ROLLBACK TO SAVEPOINT jobctl_call"
 OUTPUT_GET_LINES_SQL = "BEGIN DBMS_OUTPUT.GET_LINES(:lines, :num_lines); END;"
 
 COMPILE_ERRORS_SQL = """
@@ -536,7 +539,10 @@ class OracleBackend:
         """Whether the session still exists: GV$SESSION (any RAC instance), or
         V$SESSION when only that is granted and the session is on this
         connection's instance; None when neither may be read."""
-        sid, serial, inst_id = self._parse_session(session)
+        try:
+            sid, serial, inst_id = self._parse_session(session)
+        except UsageError:
+            return None        # SERIAL# was not known when it was recorded
         try:
             cur = self.execute(conn, GV_SESSION_ALIVE_SQL,
                                {"inst_id": inst_id, "sid": sid, "serial": serial})
@@ -1012,16 +1018,15 @@ class OracleBackend:
         try:
             # unlimited buffer: the 20000-byte default raises ORU-10027 and
             # would fail the job (ORACLE_NOTES "Output, identity, progress")
-            cur.execute(OUTPUT_ENABLE_SQL)
+            cur.execute(CALL_START_SQL)
             try:
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
             except oracledb.Error as exc:
-                if _code(exc)[0] not in _PACKAGE_STATE_DISCARDED:
+                if _code(exc)[0] not in _PACKAGE_STATE_DISCARDED or not self._undo_call(cur):
                     raise
-                # the package was recompiled since this session used it: the
-                # error comes before any of its code runs, and the second call
-                # starts with fresh state (ORACLE_NOTES "Errors → what jobctl
-                # says": retry once)
+                # a package was recompiled since this session used it; its
+                # state is reset now, so the call is repeated once from the
+                # savepoint (ORACLE_NOTES "Errors → what jobctl says": retry once)
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
         except oracledb.Error as exc:
             self._read_output(conn, ctx)       # lines put before the error still help
@@ -1034,6 +1039,18 @@ class OracleBackend:
                 value = value.read()
             result[pname.lower()] = to_json_value(value)
         return result
+
+    @staticmethod
+    def _undo_call(cur: Any) -> bool:
+        """Back to the state before the call. ORA-04068 may come half way,
+        when the procedure reaches a package after doing work; a procedure
+        that committed has no savepoint left (ORA-01086): then no retry,
+        since its work cannot be undone."""
+        try:
+            cur.execute(CALL_UNDO_SQL)
+            return True
+        except oracledb.Error:
+            return False
 
     def _job_error(self, exc: BaseException, name: str) -> JobctlError:
         """What ERROR_MSG records: the database's own text (ORA-20001 ...
