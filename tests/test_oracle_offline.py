@@ -1215,14 +1215,31 @@ def test_unsupported_input_with_a_default_can_be_left_out():
         params.bind(sig, {"R": "x"})
 
 
-def test_submit_runs_the_backend_check_before_binding():
-    """Defect 6: api.submit asks the backend to refuse before bind and
-    insert (read from the source: the live path needs an Oracle server)."""
-    import inspect
+@pytest.mark.parametrize("case", ["REF CURSOR OUT", "XMLTYPE IN"])
+def test_submit_refuses_them_before_any_row_is_written(case):
+    """Defect 6 through the library surface: Jobctl.submit on a session whose
+    dictionary describes such a procedure raises exit 2 and sends no INSERT
+    (every statement the session received is recorded)."""
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
 
-    from jobctl import api
-    src = inspect.getsource(api.Jobctl.submit)
-    assert src.index("check_submit(sig)") < src.index("params_mod.bind(") < src.index("store.insert_job(")
+    class Conn(FakeConn):
+        def commit(self):
+            pass
+
+        def rollback(self):
+            pass
+
+    conn = Conn(_resolving_cursor("SCOTT", "SCOTT", None, "P", 7, [PLSQL_ARG_ROWS[case]]))
+    jc = Jobctl(resolve_settings(dsn="oracle://scott@dbhost:1521/FREEPDB1"))
+    jc._conn = conn
+    with pytest.raises(UsageError) as info:
+        jc.submit("P", {})
+    assert info.value.exit_code == 2 and f"parameter {PLSQL_ARG_ROWS[case][2]}" in info.value.message
+    assert PLSQL_ARG_ROWS[case][3] in info.value.message        # the type, named
+    sent = [sql for cur in conn.cursors for sql, _, _ in cur.executed]
+    assert any("NAME_RESOLVE" in sql for sql in sent)
+    assert not any(re.search(r"\bINSERT\b", sql, re.I) for sql in sent)
 
 
 def test_rac_progress_reads_gv_longops_by_instance_then_falls_back_to_v():
