@@ -436,6 +436,10 @@ class OracleBackend:
                 raise UsageError("/@alias (external authentication: wallet, OS or Kerberos) needs "
                                  "thick mode: set oracle_client = \"/path/to/instantclient\" or "
                                  "thick = true in the profile, or JOBCTL_ORACLE_CLIENT")
+            # no user, no password: the wallet or the OS vouches. Whether a
+            # standalone thick connection needs externalauth=True or merely
+            # no credentials is unconfirmed; the flag is valid either way
+            # (src/oracledb/connect_params.py, `externalauth`)
             params["externalauth"] = True
         elif not s.user:
             raise UsageError(f"DSN {s.display!r} names no user: write oracle://USER@host:port/service, "
