@@ -172,6 +172,12 @@ class Jobctl:
                 # `db init`, not to hunt for the procedure
                 self._require_table(conn)
                 raise
+            # a backend may refuse, before any row is written, a procedure whose
+            # parameters it can neither pass nor read back (Oracle: REF CURSOR
+            # OUT, records, collections); `describe` still shows it
+            check_submit = getattr(self.backend, "check_submit", None)
+            if check_submit is not None:
+                check_submit(sig)
             values = params_mod.bind(sig, given)
             stored = {k: params_mod.to_json_value(v) for k, v in values.items()}
             conn.commit()  # resolve may have opened a read transaction

@@ -8,6 +8,7 @@ Order of precedence for the DSN: `--dsn`, `JOBCTL_DSN`, the profile named by
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field, replace
@@ -31,17 +32,76 @@ def default_sqlite_path() -> Path:
     return Path(base) / "jobctl" / "jobs.db"
 
 
+#: secrets a DSN's query string may carry (`?password=...` works with libpq);
+#: the value runs to the next `&` or `#`, whatever characters it holds
+_QUERY_SECRET = re.compile(r"([?&](?:password|passwd|wallet_password)=)([^&#]*)", re.IGNORECASE)
+_SECRET_QUERY_KEYS = {"password", "passwd", "wallet_password"}
+
+
+def _userinfo_split(rest: str) -> tuple[str | None, str]:
+    """What follows `scheme://`, as (userinfo, host and the rest).
+
+    The userinfo ends at the LAST `@` that is not inside a query-string
+    secret, so a password may hold `@ : / % ? # &` unencoded and still never
+    be taken for the host (issue 9 item 8: a password with `/` or `%` used to
+    leak into "invalid DSN" messages)."""
+    protected = [m.span(2) for m in _QUERY_SECRET.finditer(rest)]
+    for i in range(len(rest) - 1, -1, -1):
+        if rest[i] == "@" and not any(a <= i < b for a, b in protected):
+            return rest[:i], rest[i + 1:]
+    return None, rest
+
+
+def _user_password(scheme: str, userinfo: str) -> tuple[str, str | None, bool]:
+    """(user, password, sqlplus form). URL form `user:password` is
+    percent-decoded; Oracle also takes SQL*Plus's `user/password`, verbatim
+    (ORACLE_NOTES: Found in a line-by-line review, "sqlplus habits")."""
+    colon, slash = userinfo.find(":"), userinfo.find("/")
+    if SCHEMES.get(scheme.lower()) == "oracle" and slash != -1 and (colon == -1 or slash < colon):
+        user, password = userinfo.split("/", 1)
+        return user, password, True
+    if colon != -1:
+        user, password = userinfo.split(":", 1)
+        return unquote(user), unquote(password), False
+    return unquote(userinfo), None, False
+
+
 def mask_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by `***`, safe to print or log."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable dsn>"
-    if parts.password is None:
-        return dsn
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}").geturl()
+    """The DSN with every secret replaced by `***`, safe to print or log:
+    whatever lies between the user name and the last `@` before the host,
+    and any `password=` in the query string, on every backend."""
+    text = _QUERY_SECRET.sub(lambda m: m.group(1) + "***", str(dsn))
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        # not a URL at all: it may still be `user/password@host`
+        userinfo, host = _userinfo_split(text)
+        if userinfo is None:
+            return text
+        user = re.split(r"[:/]", userinfo, maxsplit=1)[0]
+        return f"{user}/***@{host}" if user != userinfo else text
+    userinfo, host = _userinfo_split(rest)
+    if userinfo is None:
+        return text
+    user, password, sqlplus = _user_password(scheme, userinfo)
+    if password is None or (sqlplus and not user and not password):
+        return text                         # no password, or `/@alias` (external auth)
+    if sqlplus:
+        return f"{scheme}://{user}/***@{host}"
+    shown = re.split(r"[:/]", userinfo, maxsplit=1)[0]
+    return f"{scheme}://{shown}:***@{host}"
+
+
+def _without_query_secrets(query: str) -> tuple[str, str | None]:
+    """The query string without `password=`-like items, and that password."""
+    kept, password = [], None
+    for item in query.split("&") if query else []:
+        key, _, value = item.partition("=")
+        if key.lower() in _SECRET_QUERY_KEYS:
+            if key.lower() != "wallet_password":
+                password = unquote(value)
+                continue
+        kept.append(item)
+    return "&".join(kept), password
 
 
 @dataclass(frozen=True)
@@ -62,11 +122,20 @@ class ConnectionSettings:
     @property
     def display(self) -> str:
         """The DSN to print: `user:***@host` when a password is in use."""
-        if self.password is None or self.scheme == "sqlite" or "@" not in self.dsn:
+        if self.password is None or self.scheme == "sqlite" or self.external_auth:
             return mask_dsn(self.dsn)
-        parts = urlsplit(self.dsn)
-        user, host = parts.netloc.rsplit("@", 1)
-        return parts._replace(netloc=f"{user}:***@{host}").geturl()
+        scheme, _, rest = self.dsn.partition("://")
+        userinfo, host = _userinfo_split(rest)
+        if not userinfo:
+            return mask_dsn(self.dsn)
+        user = re.split(r"[:/]", userinfo, maxsplit=1)[0]
+        return mask_dsn(f"{scheme}://{user}:***@{host}")
+
+    @property
+    def external_auth(self) -> bool:
+        """Oracle's `/@alias`: the wallet or the OS vouches for the user, no
+        password is asked (thick mode only)."""
+        return self.scheme == "oracle" and self.dsn.partition("://")[2].startswith("/@")
 
     def with_password(self, password: str | None) -> ConnectionSettings:
         return replace(self, password=password)
@@ -84,6 +153,11 @@ class ConnectionSettings:
 
 def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionSettings:
     scheme, sep, _ = dsn.partition("://")
+    if not sep and re.fullmatch(r"[\w$#]*/\S*@\S+", dsn):
+        # SQL*Plus's `user/password@connect_identifier` (ORACLE_NOTES: Found
+        # in a line-by-line review, "sqlplus habits")
+        dsn = "oracle://" + dsn
+        scheme, sep, _ = dsn.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         raise UsageError(
             f"invalid DSN {mask_dsn(dsn)!r}: expected sqlite:///path, "
@@ -96,28 +170,47 @@ def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionS
         path = dsn[len(scheme) + 3:]
         path = path[1:] if path.startswith("/") else path
         path, _, query = path.partition("?")
+        query, _ = _without_query_secrets(query)
         opts.update(parse_qsl(query))
+        dsn = dsn.split("?", 1)[0] + (f"?{query}" if query else "")
         if not path:
             raise UsageError("invalid DSN: sqlite needs a file path, e.g. sqlite:///var/lib/jobs.db")
         # absolute now, so a detached worker in another directory finds the same file
         database = os.path.abspath(os.path.expanduser(unquote(path)))
         return ConnectionSettings(scheme=kind, dsn=dsn, database=database, options=opts)
+    rest = dsn[len(scheme) + 3:]
+    userinfo, hostpart = _userinfo_split(rest)
+    user = password = None
+    sqlplus = False
+    if userinfo is not None:
+        user, password, sqlplus = _user_password(scheme, userinfo)
+    if kind == "oracle" and hostpart.startswith("//"):
+        hostpart = hostpart[2:]                # sqlplus's `user/pw@//host:port/svc`
     try:
-        parts = urlsplit(dsn)
+        parts = urlsplit("//" + hostpart)
         port = parts.port
     except ValueError as exc:
         raise UsageError(f"invalid DSN {mask_dsn(dsn)!r}: {exc}") from None
-    opts.update(parse_qsl(parts.query))
-    clean = dsn
-    if parts.password is not None:
-        host_part = parts.netloc.rsplit("@", 1)[1]
-        clean = parts._replace(netloc=f"{quote(unquote(parts.username or ''))}@{host_part}").geturl()
+    query, query_password = _without_query_secrets(parts.query)
+    opts.update(parse_qsl(query))
+    if password is None and query_password is not None:
+        password = query_password
+    clean_host = hostpart if query == parts.query else (
+        hostpart.split("?", 1)[0] + (f"?{query}" if query else ""))
+    external = sqlplus and not user and not password
+    if external:
+        clean = f"{scheme}:///@{clean_host}"
+    elif user:
+        clean = f"{scheme}://{quote(user, safe='')}@{clean_host}"
+    else:
+        clean = f"{scheme}://{clean_host}"
+    if userinfo is not None and not sqlplus and password is None and query_password is None:
+        clean = dsn                             # nothing secret to take out: keep it as typed
     database = unquote(parts.path.lstrip("/")) or None
     return ConnectionSettings(
-        scheme=kind, dsn=clean,
-        user=unquote(parts.username) if parts.username else None,
+        scheme=kind, dsn=clean, user=user or None,
         host=parts.hostname, port=port, database=database, options=opts,
-        password=unquote(parts.password) if parts.password is not None else None,
+        password=None if external else password,
     )
 
 

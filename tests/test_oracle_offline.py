@@ -185,7 +185,8 @@ def test_connect_params_take_profile_options_and_never_the_password(monkeypatch)
     kwargs = b.connect_params()
     assert kwargs == {"user": "scott", "dsn": "dbhost:1521/FREEPDB1",
                       "wallet_location": os.path.expanduser("~/wallet"),
-                      "tcp_connect_timeout": 3.5, "wallet_password": "wallet-secret"}
+                      "tcp_connect_timeout": 3.5, "wallet_password": "wallet-secret",
+                      "expire_time": ob.DEFAULT_EXPIRE_TIME_MIN}
     assert "tiger" not in b.settings.display
 
 
@@ -270,7 +271,7 @@ PLS_201 = ("ORA-06550: line 1, column 7:\nPLS-00201: identifier 'SCOTT.NOPE' mus
     (ora_error("ORA-00942: table or view does not exist", 942), SchemaMissing, 4, "jobctl db init"),
     (ora_error('ORA-00942: table or view "SCOTT"."ASYNC_JOBS" does not exist', 942), SchemaMissing, 4,
      "jobctl db init"),
-    (ora_error(PLS_201, 6550), NotFound, 3, "procedure not found or no EXECUTE privilege"),
+    (ora_error(PLS_201, 6550), NotFound, 3, "procedure not found, or this user may not execute it"),
     (ora_error("ORA-06564: object NOPE does not exist", 6564), NotFound, 3, "not found"),
     (ora_error("ORA-01017: invalid username/password; logon denied", 1017), DatabaseError, 4,
      "invalid username or password"),
@@ -517,7 +518,7 @@ def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
     result = backend().call(conn, sig, {"VA": 10, "NOTE": "hi"}, ctx)
     assert result == {"vresult": 12.5, "note": "IN OUT came back"}
     cur = conn.cursors[0]
-    assert cur.executed[0][0] == ob.OUTPUT_ENABLE_SQL
+    assert cur.executed[0][0] == ob.CALL_START_SQL
     name, kw = cur.calls[0]
     assert name == "SCOTT.SUMA_SIMPLE"
     assert set(kw) == {"VA", "VRESULT", "NOTE"}      # VB left out: its DEFAULT applies
@@ -655,6 +656,10 @@ def _catalog_statements() -> list[tuple[str, dict]]:
         (ob.procedures_sql(False), owner),
         (ob.procedures_sql(True), {**owner, "package_name": "PKG"}),
         (ob.LONGOPS_SQL, {"sid": 1, "serial": 2}),
+        (ob.GV_LONGOPS_SQL, {"inst_id": 1, "sid": 1, "serial": 2}),
+        (ob.GV_SESSION_ALIVE_SQL, {"inst_id": 1, "sid": 1, "serial": 2}),
+        (ob.SESSION_ALIVE_SQL, {"sid": 1, "serial": 2}),
+        (ob.SERIAL_SQL, {"sid": 1}),
         (ob.COMPILE_ERRORS_SQL, {"name": "JOBCTL", "type": "PACKAGE BODY"}),
     ]
 
@@ -713,9 +718,11 @@ def test_cleanup_batch_fits_oracle_in_list_limit():
 
 
 PLSQL_BLOCKS = [
-    (ob.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink", "part1_type", "object_number"}),
+    (ob.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink", "part1_type", "object_number",
+                           "current_schema"}),
+    (ob.SESSION_SETUP_SQL, {"current_schema", "instance", "sid"}),
     (ob.OUTPUT_GET_LINES_SQL, {"lines", "num_lines"}),
-    (ob.OUTPUT_ENABLE_SQL, set()),
+    (ob.CALL_START_SQL, set()),
 ]
 
 
@@ -735,7 +742,7 @@ def test_resolve_binds_match_the_catalog_queries():
             sent.append((sql, binds))
             if "NAME_RESOLVE" in sql:
                 values = {"schema": "SCOTT", "part1": None, "part2": "SUMA_SIMPLE", "dblink": None,
-                          "part1_type": 7, "object_number": 1}
+                          "part1_type": 7, "object_number": 1, "current_schema": "HR"}
                 for k, v in values.items():
                     binds[k].setvalue(0, v)
             elif "all_arguments" in sql:
@@ -752,7 +759,8 @@ def test_resolve_binds_match_the_catalog_queries():
     assert [(p.name, p.mode, p.defaulted, p.kind) for p in sig.params] == [
         ("VA", "IN", False, model.NUMBER), ("VB", "IN", True, model.NUMBER),
         ("VRESULT", "OUT", False, model.NUMBER)]
-    assert sig.name == "SUMA_SIMPLE" and sig.extra["call_name"] == "SCOTT.SUMA_SIMPLE"
+    # another schema's procedure keeps its owner (the session's own is tested below)
+    assert sig.name == "SCOTT.SUMA_SIMPLE" and sig.extra["call_name"] == "SCOTT.SUMA_SIMPLE"
     resolve_binds = sent[0][1]
     assert resolve_binds["name"] == "SUMA_SIMPLE"            # the name travels as a bind
     assert set(sent[1][1]) == {"owner", "object_name"} and sent[1][1]["owner"] == "SCOTT"
@@ -798,7 +806,7 @@ def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
     assert [_object(s) for s in stmts] == [
         "DECLARE", "DECLARE", "DECLARE", "VIEW V_ASYNC_JOBS_RECENT",
-        "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL", "PACKAGE BODY JOBCTL"]
+        "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent
         assert not re.search(r"^\s*(/|SHOW\s+ERRORS|WHENEVER\s+SQLERROR|PROMPT|SET\s+SERVEROUTPUT)\b.*$",
@@ -851,7 +859,7 @@ def test_db_init_print_shows_the_oracle_scripts_without_connecting(no_connect):
     result = CliRunner().invoke(app, ["--dsn", "oracle://scott@127.0.0.1:1/x", "db", "init", "--print",
                                       "--examples"])
     assert result.exit_code == 0, result.stderr
-    assert "CREATE OR REPLACE PACKAGE BODY JOBCTL" in result.stdout
+    assert "CREATE OR REPLACE PACKAGE BODY JOBCTL_PROGRESS AS" in result.stdout
     assert "CREATE OR REPLACE PROCEDURE DEMO_SLEEP" in result.stdout
     assert no_connect == []
 
@@ -860,3 +868,646 @@ def test_sql_files_ship_inside_the_package():
     root = Path(__file__).resolve().parent.parent
     for name in ("create_async_jobs_table.sql", "examples.sql"):
         assert (root / "sql" / "oracle" / name).is_file()
+
+
+# == issue 8 (review defects), issue 7 (Oracle parts), issue 9 item 8 ===================
+
+class NoOutputCursor(FakeCursor):
+    """DBMS_OUTPUT.GET_LINES answers "no lines", as for a procedure that
+    printed nothing."""
+
+    def execute(self, sql, binds=None, **kw):
+        super().execute(sql, binds, **kw)
+        if "GET_LINES" in sql:
+            binds["num_lines"].setvalue(0, 0)
+            binds["lines"].getvalue = lambda pos=0: []
+
+def _resolving_cursor(schema, current_schema, part1, part2, ptype, rows, sent=None):
+    """A cursor answering NAME_RESOLVE / ALL_ARGUMENTS / ALL_PROCEDURES with
+    the given dictionary rows; it records every statement and bind sent."""
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if sent is not None:
+                sent.append((sql, binds))
+            if "NAME_RESOLVE" in sql:
+                for k, v in {"schema": schema, "part1": part1, "part2": part2, "dblink": None,
+                             "part1_type": ptype, "object_number": 1,
+                             "current_schema": current_schema}.items():
+                    binds[k].setvalue(0, v)
+            elif "all_arguments" in sql:
+                self.description = [(c.upper(),) for c in (
+                    "overload", "position", "argument_name", "data_type", "pls_type", "type_owner",
+                    "type_name", "type_subname", "in_out", "defaulted")]
+                self.rows = rows
+            else:
+                self.rows = [("PROCEDURE", None)]
+    return Cur
+
+
+SUMA_ROWS = [(None, 1, "VA", "NUMBER", "NUMBER", None, None, None, "IN", "N"),
+             (None, 2, "VB", "NUMBER", "NUMBER", None, None, None, "IN", "Y"),
+             (None, 3, "VRESULT", "NUMBER", "NUMBER", None, None, None, "OUT", "N")]
+
+
+@pytest.mark.parametrize("typed, schema, current, part1, part2, ptype, canonical", [
+    # the README's own setup: user JOBCTL, which also owned a package JOBCTL
+    ("suma_simple", "JOBCTL", "JOBCTL", None, "SUMA_SIMPLE", 7, "SUMA_SIMPLE"),
+    ("jobctl.suma_simple", "JOBCTL", "JOBCTL", None, "SUMA_SIMPLE", 7, "SUMA_SIMPLE"),
+    ("SCOTT.SUMA_SIMPLE", "SCOTT", "SCOTT", None, "SUMA_SIMPLE", 7, "SUMA_SIMPLE"),
+    ("scott.pkg.proc", "SCOTT", "SCOTT", "PKG", "PROC", 9, "PKG.PROC"),
+    ("hr.pkg.proc", "HR", "SCOTT", "PKG", "PROC", 9, "HR.PKG.PROC"),
+])
+def test_call_leaves_out_the_owner_when_it_is_the_current_schema(typed, schema, current, part1,
+                                                                 part2, ptype, canonical):
+    """Defect 1 and issue 7: the name callproc pastes into `begin NAME(...)`
+    carries no owner when the owner is the session's CURRENT_SCHEMA, so an
+    object named like the schema cannot shadow it (PLS-00302), and every
+    spelling of one procedure gets one canonical PROCEDURE_NAME. The old test
+    asserted `SCOTT.SUMA_SIMPLE`, i.e. the bug."""
+    sent = []
+    b = backend()
+    sig = b.resolve(FakeConn(_resolving_cursor(schema, current, part1, part2, ptype, SUMA_ROWS, sent)),
+                    typed, frozenset({"va"}))
+    assert sig.name == canonical and sig.extra["call_name"] == canonical
+    assert "SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')" in sent[0][0]   # asked in the same round trip
+    conn = FakeConn(NoOutputCursor)
+    b.call(conn, sig, {"VA": 1}, CallContext("x"))
+    assert conn.cursors[0].calls[0][0] == canonical
+
+
+def test_schema_scripts_create_jobctl_progress_and_drop_nothing():
+    """Defect 1: the helper package is JOBCTL_PROGRESS (a name no schema is
+    likely to have), the demo calls it by that name, and `db init` runs no
+    DROP at all: an old package JOBCTL or anything else of the user's stays."""
+    for name in ("create_async_jobs_table.sql", "examples.sql"):
+        code = re.sub(r"--[^\n]*", "", read_sql("oracle", name))
+        assert not re.search(r"\bDROP\b", code, re.I), name
+        assert not re.search(r"\bJOBCTL\s*\.", code), name
+        assert not re.search(r"PACKAGE\s+(BODY\s+)?JOBCTL\b(?!_)", code), name
+    assert "JOBCTL_PROGRESS.SET_PROGRESS(100 * v_done / v_total)" in read_sql("oracle", "examples.sql")
+
+
+def test_recent_view_has_created_at_and_only_real_columns():
+    """Issue 7: V_ASYNC_JOBS_RECENT keeps the seed's CREATED_AT; every column
+    it selects exists in ASYNC_JOBS (parsed with sqlglot's oracle dialect)."""
+    view = next(s for s in _split("create_async_jobs_table.sql") if "VIEW" in s.split("\n")[0])
+    select = sqlglot.parse_one(view, read="oracle").find(exp.Select)
+    names = [c.alias_or_name.lower() for c in select.expressions]
+    assert "created_at" in names and set(names) <= set(store.COLUMNS)
+
+
+def _closed_dsn(query=""):
+    return f"oracle://scott@127.0.0.1:{closed_port()}/FREEPDB1{query}"
+
+
+def test_dsn_query_options_reach_the_driver_with_expire_time_by_default():
+    """Defect 2: Easy Connect options in the query string are passed on, typed
+    as the installed driver's ConnectParams declares them (checked by building
+    a real ConnectParams), and expire_time is on by default; the DSN's value
+    wins over the profile's."""
+    b = backend("oracle://scott@dbhost:1521/FREEPDB1?expire_time=2&retry_count=3&retry_delay=1"
+                "&https_proxy=proxy.example&https_proxy_port=8080&ssl_server_dn_match=false",
+                expire_time=9, retry_delay=7, heartbeat_s=1)
+    kwargs = b.connect_params()
+    dsn = kwargs.pop("dsn")
+    params = oracledb.ConnectParams(**kwargs)
+    params.parse_connect_string(dsn)
+    assert (params.expire_time, params.retry_count, params.retry_delay) == (2, 3, 1)
+    assert (params.https_proxy, params.https_proxy_port) == ("proxy.example", 8080)
+    assert params.ssl_server_dn_match is False and "heartbeat_s" not in kwargs
+    assert backend().connect_params()["expire_time"] == ob.DEFAULT_EXPIRE_TIME_MIN
+    assert backend(expire_time=7).connect_params()["expire_time"] == 7
+
+
+@pytest.mark.parametrize("query, message", [
+    ("?expire_tme=2", "unknown option 'expire_tme' in the DSN's query string"),
+    ("?wallet_password=s3cret", "wallet_password may not be given in plain text"),
+    ("?expire_time=soon", "invalid expire_time 'soon'"),
+    ("?retry_count=-1", "invalid retry_count '-1'"),
+    ("?ssl_server_dn_match=maybe", "invalid ssl_server_dn_match 'maybe'"),
+])
+def test_bad_dsn_options_are_usage_errors_before_connecting(query, message, no_connect, monkeypatch):
+    """Defect 2: a misspelt or ill-typed option is exit 2, one line, and no
+    connection is attempted."""
+    monkeypatch.setenv("JOBCTL_PASSWORD", "tiger")
+    result = CliRunner().invoke(app, ["--dsn", "oracle://scott@127.0.0.1:1/x" + query, "list"])
+    assert result.exit_code == 2, result.stderr
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert no_connect == []
+
+
+def test_dsn_options_are_accepted_by_a_real_connect_attempt():
+    """Defect 2: the real driver takes the options jobctl builds (a wrong
+    keyword would be a TypeError, `internal error`): a closed port still
+    gives the one-line connection error, exit 4."""
+    out = subprocess.run([sys.executable, "-m", "jobctl", "--dsn",
+                          _closed_dsn("?expire_time=1&retry_count=1&retry_delay=0"), "list"],
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "JOBCTL_PASSWORD": "tiger"}, stdin=subprocess.DEVNULL)
+    assert out.returncode == 4, out.stderr
+    assert "nothing is listening at 127.0.0.1" in out.stderr and out.stderr.count("\n") == 1
+
+
+PLS_302 = ("ORA-06550: line 1, column 14:\nPLS-00302: component 'SUMA_SIMPLE' must be declared\n"
+           "ORA-06550: line 1, column 7:\nPL/SQL: Statement ignored")
+
+
+def test_pls_lines_are_kept_in_one_line_errors():
+    """Defect 3: ORA-06550 says only where; the PLS line that says what is
+    wrong is kept, trimmed, on the same single line."""
+    err = backend().translate_error(ora_error(PLS_302, 6550))
+    assert err.message.endswith("ORA-06550: line 1, column 14: PLS-00302: component 'SUMA_SIMPLE' "
+                                "must be declared")
+    assert "\n" not in err.message and "Statement ignored" not in err.message
+    err = backend().translate_error(ora_error(PLS_201, 6550))
+    assert "PLS-00201: identifier 'SCOTT.NOPE' must be declared" in err.message and "\n" not in err.message
+
+
+def test_privilege_advice_counts_role_grants():
+    """Defect 7: callproc runs an anonymous block, which uses the session's
+    enabled roles, so the advice must not say role grants do not count."""
+    err = backend().translate_error(ora_error(PLS_201, 6550))
+    assert "through a role enabled in the session" in err.message
+    assert "does not count" not in err.message
+
+
+def test_ora_00955_on_create_or_replace_is_an_error_naming_the_object():
+    """Defect 4: ORA-00955 on CREATE OR REPLACE means another kind of object
+    holds the name (e.g. a table JOBCTL_PROGRESS); db init must fail naming
+    it, and the error is not one `db init` skips as "already there"."""
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            raise ora_error("ORA-00955: name is already used by an existing object", 955)
+
+    b = backend()
+    with pytest.raises(DatabaseError) as info:
+        b.execute(FakeConn(Cur), "CREATE OR REPLACE PACKAGE JOBCTL_PROGRESS AUTHID DEFINER AS\nEND;")
+    assert "cannot create PACKAGE JOBCTL_PROGRESS" in info.value.message
+    assert info.value.exit_code == 4 and not b.is_already_exists(info.value)
+    # a plain CREATE (no OR REPLACE) keeps its "already there" meaning
+    with pytest.raises(oracledb.Error) as raw:
+        b.execute(FakeConn(Cur), "CREATE TABLE T (X NUMBER)")
+    assert b.is_already_exists(raw.value)
+
+
+def test_compilation_warnings_alone_do_not_fail_db_init():
+    """Defect 4: with PLSQL_WARNINGS enabled DPY-7000 comes for warnings too;
+    only ATTRIBUTE = 'ERROR' rows in USER_ERRORS fail the statement."""
+    class Cur(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if sql.lstrip().upper().startswith("CREATE"):
+                self.warning = ora_errors._Error("ORA-24344: success with compilation error",
+                                                 code=24344, iswarning=True)
+            else:
+                self.rows = []              # only PLW-nnnnn rows, which the query leaves out
+
+    conn = FakeConn(Cur)
+    backend().execute(conn, "CREATE OR REPLACE PROCEDURE P AS BEGIN NULL; END;")
+    assert conn.cursors[1].executed[0][0] == ob.COMPILE_ERRORS_SQL
+    assert "attribute = 'ERROR'" in ob.COMPILE_ERRORS_SQL
+
+
+PACKAGE_DISCARDED = ('ORA-04068: existing state of packages has been discarded\n'
+                     'ORA-04061: existing state of package body "SCOTT.PKG" has been invalidated\n'
+                     'ORA-06508: PL/SQL: could not find program unit being called: "SCOTT.PKG"')
+
+
+@pytest.mark.parametrize("failures, calls, ok", [(1, 2, True), (2, 2, False)])
+def test_package_state_discarded_is_retried_once(failures, calls, ok):
+    """Defect 5: on ORA-04068 (a package was recompiled under this session)
+    the work is rolled back to the savepoint set before the call and the call
+    is repeated once; a second failure is the job's error. Nothing else reads
+    04068 as transient."""
+    class Cur(NoOutputCursor):
+        def callproc(self, name, parameters=None, keyword_parameters=None):
+            super().callproc(name, parameters, keyword_parameters)
+            self.executed.append(("callproc", None, {}))
+            if len(self.calls) <= failures:
+                raise ora_error(PACKAGE_DISCARDED, 4068)
+            keyword_parameters["VRESULT"].setvalue(0, Decimal(3))
+
+    sig = Signature("PKG.P", (_p("VRESULT", "NUMBER", "OUT")[0],), extra={"call_name": "PKG.P"})
+    conn = FakeConn(Cur)
+    if ok:
+        assert backend().call(conn, sig, {}, CallContext("x")) == {"vresult": 3}
+    else:
+        with pytest.raises(DatabaseError, match="ORA-04068"):
+            backend().call(conn, sig, {}, CallContext("x"))
+    assert len(conn.cursors[0].calls) == calls
+    assert [e[0] for e in conn.cursors[0].executed][:4] == [
+        ob.CALL_START_SQL, "callproc", ob.CALL_UNDO_SQL, "callproc"]
+    assert "SAVEPOINT jobctl_call" in ob.CALL_START_SQL
+    assert not backend().is_transient(ora_error(PACKAGE_DISCARDED, 4068))
+
+
+def test_package_state_discarded_after_a_commit_is_not_retried():
+    """Defect 5: a procedure that committed before ORA-04068 has no
+    savepoint to return to (ORA-01086): its work cannot be undone, so the
+    call is not repeated and the error is the job's."""
+    class Cur(NoOutputCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            if sql == ob.CALL_UNDO_SQL:
+                raise ora_error("ORA-01086: savepoint 'JOBCTL_CALL' never established in this "
+                                "session or is invalid", 1086)
+
+        def callproc(self, name, parameters=None, keyword_parameters=None):
+            super().callproc(name, parameters, keyword_parameters)
+            raise ora_error(PACKAGE_DISCARDED, 4068)
+
+    conn = FakeConn(Cur)
+    with pytest.raises(DatabaseError, match="ORA-04068"):
+        backend().call(conn, Signature("P", (), extra={"call_name": "P"}), {}, CallContext("x"))
+    assert len(conn.cursors[0].calls) == 1
+
+
+def test_session_helpers_for_orphaned_jobs():
+    """Issue 9 item 2 (Oracle side): the session is SID,SERIAL#,@INST_ID from
+    the connection (thin mode's session_id/serial_num, the instance learnt at
+    connect); the kill statement is exact and refuses anything else; alive is
+    read from GV$SESSION, V$SESSION on the same instance, else unknown."""
+    class CallConn:
+        session_id, serial_num = 123, 4567
+
+    b, conn = backend(), CallConn()
+    b._remember(conn, {"instance": "2", "current_schema": "SCOTT", "sid": "123"})
+    assert b.session_id(conn) == "123,4567,@2"
+    assert b.kill_session_sql("123,4567,@2") == "ALTER SYSTEM KILL SESSION '123,4567,@2' IMMEDIATE"
+    for bad in ("123,4567", "1,2,@3' IMMEDIATE; DROP TABLE T; --", "a,b,@c", ""):
+        with pytest.raises(UsageError):
+            b.kill_session_sql(bad)
+
+    def answering(*answers):
+        class Cur(FakeCursor):
+            def execute(self, sql, binds=None, **kw):
+                super().execute(sql, binds, **kw)
+                answer = answers[0] if "gv$" in sql else answers[1]
+                if isinstance(answer, Exception):
+                    raise answer
+                self.rows = [(answer,)]
+        return Cur
+
+    denied = ora_error("ORA-00942: table or view does not exist", 942)
+    watch = FakeConn(answering(1, 0))
+    assert b.session_alive(watch, "123,4567,@2") is True
+    assert watch.cursors[0].executed[0][1] == {"inst_id": 2, "sid": 123, "serial": 4567}
+    assert b.session_alive(FakeConn(answering(0, 1)), "123,4567,@2") is False
+    here = FakeConn(answering(denied, 1))
+    b._remember(here, {"instance": "2"})
+    assert b.session_alive(here, "123,4567,@2") is True          # V$ on the same instance
+    b._remember(here, {"instance": "1"})
+    assert b.session_alive(here, "123,4567,@2") is None          # another instance: unknown
+    both_denied = FakeConn(answering(denied, denied))
+    b._remember(both_denied, {"instance": "2"})
+    assert b.session_alive(both_denied, "123,4567,@2") is None
+    assert b.session_alive(both_denied, "123,,@2") is None       # SERIAL# never known
+
+
+def test_other_call_errors_are_not_retried():
+    """Defect 5: only 04068/04061 repeat the call; a procedure's own error
+    runs it once."""
+    class Cur(NoOutputCursor):
+        def callproc(self, name, parameters=None, keyword_parameters=None):
+            super().callproc(name, parameters, keyword_parameters)
+            raise ora_error("ORA-20001: boom", 20001)
+
+    conn = FakeConn(Cur)
+    with pytest.raises(DatabaseError, match="ORA-20001"):
+        backend().call(conn, Signature("P", (), extra={"call_name": "P"}), {}, CallContext("x"))
+    assert len(conn.cursors[0].calls) == 1
+
+
+PLSQL_ARG_ROWS = {
+    "REF CURSOR OUT": (None, 1, "RC", "REF CURSOR", None, None, None, None, "OUT", "N"),
+    "record IN": (None, 1, "R", "PL/SQL RECORD", None, "SCOTT", "PKG", "REC_T", "IN", "N"),
+    "collection IN/OUT": (None, 1, "T", "TABLE", None, "SCOTT", "NUM_LIST", None, "IN/OUT", "N"),
+    "XMLTYPE IN": (None, 1, "X", "OPAQUE/XMLTYPE", None, "SYS", "XMLTYPE", None, "IN", "N"),
+    "object OUT": (None, 1, "O", "OBJECT", None, "SCOTT", "POINT_T", None, "OUT", "N"),
+}
+
+
+@pytest.mark.parametrize("case", list(PLSQL_ARG_ROWS))
+def test_parameters_jobctl_cannot_pass_are_refused_at_submit(case):
+    """Defect 6: the signature built from the dictionary rows marks REF
+    CURSOR, records, collections, object types and XMLTYPE unsupported, and
+    the submit check (which api.submit runs before inserting the row) refuses
+    with exit 2 naming parameter and type; describe's signature is intact."""
+    row = PLSQL_ARG_ROWS[case]
+    sig = backend().resolve(FakeConn(_resolving_cursor("SCOTT", "SCOTT", None, "P", 7, [row])),
+                            "P", frozenset())
+    assert [p.kind for p in sig.params] == [model.UNSUPPORTED]
+    with pytest.raises(UsageError) as info:
+        backend().check_submit(sig)
+    assert info.value.exit_code == 2
+    assert f"parameter {row[2]}" in info.value.message and sig.params[0].type_name in info.value.message
+
+
+def test_unsupported_input_with_a_default_can_be_left_out():
+    """Defect 6: an unsupported IN parameter that has a DEFAULT does not stop
+    the procedure from being submitted without it."""
+    row = (None, 1, "R", "PL/SQL RECORD", None, "SCOTT", "PKG", "REC_T", "IN", "Y")
+    sig = backend().resolve(FakeConn(_resolving_cursor("SCOTT", "SCOTT", None, "P", 7, [row])),
+                            "P", frozenset())
+    backend().check_submit(sig)
+    with pytest.raises(UsageError, match="cannot pass"):
+        params.bind(sig, {"R": "x"})
+
+
+@pytest.mark.parametrize("case", ["REF CURSOR OUT", "XMLTYPE IN"])
+def test_submit_refuses_them_before_any_row_is_written(case):
+    """Defect 6 through the library surface: Jobctl.submit on a session whose
+    dictionary describes such a procedure raises exit 2 and sends no INSERT
+    (every statement the session received is recorded)."""
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    class Conn(FakeConn):
+        def commit(self):
+            pass
+
+        def rollback(self):
+            pass
+
+    conn = Conn(_resolving_cursor("SCOTT", "SCOTT", None, "P", 7, [PLSQL_ARG_ROWS[case]]))
+    jc = Jobctl(resolve_settings(dsn="oracle://scott@dbhost:1521/FREEPDB1"))
+    jc._conn = conn
+    with pytest.raises(UsageError) as info:
+        jc.submit("P", {})
+    assert info.value.exit_code == 2 and f"parameter {PLSQL_ARG_ROWS[case][2]}" in info.value.message
+    assert PLSQL_ARG_ROWS[case][3] in info.value.message        # the type, named
+    sent = [sql for cur in conn.cursors for sql, _, _ in cur.executed]
+    assert any("NAME_RESOLVE" in sql for sql in sent)
+    assert not any(re.search(r"\bINSERT\b", sql, re.I) for sql in sent)
+
+
+def test_rac_progress_reads_gv_longops_by_instance_then_falls_back_to_v():
+    """Defect 8: the watchdog's connection may be on another RAC instance, so
+    progress comes from GV$SESSION_LONGOPS with the call session's INST_ID;
+    when GV$ is not granted, V$; when neither, it stops asking."""
+    sent = []
+
+    class Denied(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            sent.append((sql, binds))
+            raise ora_error("ORA-00942: table or view does not exist", 942)
+
+    class CallConn:
+        session_id, serial_num = 123, 4567
+
+    b, call_conn, ctx = backend(), CallConn(), CallContext("x")
+    b._remember(call_conn, {"instance": "2", "current_schema": "SCOTT", "sid": "123"})
+    b.poll_progress(FakeConn(Denied), call_conn, ctx)
+    b.poll_progress(FakeConn(Denied), call_conn, ctx)
+    assert [s for s, _ in sent] == [ob.GV_LONGOPS_SQL, ob.LONGOPS_SQL]
+    assert sent[0][1] == {"inst_id": 2, "sid": 123, "serial": 4567}
+
+    class Granted(FakeCursor):
+        def execute(self, sql, binds=None, **kw):
+            super().execute(sql, binds, **kw)
+            sent.append((sql, binds))
+            self.rows = [(30, 120)]
+
+    sent.clear()
+    b, ctx = backend(), CallContext("x")
+    b._remember(call_conn, {"instance": "2"})
+    b.poll_progress(FakeConn(Granted), call_conn, ctx)
+    assert sent[0][0] == ob.GV_LONGOPS_SQL and ctx.snapshot()[0] == 25.0
+
+
+def test_national_character_parameters_bind_as_nvarchar():
+    """Defect 9: NVARCHAR2/NCHAR values bind as DB_TYPE_NVARCHAR (a plain str
+    would travel in the database character set and lose what it cannot
+    hold); OUT ones come back through an NVARCHAR variable."""
+    b, cur = backend(), FakeCursor()
+    text = "Ñuñoa · 東京 · 𝄞"
+    for data_type in ("NVARCHAR2", "NCHAR"):
+        p, t = _p("N", data_type)
+        var = b._in_bind(cur, p, t, params.coerce(p, text))
+        assert var.type is oracledb.DB_TYPE_NVARCHAR and var.getvalue() == text
+        assert b._in_bind(cur, p, t, None).type is oracledb.DB_TYPE_NVARCHAR
+        p, t = _p("N", data_type, "OUT")
+        assert (b._out_var(cur, p, t).type, b._out_var(cur, p, t).size) == (oracledb.DB_TYPE_NVARCHAR, 32767)
+    p, t = _p("S", "VARCHAR2")
+    assert b._in_bind(cur, p, t, text) == text
+
+
+@pytest.mark.parametrize("dsn", [
+    "oracle://scott/tiger@127.0.0.1:{port}/FREEPDB1",
+    "oracle://scott/tiger@//127.0.0.1:{port}/FREEPDB1",
+    "scott/tiger@127.0.0.1:{port}/FREEPDB1",
+])
+def test_sqlplus_style_dsn_connects_and_never_shows_the_password(dsn, monkeypatch):
+    """Defect 10: `user/password@connect_identifier` is a DSN: user and
+    service are right (real ConnectParams parsing), the password is the
+    password and is masked; with JOBCTL_PASSWORD also set, no `internal
+    error` (it was a ValueError), just the one-line connection error."""
+    port = closed_port()
+    s = parse_dsn(dsn.format(port=port))
+    assert (s.scheme, s.user, s.password) == ("oracle", "scott", "tiger")
+    b = get_backend(s)
+    params = oracledb.ConnectParams()
+    params.parse_connect_string(b.connect_dsn())
+    assert (params.host, params.port, params.service_name) == ("127.0.0.1", port, "FREEPDB1")
+    assert "tiger" not in s.display and "tiger" not in s.dsn
+    for env in ({}, {"JOBCTL_PASSWORD": "other"}):
+        out = subprocess.run([sys.executable, "-m", "jobctl", "--dsn", dsn.format(port=port), "list"],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+        assert out.returncode == 4, out.stderr
+        assert f"nothing is listening at 127.0.0.1:{port}" in out.stderr
+        assert "tiger" not in out.stderr and "internal error" not in out.stderr
+
+
+def test_dsn_without_a_user_is_a_clear_usage_error(no_connect, monkeypatch):
+    """Defect 10: `oracle://host/svc` names no user; it was DPY-3001 (bequeath
+    needs thick mode). Now exit 2 saying how to write it, before connecting."""
+    monkeypatch.setenv("JOBCTL_PASSWORD", "tiger")
+    result = CliRunner().invoke(app, ["--dsn", "oracle://dbhost:1521/FREEPDB1", "list"])
+    assert result.exit_code == 2
+    assert "names no user" in result.stderr and "USER/PASSWORD@connect_identifier" in result.stderr
+    assert result.stderr.count("\n") == 1 and no_connect == []
+
+
+def test_thin_mode_refusals_point_at_thick_mode():
+    """Defect 11: the driver's DPY-3001 (Native Network Encryption, ...) says
+    what to do: switch on thick mode."""
+    err = backend().translate_error(dpy_error(ora_errors.ERR_FEATURE_NOT_SUPPORTED,
+                                              feature="Native Network Encryption and Data Integrity",
+                                              driver_type="thick"))
+    assert "thick" in err.message and "oracle_client" in err.message and err.exit_code == 4
+
+
+def _run_jobctl(args, env=None, tmp=None):
+    return subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+                          cwd=tmp)
+
+
+@pytest.mark.parametrize("how", ["env", "profile_dir", "profile_thick"])
+def test_thick_mode_without_a_client_library_is_one_line_exit_4(how, tmp_path):
+    """Defect 11: thick mode asks the real driver to load the Oracle Client
+    (oracle_client in the profile, JOBCTL_ORACLE_CLIENT, or thick = true);
+    here no library exists, so the real DPI-1047 becomes one line, exit 4,
+    before any connection and without a traceback."""
+    empty = tmp_path / "instantclient_23_5"
+    empty.mkdir()
+    cfg = tmp_path / "config" / "jobctl" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    port = closed_port()
+    profile = f'[profiles.p]\ndsn = "oracle://scott@127.0.0.1:{port}/FREEPDB1"\n'
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "JOBCTL_PASSWORD": "tiger",
+           "LD_LIBRARY_PATH": str(empty)}
+    if how == "env":
+        env["JOBCTL_ORACLE_CLIENT"] = str(empty)
+    elif how == "profile_dir":
+        profile += f'oracle_client = "{empty}"\n'
+    else:
+        profile += "thick = true\n"
+    cfg.write_text(profile)
+    out = _run_jobctl(["--profile", "p", "list"], env)
+    assert out.returncode == 4, out.stderr
+    line = out.stderr.strip()
+    assert "\n" not in line and line.startswith("jobctl: error: cannot load the Oracle Client library")
+    assert "DPI-1047" in line and "Traceback" not in out.stderr
+    if how != "profile_thick":
+        assert str(empty) in line
+
+
+def test_client_library_is_loaded_once_per_process(monkeypatch):
+    """Defect 11: init_oracle_client runs once however many connections the
+    CLI or worker opens (the driver refuses a second call with other args)."""
+    calls = []
+    monkeypatch.setattr(ob, "_client_loaded", False)
+    monkeypatch.setattr(oracledb, "init_oracle_client",
+                        lambda lib_dir=None, config_dir=None: calls.append((lib_dir, config_dir)))
+    ob.load_client("/opt/oracle/ic", "/etc/tns")
+    ob.load_client("/opt/oracle/ic", "/etc/tns")
+    assert calls == [("/opt/oracle/ic", "/etc/tns")]
+
+
+def test_external_authentication_asks_no_password_and_needs_thick_mode(monkeypatch):
+    """Defect 11: `/@alias` is external authentication: the connect keywords
+    carry externalauth and no user or password (accepted by a real
+    ConnectParams); in thin mode it is refused with exit 2 saying why."""
+    s = parse_dsn("oracle:///@sales_prd")
+    assert s.external_auth and s.user is None and s.password is None
+    with pytest.raises(UsageError, match="needs thick mode"):
+        get_backend(s).connect_params()
+    thick = get_backend(parse_dsn("oracle:///@sales_prd", options={"thick": True}))
+    kwargs = thick.connect_params()
+    assert kwargs["externalauth"] is True and "user" not in kwargs and kwargs["dsn"] == "sales_prd"
+    assert oracledb.ConnectParams(**{k: v for k, v in kwargs.items() if k != "dsn"}).externalauth
+    assert parse_dsn("/@sales_prd".join(["oracle://", ""])).display == "oracle:///@sales_prd"
+
+
+#: each character that used to break masking, alone and all together
+NASTY_PASSWORDS = ["Zq@9Xv", "Zq:9Xv", "Zq/9Xv", "Zq%9Xv", "Zq?9Xv", "Zq#9Xv", "Zq&9Xv",
+                   "Zq@9:Xv/Wk%Jm?Yb#Uh&Rt"]
+
+
+def _leaks(password: str, text: str) -> list[str]:
+    return [password[i:i + 3] for i in range(len(password) - 2) if password[i:i + 3] in text]
+
+
+@pytest.mark.parametrize("password", NASTY_PASSWORDS)
+@pytest.mark.parametrize("scheme", ["postgresql", "oracle"])
+def test_passwords_with_url_characters_are_parsed_and_masked(scheme, password):
+    """Issue 9 item 8: everything between `//` and the last `@` before the
+    host is the user and password: parsed whole, never shown by mask_dsn or
+    display, on every server backend; and in a query string."""
+    dsn = f"{scheme}://app:{password}@dbhost:5432/prod"
+    s = parse_dsn(dsn)
+    assert (s.user, s.host, s.port, s.database) == ("app", "dbhost", 5432, "prod")
+    if "%" not in password:
+        assert s.password == password
+    for shown in (config_mask(dsn), s.display, s.dsn):
+        assert not _leaks(password, shown), shown
+    q = parse_dsn(f"{scheme}://app@dbhost:5432/prod?connect_timeout=3&password={password.replace('&', '%26')}")
+    assert not _leaks(password, q.display) and not _leaks(password, q.dsn)
+    if scheme == "postgresql":
+        assert q.options == {"connect_timeout": "3"}
+
+
+def config_mask(dsn):
+    from jobctl.config import mask_dsn
+    return mask_dsn(dsn)
+
+
+@pytest.mark.parametrize("password", NASTY_PASSWORDS)
+@pytest.mark.parametrize("template", [
+    "postgresql://root:{pw}@t:x/y",                # invalid port: the "invalid DSN" path
+    "oracle://root:{pw}@t:x/y",
+    "postgresql://root:{pw}@127.0.0.1:{port}/db",   # connection refused: the connect path
+    "oracle://root:{pw}@127.0.0.1:{port}/db",
+    "sqlite:///{tmp}/nodir/jobs.db?password={pw}",
+])
+def test_no_error_message_shows_any_part_of_the_password(template, password, tmp_path):
+    """Issue 9 item 8: through the CLI, on every backend, neither the invalid
+    DSN message nor a connection error shows three consecutive characters of
+    the password."""
+    pw = password.replace("&", "%26").replace("#", "%23") if template.startswith("sqlite") else password
+    dsn = template.format(pw=pw, port=closed_port(), tmp=tmp_path)
+    result = CliRunner().invoke(app, ["--dsn", dsn, "list"])
+    assert result.exit_code in (2, 4), result.stderr
+    assert result.stderr.startswith("jobctl: error: ")
+    assert not _leaks(password, result.stderr + result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("dsn", [
+    "oracle://scott/Zq@9:Xv/Wk@dbhost:1521/FREEPDB1",
+    "scott/tiger@SALES_PRD",
+    "oracle:///@SALES_PRD",
+    "oracle://scott@dbhost/svc?expire_time=2&password=Zq%269",
+    "postgresql://app:Zq@9:Xv/Wk%Jm?Yb#Uh&Rt@db1:5433/prod?sslmode=disable",
+])
+def test_worker_gets_the_same_connection_from_the_payload(dsn):
+    """The detached worker rebuilds its settings from the payload (DSN
+    without the secret, options, password): every DSN form parses back to
+    the same user, host, service, options, password and auth mode."""
+    import json
+
+    s = parse_dsn(dsn)
+    back = type(s).from_payload(json.loads(json.dumps(s.to_payload())))
+    fields = ("scheme", "user", "host", "port", "database", "options", "password", "external_auth")
+    assert [getattr(back, f) for f in fields] == [getattr(s, f) for f in fields]
+    assert s.password is None or s.password not in s.dsn
+
+
+def test_thick_mode_choice_from_profile_and_environment(monkeypatch, tmp_path):
+    """Defect 11: oracle_client (profile) or JOBCTL_ORACLE_CLIENT picks thick
+    mode with that directory, `thick = true` the system library path, and an
+    explicit `thick = false` keeps a profile thin; thin is the default. In
+    this process nothing loaded a client, so the driver reports thin mode."""
+    monkeypatch.delenv("JOBCTL_ORACLE_CLIENT", raising=False)
+    assert backend().client_lib_dir() == (False, None)
+    assert backend(oracle_client="~/ic").client_lib_dir() == (True, os.path.expanduser("~/ic"))
+    assert backend(thick="true").client_lib_dir() == (True, None)
+    monkeypatch.setenv("JOBCTL_ORACLE_CLIENT", str(tmp_path))
+    assert backend().client_lib_dir() == (True, str(tmp_path))
+    assert backend(thick=False).client_lib_dir() == (False, str(tmp_path))
+    with pytest.raises(UsageError, match="invalid thick"):
+        backend(thick="sometimes").client_lib_dir()
+    assert ob.client_info()["mode"] == "thin"
+
+
+@pytest.mark.parametrize("typed, exact", [
+    ("12345678901234567890123456789012345678", 12345678901234567890123456789012345678),
+    ("0.1", Decimal("0.1")),
+    ("-0.000000000000000000001", Decimal("-0.000000000000000000001")),
+    ("1E+30", Decimal("1E+30")),
+    ("12345678901234567890.123", Decimal("12345678901234567890.123")),
+])
+def test_number_values_bind_exactly_and_out_numbers_come_back_as_decimal(typed, exact):
+    """Issue 7: a NUMBER value reaches the bind as the exact int/Decimal
+    typed (never a float: the driver sends both as Oracle NUMBER, 38
+    digits), and an OUT NUMBER variable is a Decimal one, so the value read
+    back is not rounded through a float."""
+    b, cur = backend(), FakeCursor()
+    p, t = _p("N", "NUMBER")
+    bound = b._in_bind(cur, p, t, params.coerce(p, typed))
+    assert bound == exact and not isinstance(bound, float) and str(bound) == str(exact)
+    for mode in ("OUT", "IN/OUT"):
+        p, t = _p("N", "NUMBER", mode)
+        assert b._out_var(cur, p, t).type is Decimal

@@ -1,8 +1,9 @@
-"""Oracle Database through python-oracledb in thin mode (no Oracle Client).
+"""Oracle Database through python-oracledb: thin mode (no Oracle Client) by
+default, thick mode when a profile asks for it (`oracle_client`, `thick`).
 
 No Oracle server runs where this was written. Every driver or database fact
-the code relies on names its source: `ORACLE_NOTES §section` is the project's
-shared notes (/work/shared/ORACLE_NOTES.md), `src/...`, `tests/...` and
+the code relies on names its source: `ORACLE_NOTES "section"` is a section of
+the project's shared Oracle notes, `src/...`, `tests/...` and
 `samples/...` are paths in the oracle/python-oracledb repository. Points that
 could not be confirmed are marked "unconfirmed" and coded defensively.
 
@@ -13,11 +14,16 @@ oracledb is imported here and nowhere else: this module loads only for an
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import re
+import threading
+import typing
+import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import oracledb
 
@@ -38,13 +44,28 @@ _OUTPUT_LINE_MAX = 32767
 # -- the SQL this backend sends besides store.py's (linted offline by
 #    tests/test_oracle_offline.py with sqlglot's oracle dialect) ----------------
 
-SESSION_UTC_SQL = "ALTER SESSION SET TIME_ZONE = '+00:00'"
+#: one round trip at connect: stored times are UTC whatever the client's
+#: zone, and the session's schema and instance are learnt while at it (the
+#: watchdog needs the call session's instance while that session is busy)
+SESSION_SETUP_SQL = """
+BEGIN
+    EXECUTE IMMEDIATE q'[ALTER SESSION SET TIME_ZONE = '+00:00']';
+    :current_schema := SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA');
+    :instance := SYS_CONTEXT('USERENV', 'INSTANCE');
+    :sid := SYS_CONTEXT('USERENV', 'SID');
+END;"""
+
+#: SERIAL# for thick mode, where `Connection.serial_num` does not exist
+#: (src/oracledb/connection.py: "available only in python-oracledb Thin
+#: mode"); needs SELECT on V_$SESSION, so best effort
+SERIAL_SQL = "SELECT serial# FROM v$session WHERE sid = :sid"
 
 NAME_RESOLVE_SQL = """
 BEGIN
     DBMS_UTILITY.NAME_RESOLVE(name => :name, context => 1, schema => :schema,
                               part1 => :part1, part2 => :part2, dblink => :dblink,
                               part1_type => :part1_type, object_number => :object_number);
+    :current_schema := SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA');
 END;"""
 
 #: one row per argument of every overload; DATA_LEVEL 0 leaves out the
@@ -64,6 +85,17 @@ SELECT object_type, overload
   FROM all_procedures
  WHERE owner = :owner AND {procedure_filter}"""
 
+#: RAC: V$ views show the local instance only and the watchdog's connection
+#: may land on another one, so read GV$ by the call session's INST_ID and
+#: fall back to V$ when GV$ is not granted (ORACLE_NOTES: Found in a
+#: line-by-line review, "RAC")
+GV_LONGOPS_SQL = """
+SELECT sofar, totalwork
+  FROM gv$session_longops
+ WHERE inst_id = :inst_id AND sid = :sid AND serial# = :serial AND totalwork > 0
+ ORDER BY last_update_time DESC
+ FETCH FIRST 1 ROWS ONLY"""
+
 LONGOPS_SQL = """
 SELECT sofar, totalwork
   FROM v$session_longops
@@ -71,7 +103,20 @@ SELECT sofar, totalwork
  ORDER BY last_update_time DESC
  FETCH FIRST 1 ROWS ONLY"""
 
-OUTPUT_ENABLE_SQL = "BEGIN DBMS_OUTPUT.ENABLE(NULL); END;"
+GV_SESSION_ALIVE_SQL = """
+SELECT COUNT(*)
+  FROM gv$session
+ WHERE inst_id = :inst_id AND sid = :sid AND serial# = :serial"""
+
+SESSION_ALIVE_SQL = """
+SELECT COUNT(*)
+  FROM v$session
+ WHERE sid = :sid AND serial# = :serial"""
+
+#: before each call: a savepoint to return to if the call must be repeated
+#: (ORA-04068), and DBMS_OUTPUT without a size limit, in one round trip
+CALL_START_SQL = "BEGIN SAVEPOINT jobctl_call; DBMS_OUTPUT.ENABLE(NULL); END;"
+CALL_UNDO_SQL = "ROLLBACK TO SAVEPOINT jobctl_call"
 OUTPUT_GET_LINES_SQL = "BEGIN DBMS_OUTPUT.GET_LINES(:lines, :num_lines); END;"
 
 COMPILE_ERRORS_SQL = """
@@ -146,6 +191,10 @@ def _display_type(row: Mapping[str, Any]) -> str:
 #: datetime → DATE); others need a typed variable
 _PLAIN_BINDS = (oracledb.DB_TYPE_NUMBER, oracledb.DB_TYPE_BOOLEAN, oracledb.DB_TYPE_DATE)
 
+#: ORA-04068 existing state of packages has been discarded, ORA-04061
+#: existing state of a package has been invalidated
+_PACKAGE_STATE_DISCARDED = frozenset({4068, 4061})
+
 
 def _is_plain_identifier(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Z][A-Z0-9_$#]*", name))
@@ -163,6 +212,17 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def _summary(text: str) -> str:
+    """The first line plus every PLS-nnnnn line, as one line: ORA-06550 says
+    only where (`line 5, column 9:`), the PLS line says what is wrong
+    (issue 8 defect 3)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return text.strip()
+    pls = [ln for ln in lines[1:] if re.match(r"PLS-\d{5}:", ln)]
+    return " ".join(dict.fromkeys([lines[0], *pls]))
+
+
 def _db_text(err: Any) -> str:
     """The database's message without the help URL that thin mode appends
     (src/oracledb/errors.py, `_Error._make_adjustments`)."""
@@ -177,9 +237,113 @@ def _error_info(exc: BaseException) -> Any | None:
     return None
 
 
+def _created_object(sql: str) -> tuple[str, str, bool] | None:
+    """(object type, name, OR REPLACE?) of a CREATE statement, or None."""
+    m = re.match(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(?:(?:NON)?EDITIONABLE\s+)?"
+                 r"(PACKAGE\s+BODY|TYPE\s+BODY|PACKAGE|PROCEDURE|FUNCTION|TRIGGER|TYPE|VIEW)\s+"
+                 r"(?:\"?[\w$#]+\"?\s*\.\s*)?\"?([\w$#]+)\"?", sql, re.IGNORECASE)
+    if not m:
+        return None
+    return " ".join(m.group(2).upper().split()), m.group(3).upper(), bool(m.group(1))
+
+
 def _code(exc: BaseException) -> tuple[int, str]:
     err = _error_info(exc)
     return (err.code, err.full_code) if err is not None else (-1, "")
+
+
+# -- driver options from the DSN query string and the profile -------------------
+
+#: set from the DSN itself or by jobctl's own secret handling, never as options
+_NOT_OPTIONS = frozenset({"user", "proxy_user", "password", "newpassword", "wallet_password",
+                          "host", "port", "service_name", "sid", "externalauth",
+                          "handle"})
+
+#: minutes between probes on an idle call connection, so a call whose peer
+#: vanished behind a firewall fails instead of hanging for ever (thin mode
+#: has no ENABLE=BROKEN: ORACLE_NOTES: Found in a line-by-line review,
+#: "Dead peers")
+DEFAULT_EXPIRE_TIME_MIN = 3
+
+
+def _scalar_options() -> dict[str, type]:
+    """`ConnectParams` keywords that take one str/int/float/bool, read from
+    the installed driver's own signature, so a new driver's options work and
+    a misspelt one is refused."""
+    out: dict[str, type] = {}
+    hints = typing.get_type_hints(oracledb.ConnectParams.__init__)
+    for name in inspect.signature(oracledb.ConnectParams.__init__).parameters:
+        args = [a for a in typing.get_args(hints.get(name)) if a is not type(None)]
+        if name not in _NOT_OPTIONS and len(args) == 1 and args[0] in (str, int, float, bool):
+            out[name] = args[0]
+    return out
+
+
+DRIVER_OPTIONS = _scalar_options()
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _option_value(name: str, raw: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+    elif kind is str:
+        return str(raw)
+    else:
+        try:
+            value = kind(raw)
+            if value >= 0:
+                return value
+        except (TypeError, ValueError):
+            pass
+    what = {bool: "true or false", int: "a whole number >= 0", float: "a number >= 0"}[kind]
+    raise UsageError(f"invalid {name} {raw!r} in {where}: must be {what}")
+
+
+# -- thick mode: loaded at most once per process ----------------------------------
+
+_client_lock = threading.Lock()
+_client_loaded = False
+
+
+def load_client(lib_dir: str | None, config_dir: str | None = None) -> None:
+    """`oracledb.init_oracle_client` once per process, before any connection
+    (CLI and worker alike: both connect through OracleBackend.connect).
+    DPI-1047 (no library there) becomes one line, exit 4. In thick mode the
+    Oracle Client reads tnsnames.ora and sqlnet.ora from `config_dir` given
+    here, not from the connect keyword (src/oracledb/connect_params.py,
+    `config_dir`), and gets the connect string unchanged, which external
+    authentication with a wallet needs (the wallet is keyed by the alias)."""
+    global _client_loaded
+    with _client_lock:
+        if _client_loaded:
+            return
+        try:
+            oracledb.init_oracle_client(lib_dir=lib_dir, config_dir=config_dir)
+        except oracledb.Error as exc:
+            err = _error_info(exc)
+            text = _first_line(_db_text(err)) if err is not None else str(exc)
+            text = re.sub(r"\s*See https?://\S+ for help\.?$", "", text)
+            where = lib_dir or "the system library path"
+            raise DatabaseError(
+                f"cannot load the Oracle Client library from {where} for thick mode: {text}; "
+                "install Oracle Instant Client there, or remove oracle_client / "
+                "JOBCTL_ORACLE_CLIENT / thick to use thin mode") from None
+        _client_loaded = True
+
+
+def client_info() -> dict[str, Any]:
+    """What `doctor` reports: the driver mode in this process and, in thick
+    mode, the Oracle Client version."""
+    if oracledb.is_thin_mode():
+        return {"mode": "thin", "client_version": None, "driver_version": oracledb.__version__}
+    return {"mode": "thick", "client_version": ".".join(map(str, oracledb.clientversion())),
+            "driver_version": oracledb.__version__}
 
 
 class OracleBackend:
@@ -188,18 +352,35 @@ class OracleBackend:
 
     def __init__(self, settings: config.ConnectionSettings):
         self.settings = settings
-        #: set once V$SESSION_LONGOPS answered ORA-00942: not granted, stop asking
-        self._longops_denied = False
+        #: which LONGOPS view still answers: GV$, then V$, then none (not granted)
+        self._longops_views = [GV_LONGOPS_SQL, LONGOPS_SQL]
+        #: per connection: (current schema, instance number, SID) learnt at connect
+        self._sessions: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
     # -- connections ---------------------------------------------------------------
+    def client_lib_dir(self) -> tuple[bool, str | None]:
+        """(thick mode?, Oracle Client directory or None for the system path).
+        Thin mode cannot do Native Network Encryption, external authentication
+        or databases before 12.1 (ORACLE_NOTES "Versions and connecting"), so
+        a profile may opt in with `oracle_client = "/path"` (or the
+        JOBCTL_ORACLE_CLIENT variable) or `thick = true`."""
+        opts = self.settings.options
+        lib_dir = opts.get("oracle_client") or os.environ.get("JOBCTL_ORACLE_CLIENT") or None
+        thick = lib_dir is not None
+        if opts.get("thick") not in (None, ""):
+            # an explicit `thick = false` wins, e.g. over a JOBCTL_ORACLE_CLIENT
+            # exported for other profiles
+            thick = _option_value("thick", opts["thick"], bool, "the profile")
+        return thick, (os.path.expanduser(str(lib_dir)) if lib_dir else None)
+
     def connect_dsn(self) -> str:
         """What `oracledb.connect(dsn=...)` receives: Easy Connect
         `host[:port][/service]`, or a tnsnames alias for `oracle://user@alias`
         (ORACLE_NOTES "Versions and connecting")."""
         s = self.settings
         if not s.host:
-            raise UsageError(f"invalid DSN {s.display!r}: expected oracle://user@host:port/service "
-                             "or oracle://user@tns_alias")
+            raise UsageError(f"invalid DSN {s.display!r}: expected oracle://user@host:port/service, "
+                             "oracle://user@tns_alias or user/password@connect_identifier")
         if s.port is None and not s.database:
             return s.host                      # a TNS alias, looked up in config_dir / TNS_ADMIN
         host = f"[{s.host}]" if ":" in s.host else s.host
@@ -221,53 +402,173 @@ class OracleBackend:
             return config._read_password_file(str(opts["wallet_password_file"]))
         return None
 
+    def _driver_options(self) -> dict[str, Any]:
+        """Easy Connect / ConnectParams options from the profile and the DSN's
+        query string (`?expire_time=2&retry_count=3`); the query string wins.
+        An unknown name in the query string is refused: it is the user's
+        typing, whereas the profile also holds jobctl's own settings."""
+        opts = self.settings.options
+        out: dict[str, Any] = {"expire_time": DEFAULT_EXPIRE_TIME_MIN}
+        query = dict(parse_qsl(urlsplit(self.settings.dsn).query, keep_blank_values=True))
+        for key, raw in opts.items():
+            if key in DRIVER_OPTIONS and key not in query and raw not in (None, ""):
+                out[key] = _option_value(key, raw, DRIVER_OPTIONS[key], "the profile")
+        for key, raw in query.items():
+            if key not in DRIVER_OPTIONS:
+                raise UsageError(f"unknown option {key!r} in the DSN's query string; Oracle takes "
+                                 "ConnectParams options such as expire_time, retry_count, "
+                                 "retry_delay, tcp_connect_timeout, https_proxy, "
+                                 "ssl_server_dn_match, config_dir, wallet_location")
+            out[key] = _option_value(key, raw, DRIVER_OPTIONS[key], "the DSN")
+        for key in ("config_dir", "wallet_location"):
+            if key in out:
+                out[key] = os.path.expanduser(out[key])
+        return out
+
     def connect_params(self) -> dict[str, Any]:
         """Keyword arguments for `oracledb.connect`, password excluded."""
-        opts = self.settings.options
-        params: dict[str, Any] = {"user": self.settings.user, "dsn": self.connect_dsn()}
-        for key in ("config_dir", "wallet_location"):
-            if opts.get(key):
-                params[key] = os.path.expanduser(str(opts[key]))
-        if opts.get("tcp_connect_timeout") not in (None, ""):
-            try:
-                params["tcp_connect_timeout"] = float(opts["tcp_connect_timeout"])
-            except (TypeError, ValueError):
-                raise UsageError(f"invalid tcp_connect_timeout {opts['tcp_connect_timeout']!r}: "
-                                 "must be a number of seconds") from None
-        wallet_password = self._wallet_password()
+        s = self.settings
+        thick, _ = self.client_lib_dir()
+        wallet_password = self._wallet_password()     # its own message before "unknown option"
+        params: dict[str, Any] = {"dsn": self.connect_dsn(), **self._driver_options()}
+        if s.external_auth:
+            if not thick:
+                raise UsageError("/@alias (external authentication: wallet, OS or Kerberos) needs "
+                                 "thick mode: set oracle_client = \"/path/to/instantclient\" or "
+                                 "thick = true in the profile, or JOBCTL_ORACLE_CLIENT")
+            # no user, no password: the wallet or the OS vouches. Whether a
+            # standalone thick connection needs externalauth=True or merely
+            # no credentials is unconfirmed; the flag is valid either way
+            # (src/oracledb/connect_params.py, `externalauth`)
+            params["externalauth"] = True
+        elif not s.user:
+            raise UsageError(f"DSN {s.display!r} names no user: write oracle://USER@host:port/service, "
+                             "oracle://USER@tns_alias or USER/PASSWORD@connect_identifier "
+                             "(external authentication: /@alias with thick mode)")
+        else:
+            params["user"] = s.user
         if wallet_password is not None:
             params["wallet_password"] = wallet_password
         return params
 
     def connect(self, *, job_id: str | None = None) -> Any:
         params = self.connect_params()
-        if self.settings.password is None:
-            # Thin mode cannot authenticate with a wallet alone (external auth
-            # is thick only: ORACLE_NOTES "Versions and connecting"), so ask
-            # even when a wallet is configured; once per process.
+        thick, lib_dir = self.client_lib_dir()
+        if thick:
+            load_client(lib_dir, params.get("config_dir"))
+        if self.settings.password is None and not self.settings.external_auth:
+            # thin mode cannot authenticate with a wallet alone (ORACLE_NOTES
+            # "Versions and connecting"), so ask even when a wallet is
+            # configured; once per process
             prompted = config.prompt_password(self.settings)
             if prompted is not None:
                 self.settings = self.settings.with_password(prompted)
         try:
-            conn = oracledb.connect(password=self.settings.password, **params)
+            if self.settings.external_auth:
+                conn = oracledb.connect(**params)
+            else:
+                conn = oracledb.connect(password=self.settings.password, **params)
         except oracledb.Error as exc:
             raise self.translate_error(exc) from None
         try:
             if job_id is not None:
-                # sent with the next round trip, the ALTER SESSION below
-                # (ORACLE_NOTES "Output, identity, progress"); JOBCTL.SET_PROGRESS
-                # finds its job through CLIENT_IDENTIFIER
+                # sent with the next round trip, the session setup below
+                # (ORACLE_NOTES "Output, identity, progress");
+                # JOBCTL_PROGRESS.SET_PROGRESS finds its job through it
                 conn.client_identifier = job_id
                 conn.module = "jobctl"
                 conn.action = f"job {job_id[:8]}"
             with conn.cursor() as cur:
-                # stored times are UTC whatever the client's zone; jobctl also
-                # binds UTC values itself (ORACLE_NOTES "SQL")
-                cur.execute(SESSION_UTC_SQL)
+                out = {"current_schema": cur.var(str, 128), "instance": cur.var(str, 40),
+                       "sid": cur.var(str, 40)}
+                cur.execute(SESSION_SETUP_SQL, out)
+                self._remember(conn, {k: v.getvalue() for k, v in out.items()})
         except oracledb.Error as exc:
             conn.close()
             raise self.translate_error(exc) from None
         return conn
+
+    def _remember(self, conn: Any, info: Mapping[str, Any]) -> None:
+        try:
+            self._sessions[conn] = dict(info)
+        except TypeError:      # not weak-referenceable: then simply not cached
+            pass
+
+    def _session_info(self, conn: Any) -> dict[str, Any]:
+        try:
+            return self._sessions.get(conn) or {}
+        except TypeError:
+            return {}
+
+    # -- the call's server session (issue 9 item 2: orphaned sessions) ----------------
+    def session_id(self, conn: Any) -> str:
+        """"SID,SERIAL#,@INST_ID" of the session behind `conn`, as ALTER SYSTEM
+        KILL SESSION takes it (ORACLE_NOTES: Found in a line-by-line review,
+        "A break is only a marker"). Thin mode knows SID and SERIAL# locally;
+        thick mode asks V$SESSION (best effort: SERIAL# may stay unknown)."""
+        info = self._session_info(conn)
+        instance = info.get("instance")
+        sid = serial = None
+        try:
+            sid, serial = conn.session_id, conn.serial_num
+        except (AttributeError, oracledb.Error):
+            pass
+        if sid is None or instance is None:
+            with conn.cursor() as cur:
+                out = {"current_schema": cur.var(str, 128), "instance": cur.var(str, 40),
+                       "sid": cur.var(str, 40)}
+                cur.execute(SESSION_SETUP_SQL, out)
+                info = {k: v.getvalue() for k, v in out.items()}
+                self._remember(conn, info)
+            instance = info.get("instance")
+            sid = sid if sid is not None else info.get("sid")
+        if serial is None:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(SERIAL_SQL, {"sid": int(sid)})
+                    row = cur.fetchone()
+                    serial = row[0] if row else None
+            except oracledb.Error:
+                serial = None
+        return f"{int(sid)},{'' if serial is None else int(serial)},@{int(instance or 1)}"
+
+    @staticmethod
+    def _parse_session(session: str) -> tuple[int, int, int]:
+        m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*@(\d+)\s*", session or "")
+        if not m:
+            raise UsageError(f"invalid Oracle session {session!r}: expected SID,SERIAL#,@INST_ID")
+        return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+    def session_alive(self, conn: Any, session: str) -> bool | None:
+        """Whether the session still exists: GV$SESSION (any RAC instance), or
+        V$SESSION when only that is granted and the session is on this
+        connection's instance; None when neither may be read."""
+        try:
+            sid, serial, inst_id = self._parse_session(session)
+        except UsageError:
+            return None        # SERIAL# was not known when it was recorded
+        try:
+            cur = self.execute(conn, GV_SESSION_ALIVE_SQL,
+                               {"inst_id": inst_id, "sid": sid, "serial": serial})
+            return bool(cur.fetchone()[0])
+        except oracledb.Error as exc:
+            if _code(exc)[0] not in (942, 1031):
+                raise self.translate_error(exc) from None
+        here = self._session_info(conn).get("instance")
+        if here is None or int(here) != inst_id:
+            return None
+        try:
+            cur = self.execute(conn, SESSION_ALIVE_SQL, {"sid": sid, "serial": serial})
+            return bool(cur.fetchone()[0])
+        except oracledb.Error as exc:
+            if _code(exc)[0] in (942, 1031):
+                return None
+            raise self.translate_error(exc) from None
+
+    def kill_session_sql(self, session: str) -> str:
+        """The statement a DBA runs to end the session for good."""
+        sid, serial, inst_id = self._parse_session(session)
+        return f"ALTER SYSTEM KILL SESSION '{sid},{serial},@{inst_id}' IMMEDIATE"
 
     # -- SQL -----------------------------------------------------------------------
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
@@ -289,32 +590,49 @@ class OracleBackend:
         cur = conn.cursor()
         if sizes:
             cur.setinputsizes(**sizes)
-        cur.execute(sql, values, fetch_lobs=False)
+        try:
+            cur.execute(sql, values, fetch_lobs=False)
+        except oracledb.Error as exc:
+            created = _created_object(sql)
+            if _code(exc)[0] == 955 and created and created[2]:
+                # CREATE OR REPLACE replaces its own kind only: ORA-00955 means
+                # another object type owns the name (ORACLE_NOTES: Found in a
+                # line-by-line review, "ORA-00955 on CREATE OR REPLACE")
+                obj_type, obj_name, _ = created
+                raise DatabaseError(
+                    f"cannot create {obj_type} {obj_name}: another kind of object already has "
+                    f"that name (ORA-00955); see SELECT object_type FROM user_objects WHERE "
+                    f"object_name = '{obj_name}', then rename or drop it") from None
+            raise
         warning = cur.warning
         if warning is not None and warning.full_code == "DPY-7000":
-            raise self._compile_error(conn, sql)
+            error = self._compile_error(conn, sql)
+            if error is not None:
+                raise error
         return cur
 
-    def _compile_error(self, conn: Any, sql: str) -> DatabaseError:
+    def _compile_error(self, conn: Any, sql: str) -> DatabaseError | None:
         """A PL/SQL unit created with compilation errors: DDL "succeeds" with
         warning DPY-7000 (ORACLE_NOTES "SQL"; src/oracledb/errors.py maps
-        ORA-24344 to it). Name the object and its first errors."""
-        m = re.match(r"\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:NON)?EDITIONABLE\s+)?"
-                     r"(PACKAGE\s+BODY|TYPE\s+BODY|PACKAGE|PROCEDURE|FUNCTION|TRIGGER|TYPE|VIEW)\s+"
-                     r"(?:\"?[\w$#]+\"?\s*\.\s*)?\"?([\w$#]+)\"?", sql, re.IGNORECASE)
-        if not m:
+        ORA-24344 to it). Name the object and its first errors. With
+        PLSQL_WARNINGS enabled the same warning comes for warnings alone:
+        no ATTRIBUTE = 'ERROR' row in USER_ERRORS means the unit is valid
+        (ORACLE_NOTES: Found in a line-by-line review), so None."""
+        created = _created_object(sql)
+        if not created:
             return DatabaseError(f"{self.settings.display}: PL/SQL compiled with errors")
-        obj_type = " ".join(m.group(1).upper().split())
-        obj_name = m.group(2).upper()
-        details = []
+        obj_type, obj_name, _ = created
         try:
             with conn.cursor() as cur:
                 cur.execute(COMPILE_ERRORS_SQL, {"name": obj_name, "type": obj_type})
                 details = [f"line {line}:{pos} {text.strip()}" for line, pos, text in cur]
         except oracledb.Error:
-            pass
-        suffix = ": " + "; ".join(details) if details else " (see USER_ERRORS)"
-        return DatabaseError(f"{obj_type} {obj_name} was created with compilation errors{suffix}")
+            return DatabaseError(f"{obj_type} {obj_name} was created with compilation errors "
+                                 "(see USER_ERRORS)")
+        if not details:
+            return None
+        return DatabaseError(f"{obj_type} {obj_name} was created with compilation errors: "
+                             + "; ".join(details))
 
     def limit_clause(self, bind: str) -> str:
         return f"FETCH FIRST :{bind} ROWS ONLY"
@@ -352,9 +670,10 @@ class OracleBackend:
     def is_already_exists(self, exc: BaseException) -> bool:
         return _code(exc)[0] in self._ALREADY_EXISTS
 
-    #: ORA-00060 deadlock, ORA-04068/04061 package state discarded (retry once),
-    #: ORA-00054 resource busy; ORACLE_NOTES "Errors → what jobctl says"
-    _TRANSIENT_CODES = frozenset({60, 54, 4068, 4061})
+    #: ORA-00060 deadlock, ORA-00054 resource busy (ORACLE_NOTES "Errors →
+    #: what jobctl says"). ORA-04068/04061 are not here: `call` retries the
+    #: call itself once on them, and no bookkeeping write can raise them.
+    _TRANSIENT_CODES = frozenset({60, 54})
     #: connection lost, call timed out, cannot connect (database restarting)
     _TRANSIENT_DPY = frozenset({"DPY-4011", "DPY-4024", "DPY-6005"})
 
@@ -387,10 +706,14 @@ class OracleBackend:
         if code == 6550 and "PLS-00201" in text:
             m = re.search(r"PLS-00201: identifier '([^']+)'", text)
             name = m.group(1) if m else "the procedure"
-            return NotFound(f"{name}: procedure not found or no EXECUTE privilege on it in "
-                            f"{where} (a grant through a role does not count in PL/SQL)")
+            # jobctl calls through an anonymous block, which runs with the
+            # session's enabled roles, so a role grant does count
+            # (ORACLE_NOTES "Errors → what jobctl says")
+            return NotFound(f"{name}: procedure not found, or this user may not execute it, in "
+                            f"{where}: grant EXECUTE on it to the user directly or through a "
+                            f"role enabled in the session ({_summary(text)})")
         if code in (6564, 4047):
-            return NotFound(f"procedure not found in {where}: {_first_line(text)}")
+            return NotFound(f"procedure not found in {where}: {_summary(text)}")
         if code == 1017 or "ORA-01017" in text:
             return DatabaseError(f"cannot connect to {where}: invalid username or password (ORA-01017)")
         if full == "DPY-4001":
@@ -415,6 +738,10 @@ class OracleBackend:
             return DatabaseError(f"cannot connect to {where}: {_first_line(text).split(': ', 1)[-1]}; "
                                  "a TNS alias needs tnsnames.ora in the profile's config_dir or "
                                  "$TNS_ADMIN, or use oracle://user@host:port/service")
+        if full == "DPY-3001":
+            return DatabaseError(f"cannot connect to {where}: {_summary(text)}; this needs thick "
+                                 "mode: set oracle_client = \"/path/to/instantclient\" or "
+                                 "thick = true in the profile (README: Oracle Database, thick mode)")
         if full == "DPY-4011":
             return DatabaseError(f"{where}: the database or network closed the connection",
                                  transient=True)
@@ -424,7 +751,7 @@ class OracleBackend:
             return DatabaseError(f"{where}: call timed out ({_first_line(text)})", transient=True)
         if code == 1031:
             return DatabaseError(f"{where}: insufficient privileges (ORA-01031)")
-        return DatabaseError(f"{where}: {_first_line(text)}", transient=transient)
+        return DatabaseError(f"{where}: {_summary(text)}", transient=transient)
 
     # -- procedures ------------------------------------------------------------------
     def normalize_name(self, name: str) -> str:
@@ -455,6 +782,7 @@ class OracleBackend:
         out = {k: cur.var(str, 4000) for k in ("schema", "part1", "part2", "dblink")}
         out["part1_type"] = cur.var(int)
         out["object_number"] = cur.var(int)
+        out["current_schema"] = cur.var(str, 128)
         try:
             cur.execute(NAME_RESOLVE_SQL, {"name": name, **out})
         except oracledb.Error as exc:
@@ -508,7 +836,17 @@ class OracleBackend:
             raise NotFound(f"procedure {name} not found in {self.settings.display} "
                            "(or no EXECUTE privilege on it)")
 
-        call_name = ".".join(_quoted(p) for p in (owner, package, obj) if p)
+        # Leave the owner out when it is the session's own schema: in A.B
+        # Oracle looks for an object A in the current schema before a schema
+        # A, so OWNER.PROC fails with PLS-00302 when the schema owns an object
+        # named like itself (ORACLE_NOTES: Found in a line-by-line review,
+        # "Name resolution shadows schemas"). The same spelling is the
+        # canonical PROCEDURE_NAME, so `x`, `SCOTT.X` and `scott.x` are one.
+        shown_owner = None if owner == r.get("current_schema") else owner
+        call_name = ".".join(_quoted(p) for p in (shown_owner, package, obj) if p)
+        canonical = ".".join(p for p in (shown_owner, package, obj) if p)
+        if not all(_is_plain_identifier(p) for p in canonical.split(".")):
+            canonical = name      # a quoted name cannot be typed back: keep the user's
         candidates = []
         for overload, rows in overloads.items():
             if any(row["position"] == 0 for row in rows):
@@ -517,12 +855,12 @@ class OracleBackend:
             # no ARGUMENT_NAME: skip it
             rows = [row for row in rows if row["argument_name"] is not None]
             candidates.append(Signature(
-                name, tuple(self._param(row) for row in rows), overload=overload,
+                canonical, tuple(self._param(row) for row in rows), overload=overload,
                 extra={"call_name": call_name,
                        "types": {row["argument_name"]: row["data_type"] for row in rows}}))
         if not candidates:
             raise UsageError(f"{name} is a function, not a procedure; jobctl runs procedures")
-        return self._pick_overload(name, candidates, given)
+        return self._pick_overload(canonical, candidates, given)
 
     @staticmethod
     def _param(row: Mapping[str, Any]) -> Param:
@@ -558,6 +896,23 @@ class OracleBackend:
         raise UsageError(f"{name} is overloaded and no version takes exactly the given parameters: "
                          f"{listing}")
 
+    def check_submit(self, sig: Signature) -> None:
+        """Refuse at submit (exit 2, nothing written) what the worker could
+        only fail on: an OUT or IN OUT parameter of a type jobctl cannot
+        receive, or a required input it cannot pass (REF CURSOR, records,
+        collections, object types, XMLTYPE; issue 8 defect 6)."""
+        for p in sig.params:
+            if p.kind != UNSUPPORTED:
+                continue
+            if p.is_output:
+                raise UsageError(f"{sig.name}: parameter {p.name} ({p.mode}) is {p.type_name}, "
+                                 "which jobctl cannot receive; wrap the procedure in one whose "
+                                 "parameters are NUMBER, VARCHAR2, DATE, TIMESTAMP, CLOB or BOOLEAN")
+            if not p.defaulted:
+                raise UsageError(f"{sig.name}: parameter {p.name} is {p.type_name}, which jobctl "
+                                 "cannot pass; wrap the procedure in one whose parameters are "
+                                 "NUMBER, VARCHAR2, DATE, TIMESTAMP, CLOB or BOOLEAN")
+
     # -- calling -------------------------------------------------------------------
     @staticmethod
     def _prepare(p: Param, value: Any) -> Any:
@@ -576,7 +931,10 @@ class OracleBackend:
         db_type = self._db_type(p, (data_type or "").upper())
         if db_type is None or (value is not None and db_type in _PLAIN_BINDS):
             return value
-        var = cur.var(db_type)
+        if db_type is oracledb.DB_TYPE_NVARCHAR:
+            var = cur.var(db_type, max(1, len(value or "")))
+        else:
+            var = cur.var(db_type)
         var.setvalue(0, value)
         return var
 
@@ -603,15 +961,25 @@ class OracleBackend:
                 return oracledb.DB_TYPE_CLOB
             if data_type == "NCLOB":
                 return oracledb.DB_TYPE_NCLOB
+            if data_type in ("NVARCHAR2", "NCHAR"):
+                # national character set: a plain str binds as VARCHAR and
+                # loses what the database character set cannot hold
+                # (ORACLE_NOTES: Found in a line-by-line review, "National
+                # character types")
+                return oracledb.DB_TYPE_NVARCHAR
         return None
 
     def _out_var(self, cur: Any, p: Param, data_type: str) -> Any:
         """A variable for an OUT or IN OUT parameter."""
         data_type = (data_type or "").upper()
         if p.kind == NUMBER:
-            return cur.var(Decimal)               # exact; to_json_value makes it int/float
+            # NUMBER holds 38 digits: a Decimal variable returns them all,
+            # where the driver's default would hand back a float
+            return cur.var(Decimal)
         if p.kind == INTEGER:
             return cur.var(int)
+        if p.kind == TEXT and data_type in ("NVARCHAR2", "NCHAR"):
+            return cur.var(oracledb.DB_TYPE_NVARCHAR, _OUTPUT_LINE_MAX)
         if p.kind == TEXT and data_type not in ("CLOB", "NCLOB"):
             return cur.var(str, _OUTPUT_LINE_MAX)  # the default size is 4000
         db_type = self._db_type(p, data_type)
@@ -654,8 +1022,16 @@ class OracleBackend:
         try:
             # unlimited buffer: the 20000-byte default raises ORU-10027 and
             # would fail the job (ORACLE_NOTES "Output, identity, progress")
-            cur.execute(OUTPUT_ENABLE_SQL)
-            cur.callproc(call_name, keyword_parameters=keyword_parameters)
+            cur.execute(CALL_START_SQL)
+            try:
+                cur.callproc(call_name, keyword_parameters=keyword_parameters)
+            except oracledb.Error as exc:
+                if _code(exc)[0] not in _PACKAGE_STATE_DISCARDED or not self._undo_call(cur):
+                    raise
+                # a package was recompiled since this session used it; its
+                # state is reset now, so the call is repeated once from the
+                # savepoint (ORACLE_NOTES "Errors → what jobctl says": retry once)
+                cur.callproc(call_name, keyword_parameters=keyword_parameters)
         except oracledb.Error as exc:
             self._read_output(conn, ctx)       # lines put before the error still help
             raise self._job_error(exc, sig.name) from None
@@ -667,6 +1043,18 @@ class OracleBackend:
                 value = value.read()
             result[pname.lower()] = to_json_value(value)
         return result
+
+    @staticmethod
+    def _undo_call(cur: Any) -> bool:
+        """Back to the state before the call. ORA-04068 may come half way,
+        when the procedure reaches a package after doing work; a procedure
+        that committed has no savepoint left (ORA-01086): then no retry,
+        since its work cannot be undone."""
+        try:
+            cur.execute(CALL_UNDO_SQL)
+            return True
+        except oracledb.Error:
+            return False
 
     def _job_error(self, exc: BaseException, name: str) -> JobctlError:
         """What ERROR_MSG records: the database's own text (ORA-20001 ...
@@ -707,19 +1095,35 @@ class OracleBackend:
 
     def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
         """Progress a procedure publishes with SET_SESSION_LONGOPS, read from
-        another session. Non-DBA users get ORA-00942 unless granted SELECT on
-        V_$SESSION_LONGOPS: then stop asking (ORACLE_NOTES "Output, identity,
-        progress"). Oracle also lists its own long operations (scans over 6 s)
-        there; the most recently updated one wins."""
-        if self._longops_denied or conn is None or call_conn is None:
+        another session: GV$SESSION_LONGOPS by the call session's instance
+        (RAC), else V$SESSION_LONGOPS; a view that answers ORA-00942/01031 is
+        not granted and is not asked again (ORACLE_NOTES "Output, identity,
+        progress"). Oracle also lists its own long operations (scans over
+        6 s) there; the most recently updated one wins."""
+        if not self._longops_views or conn is None or call_conn is None:
             return
         try:
             sid, serial = call_conn.session_id, call_conn.serial_num
-            cur = self.execute(conn, LONGOPS_SQL, {"sid": sid, "serial": serial})
-            row = cur.fetchone()
-        except oracledb.Error as exc:
-            if _code(exc)[0] in (942, 1031):
-                self._longops_denied = True
+        except (AttributeError, oracledb.Error):
+            return             # thick mode: no local SID/SERIAL#; progress via the package
+        instance = self._session_info(call_conn).get("instance")
+        while self._longops_views:
+            sql = self._longops_views[0]
+            if sql is GV_LONGOPS_SQL and instance is None:
+                self._longops_views.pop(0)
+                continue
+            binds = {"sid": sid, "serial": serial}
+            if sql is GV_LONGOPS_SQL:
+                binds["inst_id"] = int(instance)
+            try:
+                row = self.execute(conn, sql, binds).fetchone()
+                break
+            except oracledb.Error as exc:
+                if _code(exc)[0] in (942, 1031):
+                    self._longops_views.pop(0)
+                    continue
+                return
+        else:
             return
         if row and row[1]:
             ctx.progress(100.0 * float(row[0] or 0) / float(row[1]))

@@ -111,7 +111,7 @@ END;
 CREATE OR REPLACE VIEW V_ASYNC_JOBS_RECENT AS
 SELECT JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, END_TIME, DURATION, ELAPSED_S,
        PROGRESS, ATTEMPT, MAX_ATTEMPTS, WORKER_HOST, WORKER_PID, HEARTBEAT_AT,
-       SUBMITTED_BY, RESULT, ERROR_MSG
+       SUBMITTED_BY, RESULT, ERROR_MSG, CREATED_AT
   FROM ASYNC_JOBS
  WHERE START_TIME >= SYS_EXTRACT_UTC(SYSTIMESTAMP) - INTERVAL '1' DAY;
 
@@ -143,19 +143,23 @@ END CLEANUP_OLD_ASYNC_JOBS;
 SHOW ERRORS
 
 -- Progress from inside a procedure run by jobctl:
---     JOBCTL.SET_PROGRESS(40);
+--     JOBCTL_PROGRESS.SET_PROGRESS(40);
 -- The worker sets the session's CLIENT_IDENTIFIER to the job id; the update
 -- runs in an autonomous transaction, so it is visible at once and survives a
 -- rollback of the procedure's own work. Outside jobctl it does nothing.
-CREATE OR REPLACE PACKAGE JOBCTL AUTHID DEFINER AS
+-- Named so that it cannot shadow a schema: in JOBCTL.PROC Oracle looks for an
+-- object JOBCTL in the current schema before a schema JOBCTL, so the old
+-- package name broke every job of a user called JOBCTL (PLS-00302). An old
+-- package JOBCTL from earlier releases is left alone: drop it by hand.
+CREATE OR REPLACE PACKAGE JOBCTL_PROGRESS AUTHID DEFINER AS
     PROCEDURE SET_PROGRESS(p_pct IN NUMBER);
     -- the id of the job this session runs, or NULL outside jobctl
     FUNCTION CURRENT_JOB_ID RETURN VARCHAR2;
-END JOBCTL;
+END JOBCTL_PROGRESS;
 /
 SHOW ERRORS
 
-CREATE OR REPLACE PACKAGE BODY JOBCTL AS
+CREATE OR REPLACE PACKAGE BODY JOBCTL_PROGRESS AS
     FUNCTION CURRENT_JOB_ID RETURN VARCHAR2 IS
     BEGIN
         RETURN SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER');
@@ -174,6 +178,6 @@ CREATE OR REPLACE PACKAGE BODY JOBCTL AS
            AND STATUS = 'running';
         COMMIT;
     END SET_PROGRESS;
-END JOBCTL;
+END JOBCTL_PROGRESS;
 /
 SHOW ERRORS

@@ -1,6 +1,6 @@
 -- The demo procedures every jobctl backend ships, for the README walkthrough.
 -- Installed by `jobctl db init --examples`, or by hand (after
--- create_async_jobs_table.sql, which creates the JOBCTL package used here):
+-- create_async_jobs_table.sql, which creates the JOBCTL_PROGRESS package used here):
 --     sqlplus scott@//dbhost:1521/FREEPDB1 @sql/oracle/examples.sql
 --
 -- DEMO_SLEEP sleeps with DBMS_SESSION.SLEEP on Oracle 18c and later (EXECUTE
@@ -21,7 +21,7 @@ END SUMA_SIMPLE;
 /
 SHOW ERRORS
 
--- Sleep p_seconds, reporting progress (JOBCTL.SET_PROGRESS and
+-- Sleep p_seconds, reporting progress (JOBCTL_PROGRESS.SET_PROGRESS and
 -- V$SESSION_LONGOPS) and a line of DBMS_OUTPUT every second.
 CREATE OR REPLACE PROCEDURE DEMO_SLEEP(p_seconds IN NUMBER) AS
     v_total  NUMBER := GREATEST(NVL(p_seconds, 0), 0);
@@ -43,7 +43,7 @@ BEGIN
             DBMS_LOCK.SLEEP(v_step);
         $END
         v_done := v_done + v_step;
-        JOBCTL.SET_PROGRESS(100 * v_done / v_total);
+        JOBCTL_PROGRESS.SET_PROGRESS(100 * v_done / v_total);
         DBMS_APPLICATION_INFO.SET_SESSION_LONGOPS(
             rindex      => v_rindex,
             slno        => v_slno,
