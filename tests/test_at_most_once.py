@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import textwrap
 import time
+import uuid
 
 import pytest
 
@@ -282,6 +283,10 @@ def test_sqlite_liveness_file_is_private_and_a_stopped_worker_still_goes_lost(sq
 def test_orphaned_session_is_active_for_unique_and_cancel_ends_it(env):
     if env.backend != "postgresql":
         pytest.skip("a server session that outlives its worker: PostgreSQL")
+    import psycopg
+
+    from conftest import PG_ADMIN_DSN
+
     _pg_procs(env)
     args = ("submit", "amo_silent_sleep", "-p", "p_seconds=120", "--unique")
     job_id = env.sh(*args).stdout.strip()
@@ -308,6 +313,25 @@ def test_orphaned_session_is_active_for_unique_and_cancel_ends_it(env):
     assert again.returncode == 0 and again.stdout.strip() == job_id  # still active
     assert len(env.rows()) == 1
     assert env.cli("wait", job_id, "--timeout", "0.3s").exit_code == 5  # not finished
+
+    # a role that may see the session but not signal it gets the DBA's statement
+    role = f"amo_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True)
+    try:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE pg_read_all_stats')
+        env.sql(f'GRANT SELECT, UPDATE ON ASYNC_JOBS TO "{role}"')
+        scheme, rest = env.dsn.split("://", 1)
+        role_dsn = f"{scheme}://{role}@{rest.split('@', 1)[1]}"
+        refused = env.cli("--dsn", role_dsn, "cancel", job_id)
+        assert refused.exit_code == 4, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "orphaned" in refused.stderr
+        assert f"SELECT pg_terminate_backend({session_pid});" in refused.stderr
+        assert session_pid in {s["pid"] for s in _server_sessions(env, job_id)}
+        assert env.status(job_id)["status"] == "orphaned"
+    finally:
+        env.sql(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        admin.close()
 
     result = env.cli("cancel", job_id, "--format", "json")
     assert result.exit_code == 0, result.stderr
