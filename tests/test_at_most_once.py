@@ -61,6 +61,18 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_sleep(p_seconds);
 END $$;
+CREATE OR REPLACE PROCEDURE amo_deaf_sleep(p_seconds numeric)
+LANGUAGE plpgsql AS $$
+BEGIN
+    LOOP
+        BEGIN
+            PERFORM pg_sleep(p_seconds);
+            EXIT;
+        EXCEPTION WHEN query_canceled THEN
+            RAISE NOTICE 'ignoring a cancel';
+        END;
+    END LOOP;
+END $$;
 CREATE OR REPLACE PROCEDURE amo_commit_inside(p_note text)
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -338,3 +350,24 @@ def test_orphaned_session_is_active_for_unique_and_cancel_ends_it(env):
     assert session_pid not in {s["pid"] for s in _server_sessions(env, job_id)}
     job = env.status(job_id)
     assert job["status"] == "cancelled" and "ended" in job["error_msg"]
+
+
+def test_interrupt_that_does_not_take_names_the_session_and_the_statement(env):
+    if env.backend != "postgresql":
+        pytest.skip("a server statement that ignores its cancel: PostgreSQL")
+    _pg_procs(env)
+    job_id = env.submit("amo_deaf_sleep", "-p", "p_seconds=120", "--timeout", "1s")
+    job = env.wait_for(job_id, finished, timeout=40)  # 1 s, then the 10 s grace
+    assert job["status"] == "timed_out"
+    session_pid = int(job["db_session"].split(":")[0])
+    assert f"interrupt did not take; server session {job['db_session']} may still be running" \
+        in job["error_msg"]
+    statement = f"SELECT pg_terminate_backend({session_pid});"
+    assert statement in job["error_msg"]
+    # and it is true: the session still runs until a DBA runs the statement
+    assert session_pid in {s["pid"] for s in _server_sessions(env, job_id)}
+    env.sql(statement.rstrip(";"))
+    deadline = time.monotonic() + 10
+    while session_pid in {s["pid"] for s in _server_sessions(env, job_id)}:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
