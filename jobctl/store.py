@@ -105,11 +105,11 @@ def _t(backend, value: dt.datetime | None) -> Any:
 def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
                params_json: str, timeout_s: float | None, max_attempts: int,
                submitted_by: str, unique_key: str | None) -> None:
-    backend.execute(conn, f"""
+    _exec(backend, conn, f"""
         INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
                              params, timeout_s, attempt, max_attempts, submitted_by,
                              unique_key, cancel_requested)
-        VALUES (:job_id, 'queued', :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
+        VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
                 :max_attempts, :submitted_by, :unique_key, 0)""",
         {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
          "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
