@@ -31,7 +31,12 @@ LOCAL_PROCS = textwrap.dedent('''
                 time.sleep(0.05)
             except Exception:
                 pass
-        ctx.connection.execute("INSERT INTO work (note) VALUES (?)", (p_note,))
+        for _ in range(100):  # an interrupt aborts a statement: insist
+            try:
+                ctx.connection.execute("INSERT INTO work (note) VALUES (?)", (p_note,))
+                break
+            except Exception:
+                pass
         return {}
 
     @procedure("WRITE_THEN_SLEEP")
@@ -208,6 +213,8 @@ def test_frozen_worker_declared_lost_never_commits_its_work(env):
         os.kill(pid, signal.SIGCONT)
     _gone(pid)
     assert _work(env) == []  # the work did not commit after the job was declared lost
+    log = (env.tmp / "state" / "jobctl" / "worker.log").read_text()
+    assert "work rolled back" in log
     row = env.rows()[0]
     assert row["status"] == "lost" and "not re-run" in str(row["error_msg"])
 
