@@ -226,7 +226,7 @@ class Jobctl:
         with self._db() as conn:
             rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
-            return self.lifecycle.adjust_stats(conn, rows, now, since=since, procedure=proc)
+            return self.lifecycle.adjust_stats(conn, rows, now, since=since)
 
     def describe(self, procedure: str) -> Signature:
         name = self.backend.normalize_name(procedure)

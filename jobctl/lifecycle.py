@@ -157,13 +157,13 @@ class Lifecycle:
         return self.judge(conn, fresh, utcnow())
 
     # -- acting on it -----------------------------------------------------------------
-    def lost_jobs(self, conn: Any, now: dt.datetime, *, since: dt.datetime | None = None,
-                  procedure: str | None = None) -> list[tuple[Job, Job]]:
+    def lost_jobs(self, conn: Any, now: dt.datetime, *,
+                  since: dt.datetime | None = None) -> list[tuple[Job, Job]]:
         """(stored row, as judged) for every row the rule does not show as
         stored: the only rows whose liveness needs a second look."""
         tun = self.tunables
         suspects = store.lost_suspects(
-            self.backend, conn, host=self.host, since=since, procedure=procedure,
+            self.backend, conn, host=self.host, since=since,
             stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
             unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s))
         conn.commit()
@@ -190,11 +190,13 @@ class Lifecycle:
         return marked
 
     def adjust_stats(self, conn: Any, rows: list[dict[str, Any]], now: dt.datetime, *,
-                     since: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
+                     since: dt.datetime) -> list[dict[str, Any]]:
         """SQL counted stored statuses; move the few rows the rule shows
         otherwise, so stats agrees with status and list."""
         by_proc = {r["procedure"]: r for r in rows}
-        for job, judged in self.lost_jobs(conn, now, since=since, procedure=procedure):
+        # every suspect in the window, whatever --procedure matched: only the
+        # procedures stats counted are corrected, so both use one filter
+        for job, judged in self.lost_jobs(conn, now, since=since):
             row = by_proc.get(job.procedure_name)
             if row is not None:
                 row[job.status.value] -= 1

@@ -286,8 +286,7 @@ def stats(backend, conn, *, since: dt.datetime, procedure: str | None) -> list[d
 
 
 def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
-                  host: str, since: dt.datetime | None = None,
-                  procedure: str | None = None) -> list[Job]:
+                  host: str, since: dt.datetime | None = None) -> list[Job]:
     """Every job the lifecycle rule could show as lost or orphaned: running
     (claimed by a jobctl worker) with a stale heartbeat or a worker on this
     host, whose pid and liveness the rule checks; queued and never claimed."""
@@ -297,9 +296,6 @@ def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before:
     if since is not None:
         extra += " AND start_time >= :since"
         binds["since"] = _t(backend, since)
-    if procedure is not None:
-        extra += " AND procedure_name = :procedure"
-        binds["procedure"] = procedure
     cur = _exec(backend, conn, f"""{_SELECT}
         WHERE ((status = :st_running AND worker_host IS NOT NULL
                 AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))

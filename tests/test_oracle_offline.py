@@ -637,7 +637,7 @@ def _store_statements() -> list[tuple[str, dict]]:
     for proc in ("P", None):
         store.stats(rec, c, since=now, procedure=proc)
         store.lost_suspects(rec, c, stale_before=now, unclaimed_before=now, host="h",
-                            since=now if proc else None, procedure=proc)
+                            since=now if proc else None)
     job = model.Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=now)
     store.mark_lost(rec, c, job, now=now, reason="r")
     store.mark_lost(rec, c, model.Job(**{**job.__dict__, "heartbeat_at": now}), now=now, reason="r")
