@@ -25,6 +25,7 @@ from . import store
 from .backends import get_backend
 from .config import Settings
 from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, UsageError
+from .lifecycle import Lifecycle
 from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
 
 MIN_PREFIX = 4
@@ -47,21 +48,7 @@ class CleanupReport:
 @dataclass(frozen=True)
 class CancelReport:
     job: Job
-    action: str  # cancelled | requested | finished | lost
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (killed, not yet reaped by its parent) is gone too
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    action: str  # cancelled | requested | finished | lost | external
 
 
 class Jobctl:
@@ -69,7 +56,7 @@ class Jobctl:
         self.settings = settings
         self.backend = get_backend(settings.connection)
         self._conn: Any = None
-        self._host = os.uname().nodename
+        self.lifecycle = Lifecycle(self.backend, settings.tunables)
 
     # -- plumbing --------------------------------------------------------------------
     def __enter__(self) -> Jobctl:
@@ -108,53 +95,10 @@ class Jobctl:
             with contextlib.suppress(Exception):
                 self._conn.rollback()
 
-    # -- lost detection (reading commands show it, never write it) ------------------
-    def _lost_reason(self, job: Job, now: dt.datetime) -> str | None:
-        """Why `job` is lost, or None. Running: its heartbeat is stale or its
-        worker process (on this host) is gone. Queued: no worker claimed it
-        within start_timeout — every submit starts its worker at once, so a
-        job still queued after that will never run."""
-        tun = self.settings.tunables
-        if job.status is JobStatus.QUEUED:
-            if job.start_time and (now - job.start_time).total_seconds() > tun.start_timeout_s:
-                return f"its worker never started (queued since {job.start_time.isoformat()})"
-            return None
-        if job.status is not JobStatus.RUNNING:
-            return None
-        if job.worker_host == self._host and job.worker_pid and not _pid_alive(job.worker_pid):
-            return f"worker pid {job.worker_pid} on {job.worker_host} is gone"
-        if job.heartbeat_at is None:
-            return "its worker never sent a heartbeat"
-        if (now - job.heartbeat_at).total_seconds() > tun.lost_after_s:
-            return f"no heartbeat since {job.heartbeat_at.isoformat()}"
-        return None
-
+    # -- liveness: the rule lives in lifecycle; reading commands never write ----------
     def _effective(self, job: Job, now: dt.datetime | None = None) -> Job:
-        now = now or utcnow()
-        if self._lost_reason(job, now) is None:
-            return job
-        # the worker may have written its outcome and exited since we read
         with self._db() as conn:
-            fresh = store.get(self.backend, conn, job.job_id)
-            conn.commit()
-        if fresh is None or self._lost_reason(fresh, utcnow()) is None:
-            return fresh or job
-        return replace(fresh, status=JobStatus.LOST, lost_detected=True)
-
-    def _lost_jobs(self, conn, now: dt.datetime) -> list[tuple[Job, str]]:
-        tun = self.settings.tunables
-        suspects = store.lost_suspects(
-            self.backend, conn, host=self._host,
-            stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
-            unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s))
-        return [(job, why) for job in suspects if (why := self._lost_reason(job, now))]
-
-    def _mark_lost(self, conn, now: dt.datetime) -> int:
-        marked = sum(store.mark_lost(self.backend, conn, job, now=now,
-                                     reason=f"lost: {why}; not re-run automatically")
-                     for job, why in self._lost_jobs(conn, now))
-        conn.commit()
-        return marked
+            return self.lifecycle.effective(conn, job, now)
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
@@ -194,7 +138,7 @@ class Jobctl:
 
                 unique_key = hashlib.sha256(
                     json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
-                self._mark_lost(conn, utcnow())
+                self.lifecycle.mark_lost(conn, utcnow())
                 if found := already_active():
                     return found
             import uuid
@@ -266,8 +210,10 @@ class Jobctl:
         sql_statuses = None
         if wanted:
             sql_statuses = {s.value for s in wanted}
+            if JobStatus.LOST in wanted or JobStatus.ORPHANED in wanted:
+                sql_statuses.add(JobStatus.RUNNING.value)  # the rows still say running
             if JobStatus.LOST in wanted:
-                sql_statuses.add(JobStatus.RUNNING.value)  # lost ones may still read running
+                sql_statuses.add(JobStatus.QUEUED.value)  # never claimed
         now = utcnow()
         with self._db() as conn:
             jobs = store.list_jobs(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
@@ -282,14 +228,11 @@ class Jobctl:
     def stats(self, *, since_s: float = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
         proc = self.backend.normalize_name(procedure) if procedure else None
         now = utcnow()
+        since = now - dt.timedelta(seconds=since_s)
         with self._db() as conn:
-            tun = self.settings.tunables
-            rows = store.stats(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
-                               stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
-                               unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s),
-                               procedure=proc)
+            rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
-        return rows
+            return self.lifecycle.adjust_stats(conn, rows, now, since=since)
 
     def describe(self, procedure: str) -> Signature:
         name = self.backend.normalize_name(procedure)
@@ -304,7 +247,12 @@ class Jobctl:
         out = []
         for job in jobs:
             with self._db() as conn:
-                if job.status is JobStatus.QUEUED and store.cancel_queued(self.backend, conn, job.job_id, utcnow()):
+                if job.status is JobStatus.ORPHANED:
+                    self._end_orphan(conn, job)
+                    action = "cancelled"
+                elif job.external:
+                    action = "external"  # another application's row: not ours to write
+                elif job.status is JobStatus.QUEUED and store.cancel_queued(self.backend, conn, job.job_id, utcnow()):
                     action = "cancelled"
                 elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
                         store.request_cancel(self.backend, conn, job.job_id):
@@ -316,6 +264,15 @@ class Jobctl:
                 conn.commit()
             out.append(CancelReport(self._effective(fresh), action))
         return out
+
+    def _end_orphan(self, conn, job: Job) -> None:
+        ended, statement = self.lifecycle.end_orphan(conn, job, utcnow())
+        if not ended:
+            todo = f"a DBA can run: {statement}" if statement else \
+                f"ask a DBA to end server session {job.db_session}"
+            raise DatabaseError(f"job {job.job_id} is orphaned (its worker is gone, server session "
+                                f"{job.db_session} still runs the call) and jobctl could not end "
+                                f"that session; {todo}")
 
     def wait(self, refs: Sequence[str], *, timeout_s: float | None = None,
              on_poll: Callable[[list[Job]], None] | None = None) -> list[Job]:
@@ -353,11 +310,11 @@ class Jobctl:
         before = now - dt.timedelta(days=days)
         with self._db() as conn:
             if dry_run:
-                lost = len(self._lost_jobs(conn, now))
+                lost = self.lifecycle.mark_lost(conn, now, dry_run=True)
                 count = store.count_finished_before(self.backend, conn, before=before, statuses=names)
                 conn.commit()
                 return CleanupReport(lost, count, True)
-            lost = self._mark_lost(conn, now)
+            lost = self.lifecycle.mark_lost(conn, now)
             deleted = 0
             while n := store.delete_finished_batch(self.backend, conn, before=before,
                                                    statuses=names, batch=CLEANUP_BATCH):

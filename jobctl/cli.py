@@ -287,7 +287,8 @@ def status(
 def list_(
     ctx: typer.Context,
     status_: Annotated[Optional[list[str]], typer.Option(
-        "--status", "-s", help="queued, running, completed, failed, cancelled, timed_out, lost; "
+        "--status", "-s", help="queued, running, completed, failed, cancelled, timed_out, lost, "
+                               "orphaned; "
                                "repeatable or comma-separated.")] = None,
     procedure: Annotated[Optional[str], typer.Option("--procedure", "-P", help="Only this procedure.")] = None,
     since: Annotated[str, typer.Option("--since", help="How far back (start time): 1h, 24h, 7d.")] = "24h",
@@ -385,6 +386,9 @@ def cancel(
     for r in reports:
         if r.action == "requested":
             _say(f"{r.job.job_id[:8]}: cancel requested; the worker interrupts the call at its next heartbeat")
+        elif r.action == "external":
+            _say(f"{r.job.job_id[:8]}: running (external): written by another application, "
+                 "not a jobctl worker; nothing to cancel")
         elif r.action in ("finished", "lost"):
             _say(f"{r.job.job_id[:8]}: already {r.job.status.value}, nothing to cancel")
     if fmt is Format.table:

@@ -19,10 +19,13 @@ class JobStatus(str, Enum):
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
     LOST = "lost"
+    #: worker gone, its database session still running the call: shown by
+    #: reading commands, never stored (the row keeps saying running)
+    ORPHANED = "orphaned"
 
     @property
     def finished(self) -> bool:
-        return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
+        return self not in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.ORPHANED)
 
     def __str__(self) -> str:
         return self.value
@@ -68,6 +71,11 @@ class Job:
     #: True when the row says `running` but the worker is gone; the status
     #: field then already reads LOST, this keeps the stored value knowable.
     lost_detected: bool = False
+    #: a `running` row that no jobctl worker claimed (no WORKER_HOST): written
+    #: by another application, so jobctl can neither judge nor write it
+    external: bool = False
+    #: why the reading command shows LOST or ORPHANED instead of the stored status
+    status_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: snake_case keys, ISO 8601 times with offset."""

@@ -18,13 +18,14 @@ from .model import Job, JobStatus, Signature, format_duration
 STATUS_STYLE = {
     JobStatus.QUEUED: "cyan", JobStatus.RUNNING: "blue", JobStatus.COMPLETED: "green",
     JobStatus.FAILED: "red", JobStatus.CANCELLED: "yellow", JobStatus.TIMED_OUT: "magenta",
-    JobStatus.LOST: "bold red",
+    JobStatus.LOST: "bold red", JobStatus.ORPHANED: "bold magenta",
 }
+EXTERNAL = "running (external)"
 LIST_COLUMNS = ("job_id", "procedure_name", "status", "progress", "start_time", "end_time",
                 "duration", "elapsed_s", "attempt", "error_msg")
 DETAIL_COLUMNS = tuple(Job.__dataclass_fields__)
 STATS_COLUMNS = ("procedure", "total", "queued", "running", "completed", "failed", "cancelled",
-                 "timed_out", "lost", "success_pct", "avg_s", "p50_s", "p95_s", "max_s", "last_run")
+                 "timed_out", "lost", "orphaned", "success_pct", "avg_s", "p50_s", "p95_s", "max_s", "last_run")
 PARAM_COLUMNS = ("name", "type", "mode", "defaulted")
 
 
@@ -86,16 +87,23 @@ def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
 
 # -- human output: the same rows, as a rich table on a terminal, plain text elsewhere --
 
+def status_label(job: Job) -> str:
+    """A running row no jobctl worker claimed reads `running (external)`."""
+    return EXTERNAL if job.external else job.status.value
+
+
 def jobs_rows(jobs: Sequence[Job], now: dt.datetime) -> tuple[list[str], list[list[str]]]:
     headers = ["ID", "PROCEDURE", "STATUS", "PROG", "STARTED", "DURATION"]
-    rows = [[job.job_id[:8], job.procedure_name, job.status.value, f"{job.progress:g}%",
+    rows = [[job.job_id[:8], job.procedure_name, status_label(job), f"{job.progress:g}%",
              local_time(job.start_time, SHORT_TIME), live_duration(job, now)] for job in jobs]
     return headers, rows
 
 
 def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
-    pairs = [("job", job.job_id), ("procedure", job.procedure_name), ("status", job.status.value),
-             ("progress", f"{job.progress:g}%"),
+    pairs = [("job", job.job_id), ("procedure", job.procedure_name), ("status", status_label(job))]
+    if job.status_reason:
+        pairs.append(("why", job.status_reason))
+    pairs += [("progress", f"{job.progress:g}%"),
              ("params", json.dumps(job.params) if job.params is not None else "-")]
     if job.result is not None:
         pairs.append(("result", json.dumps(job.result)))
@@ -112,10 +120,12 @@ def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
         pairs.append(("timeout", format_duration(job.timeout_s) or "-"))
     if job.worker_pid:
         worker = f"{job.worker_host} pid {job.worker_pid}"
-        if job.status in (JobStatus.RUNNING, JobStatus.LOST) and job.heartbeat_at:
+        if job.status in (JobStatus.RUNNING, JobStatus.LOST, JobStatus.ORPHANED) and job.heartbeat_at:
             age = format_duration((now - job.heartbeat_at).total_seconds())
             worker += f", last heartbeat {age} ago"
         pairs.append(("worker", worker))
+    if job.db_session and not job.status.finished:
+        pairs.append(("session", job.db_session))
     if job.cancel_requested and not job.status.finished:
         pairs.append(("cancel", "requested"))
     if job.output:
@@ -131,7 +141,7 @@ def stats_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str
     headers = ["PROCEDURE", "TOTAL", "OK", "FAIL", "OTHER", "OK%", "AVG", "P50", "P95", "MAX"]
     out = []
     for r in rows:
-        other = r["cancelled"] + r["timed_out"] + r["lost"] + r["queued"] + r["running"]
+        other = r["total"] - r["completed"] - r["failed"]
         pct = "-" if r["success_pct"] is None else f"{r['success_pct']:g}"
         out.append([r["procedure"], str(r["total"]), str(r["completed"]), str(r["failed"]),
                     str(other), pct, _secs(r["avg_s"]), _secs(r["p50_s"]), _secs(r["p95_s"]),
@@ -208,6 +218,8 @@ def rich_pairs(pairs: Sequence[tuple[str, str]]):
 
 
 def _status_style(value: str) -> str:
+    if value == EXTERNAL:
+        return STATUS_STYLE[JobStatus.RUNNING]
     try:
         return STATUS_STYLE[JobStatus(value)]
     except ValueError:

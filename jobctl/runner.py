@@ -22,11 +22,12 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import lifecycle, store
 from .backends import get_backend
 from .backends.base import CallContext
 from .config import ConnectionSettings, Settings, Tunables
@@ -101,6 +102,12 @@ class Worker:
         self.watch_conn: Any = None
         self.call_conn: Any = None
         self.started_mono = time.monotonic()
+        #: written at claim: every write of the outcome is guarded by it
+        self.token = uuid.uuid4().hex
+        #: the server session running the call (DB_SESSION), when the backend has one
+        self.session: str | None = None
+        self.live_path = lifecycle.liveness_path(self.backend, job_id)
+        self.stop_retrying = False
 
     # -- stopping ----------------------------------------------------------------
     def request_stop(self, reason: JobStatus, message: str) -> None:
@@ -157,9 +164,29 @@ class Worker:
         """The call ignored the interrupt: record the outcome and end the
         process, which also rolls the procedure's transaction back."""
         _log(self.job_id, "procedure did not stop after interrupt; exiting")
-        self._finish(self.stop_reason or JobStatus.CANCELLED, None,
-                     f"{self.stop_message}; the call did not stop when interrupted, so the worker exited")
+        message = f"{self.stop_message}; the call did not stop when interrupted, so the worker exited"
+        if self.session:
+            # exiting ends our side only: the server may go on running the
+            # statement (and commit nothing, but hold its locks) until it next
+            # talks to us, so say which session and how to end it
+            kill = getattr(self.backend, "kill_session_sql", lambda s: "")(self.session)
+            message += (f"; interrupt did not take; server session {self.session} may still be running"
+                        + (f" (to end it: {kill})" if kill else ""))
+        self._finish(self.stop_reason or JobStatus.CANCELLED, None, message)
+        lifecycle.remove_liveness(self.live_path)
         os._exit(1)
+
+    def _pulse(self) -> None:
+        """Touch the liveness file: a sign of life that the job's own
+        transaction cannot block (SQLite). A stopped process touches nothing."""
+        while True:
+            try:
+                lifecycle.touch_liveness(self.live_path)
+            except OSError as exc:
+                _log(self.job_id, f"liveness file {self.live_path}: {exc}")
+                return
+            if self.done.wait(self.tunables.heartbeat_s):
+                return
 
     def _reconnect_watch(self) -> None:
         with self.db_lock:
@@ -179,12 +206,21 @@ class Worker:
         threading.Thread(target=self._signal_listener, daemon=True, name="signals").start()
 
         self.watch_conn = self.backend.connect(job_id=self.job_id)
+        # the call's connection opens before the claim, so that the claim
+        # records the server session that will run the call
+        self.call_conn = self.backend.connect(job_id=self.job_id)
+        self.session = self._session_id()
+        if self.live_path is not None:
+            threading.Thread(target=self._pulse, daemon=True, name="pulse").start()
         with self.db_lock:
             claimed = store.claim(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                  host=os.uname().nodename, pid=os.getpid())
+                                  host=os.uname().nodename, pid=os.getpid(),
+                                  token=self.token, session=self.session)
             self.watch_conn.commit()
         if not claimed:
             _log(self.job_id, "not claimed: the job is no longer queued")
+            self.done.set()
+            lifecycle.remove_liveness(self.live_path)
             return 0
         self.started_mono = time.monotonic()
         job = store.get(self.backend, self.watch_conn, self.job_id)
@@ -193,7 +229,6 @@ class Worker:
         max_attempts = max(1, job.max_attempts or 1)
 
         try:
-            self.call_conn = self.backend.connect(job_id=self.job_id)
             stored = job.params or {}
             sig = self.backend.resolve(self.call_conn, job.procedure_name,
                                        frozenset(k.casefold() for k in stored))
@@ -206,7 +241,8 @@ class Worker:
         status, result, error = JobStatus.FAILED, None, None
         for attempt in range(1, max_attempts + 1):
             status, result, error = self._attempt(sig, values)
-            if status is not JobStatus.FAILED or attempt == max_attempts or self.stop_reason:
+            if (status is not JobStatus.FAILED or attempt == max_attempts or self.stop_reason
+                    or self.stop_retrying):
                 break
             with self.db_lock:
                 store.next_attempt(self.backend, self.watch_conn, self.job_id, attempt + 1,
@@ -218,7 +254,22 @@ class Worker:
                 break
         self.done.set()
         self._finish(status, result, error)
+        lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
+
+    def _session_id(self) -> str | None:
+        get = getattr(self.backend, "session_id", None)
+        if get is None:
+            return None
+        try:
+            return get(self.call_conn)
+        except Exception as exc:  # noqa: BLE001 - unknown session: lost stays heartbeat-only
+            _log(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
+            try:
+                self.call_conn.rollback()
+            except Exception:
+                pass
+            return None
 
     def _attempt(self, sig, values) -> tuple[JobStatus, dict | None, str | None]:
         if self.timeout_s:
@@ -231,8 +282,6 @@ class Worker:
             result = self.backend.call(self.call_conn, sig, values, self.ctx)
             with self.state_lock:
                 self.in_call = False
-            self.call_conn.commit()
-            return JobStatus.COMPLETED, result, None
         except BaseException as exc:  # noqa: BLE001 - the job's outcome, whatever it is
             with self.state_lock:
                 self.in_call = False
@@ -249,19 +298,86 @@ class Worker:
             return JobStatus.FAILED, None, describe_exception(exc)
         finally:
             self.deadline = None
+        return self._commit_with_outcome(result)
+
+    def _commit_with_outcome(self, result: dict | None) -> tuple[JobStatus, dict | None, str | None]:
+        """Write `completed` on the call's own connection, guarded by "still
+        running and still mine", and commit it with the procedure's work: both
+        or neither. A job declared lost or cancelled meanwhile keeps that
+        outcome, and its work is rolled back."""
+        fields = self._outcome_fields(JobStatus.COMPLETED, result, None)
+        try:
+            written = store.finish(self.backend, self.call_conn, self.job_id, token=self.token, **fields)
+            if not written:
+                self.call_conn.rollback()
+                note = ("work rolled back: the job is no longer running under this worker's "
+                        "claim (declared lost or cancelled meanwhile)")
+                self._settled(note)
+                return JobStatus.FAILED, None, note
+            self.call_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
+            return self._after_failed_commit(exc, result)
+        self._settled(None)
+        return JobStatus.COMPLETED, result, None
+
+    def _settled(self, note: str | None) -> None:
+        """The row holds its final outcome: nothing left for _finish to write."""
+        self.stop_retrying = True
+        with self.state_lock:
+            self.finished = True
+        if note:
+            _log(self.job_id, note)
+
+    def _after_failed_commit(self, exc: Exception, result: dict | None):
+        reason = describe_exception(exc)
+        try:
+            self.call_conn.rollback()
+        except Exception:
+            pass
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                with self.db_lock:
+                    try:
+                        self.watch_conn.close()
+                    except Exception:
+                        pass
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                    row = store.get(self.backend, self.watch_conn, self.job_id)
+                    self.watch_conn.commit()
+                break
+            except Exception as again:  # noqa: BLE001
+                _log(self.job_id, f"cannot read back after a failed commit (try {attempt + 1}): "
+                                  f"{describe_exception(again)}")
+                time.sleep(min(0.25 * 2 ** attempt, 30.0))
+        else:
+            self._settled(f"commit failed ({reason}) and the row could not be read back: "
+                          "the outcome is unknown")
+            return JobStatus.FAILED, None, reason
+        if row is not None and row.claim_token == self.token and row.status is JobStatus.COMPLETED:
+            self._settled(f"commit reported {reason}, but it had taken: work and outcome committed")
+            return JobStatus.COMPLETED, result, None
+        if row is not None and row.claim_token == self.token and row.status is JobStatus.RUNNING:
+            # the transaction died with the connection: neither work nor outcome is there
+            self.stop_retrying = True
+            return JobStatus.FAILED, None, f"the commit failed, so the work was rolled back: {reason}"
+        self._settled(f"commit failed ({reason}); the row is no longer ours: work rolled back")
+        return JobStatus.FAILED, None, reason
+
+    def _outcome_fields(self, status: JobStatus, result: dict | None, error: str | None) -> dict:
+        elapsed = time.monotonic() - self.started_mono
+        progress, output, _ = self.ctx.snapshot()
+        if status is JobStatus.COMPLETED:
+            progress = 100.0
+        return dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
+                    elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
+                    result=json.dumps(result) if result is not None else None)
 
     def _finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
         with self.state_lock:
             if self.finished:
                 return
             self.finished = True
-        elapsed = time.monotonic() - self.started_mono
-        progress, output, _ = self.ctx.snapshot()
-        if status is JobStatus.COMPLETED:
-            progress = 100.0
-        fields = dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
-                      elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
-                      result=json.dumps(result) if result is not None else None)
+        fields = self._outcome_fields(status, result, error)
         delay = 0.25
         for attempt in range(self.tunables.final_write_attempts):
             try:
@@ -272,7 +388,8 @@ class Worker:
                         except Exception:
                             pass
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
-                    written = store.finish(self.backend, self.watch_conn, self.job_id, **fields)
+                    written = store.finish(self.backend, self.watch_conn, self.job_id,
+                                           token=self.token, **fields)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")

@@ -20,6 +20,17 @@ COLUMNS = (
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 
 
+def _exec(backend, conn, sql: str, binds: dict[str, Any] | None = None):
+    """execute() with the status names the statement refers to (`:st_running`,
+    ...) bound from JobStatus, so no status is spelled twice. Only the ones
+    used are bound: Oracle refuses binds a statement does not name."""
+    binds = dict(binds or {})
+    for status in JobStatus:
+        if f":st_{status.value}" in sql:
+            binds[f"st_{status.value}"] = status.value
+    return backend.execute(conn, sql, binds)
+
+
 def _rows(backend, cur) -> list[dict[str, Any]]:
     names = [d[0].lower() for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
@@ -94,11 +105,11 @@ def _t(backend, value: dt.datetime | None) -> Any:
 def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
                params_json: str, timeout_s: float | None, max_attempts: int,
                submitted_by: str, unique_key: str | None) -> None:
-    backend.execute(conn, f"""
+    _exec(backend, conn, f"""
         INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
                              params, timeout_s, attempt, max_attempts, submitted_by,
                              unique_key, cancel_requested)
-        VALUES (:job_id, 'queued', :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
+        VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
                 :max_attempts, :submitted_by, :unique_key, 0)""",
         {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
          "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
@@ -107,29 +118,34 @@ def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datet
 
 def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int:
     """The spawn failed: the job must not be left `queued` for ever."""
-    cur = backend.execute(conn, f"""
-        UPDATE {TABLE} SET status = 'failed', end_time = :now, error_msg = :error
-        WHERE job_id = :job_id AND status = 'queued'""",
+    cur = _exec(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_failed, end_time = :now, error_msg = :error
+        WHERE job_id = :job_id AND status = :st_queued""",
         {"job_id": job_id, "now": _t(backend, now), "error": error})
     return cur.rowcount
 
 
 def find_active_unique(backend, conn, unique_key: str) -> list[Job]:
-    cur = backend.execute(conn, f"""{_SELECT}
-        WHERE unique_key = :unique_key AND status IN ('queued', 'running')""",
+    cur = _exec(backend, conn, f"""{_SELECT}
+        WHERE unique_key = :unique_key AND status IN (:st_queued, :st_running)""",
         {"unique_key": unique_key})
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
 # -- writes from the worker --------------------------------------------------
 
-def claim(backend, conn, job_id: str, *, now: dt.datetime, host: str, pid: int) -> int:
-    cur = backend.execute(conn, f"""
+def claim(backend, conn, job_id: str, *, now: dt.datetime, host: str, pid: int,
+          token: str, session: str | None) -> int:
+    """queued → running, once: the token guards every later write of the
+    outcome, the session is the server session that will run the call."""
+    cur = _exec(backend, conn, f"""
         UPDATE {TABLE}
-           SET status = 'running', start_time = :now, heartbeat_at = :now,
-               worker_host = :host, worker_pid = :pid, attempt = 1
-         WHERE job_id = :job_id AND status = 'queued'""",
-        {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid})
+           SET status = :st_running, start_time = :now, heartbeat_at = :now,
+               worker_host = :host, worker_pid = :pid, attempt = 1,
+               claim_token = :token, db_session = :db_session
+         WHERE job_id = :job_id AND status = :st_queued""",
+        {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid,
+         "token": token, "db_session": session})
     return cur.rowcount
 
 
@@ -139,13 +155,13 @@ def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float |
     cancel flag, or None when the job is no longer ours to run."""
     if write_progress:
         binds = {"job_id": job_id, "now": _t(backend, now), "output": output}
-        cur = backend.execute(conn, f"""
+        cur = _exec(backend, conn, f"""
             UPDATE {TABLE} SET heartbeat_at = :now, output = :output{_progress_set(progress, binds)}
-             WHERE job_id = :job_id AND status = 'running'""", binds)
+             WHERE job_id = :job_id AND status = :st_running""", binds)
     else:
-        cur = backend.execute(conn, f"""
+        cur = _exec(backend, conn, f"""
             UPDATE {TABLE} SET heartbeat_at = :now
-             WHERE job_id = :job_id AND status = 'running'""",
+             WHERE job_id = :job_id AND status = :st_running""",
             {"job_id": job_id, "now": _t(backend, now)})
     if cur.rowcount == 0:
         conn.commit()
@@ -158,25 +174,31 @@ def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float |
 
 
 def next_attempt(backend, conn, job_id: str, attempt: int, error: str) -> None:
-    backend.execute(conn, f"""
+    _exec(backend, conn, f"""
         UPDATE {TABLE} SET attempt = :attempt, error_msg = :error, progress = 0
-         WHERE job_id = :job_id AND status = 'running'""",
+         WHERE job_id = :job_id AND status = :st_running""",
         {"job_id": job_id, "attempt": attempt, "error": error})
 
 
 def finish(backend, conn, job_id: str, *, status: JobStatus, end_time: dt.datetime,
            duration: str | None, elapsed_s: float | None, result: str | None,
-           error: str | None, output: str | None, progress: float | None) -> int:
-    """The one final write, guarded so it cannot overwrite another outcome."""
+           error: str | None, output: str | None, progress: float | None,
+           token: str | None = None) -> int:
+    """The one final write, guarded so it cannot overwrite another outcome:
+    the row must still be running and, given the claim token, still ours."""
     binds = {"job_id": job_id, "status": status.value, "end_time": _t(backend, end_time),
              "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
              "output": output}
-    cur = backend.execute(conn, f"""
+    mine = ""
+    if token is not None:
+        binds["token"] = token
+        mine = " AND claim_token = :token"
+    cur = _exec(backend, conn, f"""
         UPDATE {TABLE}
            SET status = :status, end_time = :end_time, duration = :duration,
                elapsed_s = :elapsed_s, result = :result, error_msg = :error,
                output = :output, heartbeat_at = :end_time{_progress_set(progress, binds)}
-         WHERE job_id = :job_id AND status = 'running'""", binds)
+         WHERE job_id = :job_id AND status = :st_running{mine}""", binds)
     return cur.rowcount
 
 
@@ -226,26 +248,21 @@ def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | No
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
-STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed_out", "lost")
+STAT_STATUSES = tuple(s.value for s in JobStatus)
 
 
-def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
-          unclaimed_before: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
-    """Per procedure: counts by status, success %, duration figures. A running
-    job with a stale heartbeat, or a queued one never claimed, counts as lost,
-    as the reading commands show it."""
-    effective = ("CASE WHEN status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < :stale)"
-                 " THEN 'lost' WHEN status = 'queued' AND start_time < :unclaimed THEN 'lost'"
-                 " ELSE status END")
-    done = "CASE WHEN status = 'completed' THEN elapsed_s END"
-    counts = ",\n".join(f"SUM(CASE WHEN {effective} = '{s}' THEN 1 ELSE 0 END) AS {s}"
+def stats(backend, conn, *, since: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
+    """Per procedure: counts by stored status, duration figures. The counts
+    are what the rows say; lifecycle corrects the few running/queued ones
+    that its rule shows as lost or orphaned (see lifecycle.adjust_stats)."""
+    done = "CASE WHEN status = :st_completed THEN elapsed_s END"
+    counts = ",\n".join(f"SUM(CASE WHEN status = :st_{s} THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
     where = "start_time >= :since" + (" AND procedure_name = :procedure" if procedure else "")
-    binds: dict[str, Any] = {"since": _t(backend, since), "stale": _t(backend, stale_before),
-                             "unclaimed": _t(backend, unclaimed_before)}
+    binds: dict[str, Any] = {"since": _t(backend, since)}
     if procedure:
         binds["procedure"] = procedure
-    cur = backend.execute(conn, f"""
+    cur = _exec(backend, conn, f"""
         SELECT procedure_name, COUNT(*) AS total,
                {counts},
                AVG({done}) AS avg_s,
@@ -260,8 +277,6 @@ def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
         row = {"procedure": r["procedure_name"], "total": int(r["total"])}
         for s in STAT_STATUSES:
             row[s] = int(r[s] or 0)
-        finished = sum(row[s] for s in STAT_STATUSES if s not in ("queued", "running"))
-        row["success_pct"] = round(100.0 * row["completed"] / finished, 1) if finished else None
         for k in ("avg_s", "p50_s", "p95_s", "max_s"):
             row[k] = round(float(r[k]), 3) if r[k] is not None else None
         last = backend.from_db_time(r["last_run"])
@@ -271,15 +286,20 @@ def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
 
 
 def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
-                  host: str) -> list[Job]:
-    """Jobs that may be lost: running with a stale heartbeat or a worker on
-    this host (whose pid the caller checks); queued and never claimed."""
-    cur = backend.execute(conn, f"""{_SELECT}
-        WHERE (status = 'running'
-               AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))
-           OR (status = 'queued' AND start_time < :unclaimed)""",
-        {"stale": _t(backend, stale_before), "host": host,
-         "unclaimed": _t(backend, unclaimed_before)})
+                  host: str, since: dt.datetime | None = None) -> list[Job]:
+    """Every job the lifecycle rule could show as lost or orphaned: running
+    (claimed by a jobctl worker) with a stale heartbeat or a worker on this
+    host, whose pid and liveness the rule checks; queued and never claimed."""
+    binds: dict[str, Any] = {"stale": _t(backend, stale_before), "host": host,
+                             "unclaimed": _t(backend, unclaimed_before)}
+    extra = ""
+    if since is not None:
+        extra += " AND start_time >= :since"
+        binds["since"] = _t(backend, since)
+    cur = _exec(backend, conn, f"""{_SELECT}
+        WHERE ((status = :st_running AND worker_host IS NOT NULL
+                AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))
+            OR (status = :st_queued AND start_time < :unclaimed)){extra}""", binds)
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
@@ -293,24 +313,24 @@ def mark_lost(backend, conn, job: Job, *, now: dt.datetime, reason: str) -> int:
              "seen": job.status.value}
     if job.heartbeat_at is not None:
         binds["hb"] = _t(backend, job.heartbeat_at)
-    cur = backend.execute(conn, f"""
-        UPDATE {TABLE} SET status = 'lost', end_time = :now, error_msg = :reason
+    cur = _exec(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_lost, end_time = :now, error_msg = :reason
          WHERE job_id = :job_id AND status = :seen AND {hb_guard}""", binds)
     return cur.rowcount
 
 
 def cancel_queued(backend, conn, job_id: str, now: dt.datetime) -> int:
-    cur = backend.execute(conn, f"""
-        UPDATE {TABLE} SET status = 'cancelled', end_time = :now, cancel_requested = 1,
+    cur = _exec(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_cancelled, end_time = :now, cancel_requested = 1,
                            error_msg = 'cancelled before it started'
-         WHERE job_id = :job_id AND status = 'queued'""",
+         WHERE job_id = :job_id AND status = :st_queued""",
         {"job_id": job_id, "now": _t(backend, now)})
     return cur.rowcount
 
 
 def request_cancel(backend, conn, job_id: str) -> int:
-    cur = backend.execute(conn, f"""
-        UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = 'running'""",
+    cur = _exec(backend, conn, f"""
+        UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = :st_running""",
         {"job_id": job_id})
     return cur.rowcount
 

@@ -623,11 +623,12 @@ def _store_statements() -> list[tuple[str, dict]]:
                      timeout_s=None, max_attempts=1, submitted_by="me@host", unique_key=None)
     store.fail_queued(rec, c, "a" * 32, now, "x")
     store.find_active_unique(rec, c, "k")
-    store.claim(rec, c, "a" * 32, now=now, host="h", pid=1)
+    store.claim(rec, c, "a" * 32, now=now, host="h", pid=1, token="b" * 32, session="1:2")
     for progress in (None, 40.0):
         store.heartbeat(rec, c, "a" * 32, now=now, progress=progress, output="o", write_progress=True)
         store.finish(rec, c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s",
-                     elapsed_s=1.0, result=None, error="e", output=None, progress=progress)
+                     elapsed_s=1.0, result=None, error="e", output=None, progress=progress,
+                     token="b" * 32 if progress else None)
     store.heartbeat(rec, c, "a" * 32, now=now, progress=None, output=None, write_progress=False)
     store.next_attempt(rec, c, "a" * 32, 2, "e")
     store.get(rec, c, "a" * 32)
@@ -635,8 +636,9 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
     store.list_jobs(rec, c, since=now, statuses=None, procedure=None, limit=50)
     for proc in ("P", None):
-        store.stats(rec, c, since=now, stale_before=now, unclaimed_before=now, procedure=proc)
-    store.lost_suspects(rec, c, stale_before=now, unclaimed_before=now, host="h")
+        store.stats(rec, c, since=now, procedure=proc)
+        store.lost_suspects(rec, c, stale_before=now, unclaimed_before=now, host="h",
+                            since=now if proc else None)
     job = model.Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=now)
     store.mark_lost(rec, c, job, now=now, reason="r")
     store.mark_lost(rec, c, model.Job(**{**job.__dict__, "heartbeat_at": now}), now=now, reason="r")

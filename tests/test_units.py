@@ -196,3 +196,19 @@ def test_sqlite_schema_file_has_every_column_and_index():
     for col in COLUMNS:
         assert col.upper() in create
     assert any("UNIQUE INDEX" in s and "WHERE STATUS IN ('queued', 'running')" in s for s in stmts)
+
+
+def test_orphaned_and_external_jobs_read_as_such_in_tables():
+    now = dt.datetime.now(dt.timezone.utc)
+    external = make_job(worker_host=None, worker_pid=None, external=True)
+    orphan = make_job(job_id="b" * 32, status=JobStatus.ORPHANED, db_session="4242:2026-11-28T10:00:00+00:00",
+                      status_reason="worker pid 1 on h is gone; its server session 4242:... still runs the call")
+    lines = render.plain_table(*render.jobs_rows([external, orphan], now)).splitlines()
+    assert "running (external)" in lines[1] and "orphaned" in lines[2]
+    detail = dict(render.detail_pairs(orphan, now))
+    assert detail["status"] == "orphaned" and "still runs" in detail["why"]
+    assert detail["session"].startswith("4242:")
+    assert not JobStatus.ORPHANED.finished  # wait keeps waiting, cleanup never deletes it
+    stats = [{"procedure": "P", "total": 3, "completed": 1, "failed": 1, "orphaned": 1,
+              "success_pct": 50.0, "avg_s": None, "p50_s": None, "p95_s": None, "max_s": None}]
+    assert render.stats_rows(stats)[1][0][4] == "1"  # OTHER counts the orphaned job

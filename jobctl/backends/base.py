@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..config import ConnectionSettings
 from ..errors import JobctlError
 from ..model import Signature
+
+
+SELF_COMMIT_NOTE = ("[jobctl] the procedure committed inside its own transaction: work it "
+                    "committed is kept even if the job ends failed, cancelled or lost")
 
 
 class CallContext:
@@ -36,6 +41,14 @@ class CallContext:
         self._truncated = False
         self._progress: float | None = None
         self._dirty = False
+        #: the procedure committed inside its own transaction (when the backend
+        #: can tell): that work is outside at-most-once
+        self.self_committed = False
+
+    def note_self_commit(self) -> None:
+        if not self.self_committed:
+            self.self_committed = True
+            self.log(SELF_COMMIT_NOTE)
 
     def progress(self, pct: float) -> None:
         pct = max(0.0, min(100.0, float(pct)))
@@ -129,3 +142,24 @@ class Backend(Protocol):
 
     def schema_files(self, *, examples: bool) -> list[str]:
         """Files under sql/<name>/ that `db init` runs, in order."""
+
+    # -- sessions: who runs the call on the server (at-most-once) ------------
+    def session_id(self, conn: Any) -> str | None:
+        """The server session of `conn`, recorded in DB_SESSION at claim, in
+        a form that cannot match a later session reusing the same number
+        (PostgreSQL: pid and backend start). None when there is none."""
+
+    def session_alive(self, conn: Any, session: str) -> bool | None:
+        """Is `session` (from session_id) still executing a statement? None
+        when this connection cannot tell (no privilege, no such view)."""
+
+    def kill_session_sql(self, session: str) -> str:
+        """The exact statement a DBA runs to end `session`."""
+
+    def end_session(self, conn: Any, session: str) -> bool:
+        """Stop what `session` runs and end it; True once it is gone, False
+        when this connection may not (the caller then shows kill_session_sql)."""
+
+    def liveness_dir(self) -> Path | None:
+        """Where a worker on this host touches a per-job file each heartbeat
+        when its own transaction can block the heartbeat row (SQLite), or None."""

@@ -24,6 +24,7 @@ from .base import CallContext
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_ENDS_TRANSACTION = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
 
 
 class CallInterrupted(Exception):
@@ -215,6 +216,13 @@ class SqliteBackend:
         writer = _LineWriter(ctx)
         on_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGUSR1, self._on_interrupt_signal) if on_main else None
+        def on_statement(sql: str) -> None:
+            # a COMMIT the procedure issues ends jobctl's transaction early:
+            # what it committed no longer waits for the job's outcome
+            if _ENDS_TRANSACTION.match(sql):
+                ctx.note_self_commit()
+
+        conn.set_trace_callback(on_statement)
         try:
             with contextlib.redirect_stdout(writer):
                 self._in_call = True
@@ -223,6 +231,7 @@ class SqliteBackend:
                 finally:
                     self._in_call = False
         finally:
+            conn.set_trace_callback(None)
             writer.flush_rest()
             if on_main:
                 signal.signal(signal.SIGUSR1, previous)
@@ -249,6 +258,29 @@ class SqliteBackend:
 
     def schema_files(self, *, examples: bool) -> list[str]:
         return ["create_async_jobs_table.sql"]
+
+    # -- sessions ----------------------------------------------------------------
+    # A SQLite "session" is the worker process itself: when it dies its
+    # transaction is gone, so there is never an orphaned session to find.
+    def session_id(self, conn) -> str | None:
+        return None
+
+    def session_alive(self, conn, session: str) -> bool | None:
+        return None
+
+    def kill_session_sql(self, session: str) -> str:
+        return ""
+
+    def end_session(self, conn, session: str) -> bool:
+        return False
+
+    def liveness_dir(self) -> Path | None:
+        # A local procedure writing through ctx.connection holds the write
+        # lock for its whole run, so the heartbeat row cannot be written;
+        # a file next to the database is a sign of life nothing can block.
+        if str(self.path) in ("", ":memory:"):
+            return None
+        return self.path.with_name(self.path.name + "-live")
 
 
 BACKEND = SqliteBackend
