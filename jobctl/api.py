@@ -158,7 +158,8 @@ class Jobctl:
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
-               retries: int = 0, unique: bool = False) -> Submitted:
+               retries: int = 0, unique: bool = False,
+               submitted_by: str | None = None) -> Submitted:
         name = self.backend.normalize_name(procedure)
         if retries < 0:
             raise UsageError("--retries must be 0 or more")
@@ -197,7 +198,7 @@ class Jobctl:
             try:
                 store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
                                  params_json=params_json, timeout_s=timeout_s,
-                                 max_attempts=retries + 1, submitted_by=_submitter(),
+                                 max_attempts=retries + 1, submitted_by=submitted_by or _submitter(),
                                  unique_key=unique_key)
                 conn.commit()
             except Exception as exc:
@@ -357,6 +358,14 @@ class Jobctl:
                                                    statuses=names, batch=CLEANUP_BATCH):
                 deleted += n
         return CleanupReport(lost, deleted, False)
+
+    # -- checking a database -----------------------------------------------------------------
+    def doctor(self):
+        """Check that jobctl works against this database: a `doctor.Report`
+        of named checks; its own demo jobs are deleted again."""
+        from . import doctor
+
+        return doctor.run(self.settings)
 
     # -- schema ------------------------------------------------------------------------------
     def schema_sql(self, *, examples: bool = False) -> str:
