@@ -274,7 +274,8 @@ class Doctor:
         demos = self._demos_check()
         if not writable:
             self.skip(("round_trip", "exact_values", "progress_output", "cancel"),
-                      "needs ASYNC_JOBS that this user can write")
+                      "needs ASYNC_JOBS that this user can write" if table_ok
+                      else "needs ASYNC_JOBS with all its columns")
         elif not demos:
             self.skip(("round_trip", "exact_values", "progress_output", "cancel"),
                       "needs the demo procedures (`jobctl db init --examples`)")
@@ -330,7 +331,8 @@ class Doctor:
             server_utc = server_now.replace(tzinfo=dt.timezone.utc) if server_now.tzinfo is None \
                 else server_now.astimezone(dt.timezone.utc)
             skew = (server_utc - utcnow()).total_seconds()
-            detail += f"; server clock {skew:+.1f} s from this host's"
+            detail += ("; server clock in step with this host's" if abs(skew) < 0.5
+                       else f"; server clock {skew:+.1f} s from this host's")
         if skew is not None and abs(skew) > 30 and result == OK:
             result = WARN
             remedy = ("synchronise the clocks (NTP): heartbeats written by one host are judged "
