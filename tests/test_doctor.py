@@ -1,0 +1,253 @@
+"""`jobctl doctor` against real databases: a healthy one, one without
+ASYNC_JOBS, one with the original (pre-jobctl) table shape, a role that may
+only read, and an Oracle address where nothing listens.
+
+Doctor runs real demo jobs through real detached workers; each test checks
+that it leaves no row behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import pytest
+from typer.testing import CliRunner
+
+from jobctl.backends import get_backend
+from jobctl.cli import app
+from jobctl.config import parse_dsn
+from jobctl.doctor import COMMON_CHECKS, EXACT_SUM, RESULTS
+
+ORIGINAL_SHAPE = """CREATE TABLE ASYNC_JOBS (
+    JOB_ID VARCHAR(32) NOT NULL PRIMARY KEY, STATUS VARCHAR(20) NOT NULL,
+    PROCEDURE_NAME VARCHAR(200) NOT NULL, START_TIME TIMESTAMP NOT NULL, END_TIME TIMESTAMP,
+    DURATION VARCHAR(50), RESULT TEXT, ERROR_MSG TEXT, PROGRESS NUMERIC DEFAULT 0,
+    CREATED_AT TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"""
+JOBCTL_COLUMNS = ("PARAMS", "ELAPSED_S", "OUTPUT", "WORKER_HOST", "HEARTBEAT_AT", "SIGNATURE",
+                  "CLAIM_TOKEN", "DB_SESSION")
+
+
+def doctor(*args: str):
+    """Run `jobctl [args] doctor --format json`: (exit code, report, stderr)."""
+    result = CliRunner().invoke(app, [*args, "doctor", "--format", "json"])
+    assert result.stdout, result.stderr
+    return result.exit_code, json.loads(result.stdout), result.stderr
+
+
+def by_name(report) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def run_sql(dsn: str, *statements: str):
+    backend = get_backend(parse_dsn(dsn))
+    conn = backend.connect()
+    try:
+        rows = None
+        for statement in statements:
+            cur = backend.execute(conn, statement)
+            rows = cur.fetchall() if cur.description else None
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
+def closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def assert_one_error_line(stderr: str, *names: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jobctl: error: doctor:"), stderr
+    assert "Traceback" not in stderr
+    for name in names:
+        assert name in lines[0]
+
+
+def test_doctor_passes_a_healthy_database_and_leaves_no_rows(env):
+    env.submit(env.proc["suma"], "-p", "vA=1")          # a user's job, which must survive
+    before = env.rows()
+
+    code, report, stderr = doctor()
+
+    checks = by_name(report)
+    expected = list(COMMON_CHECKS)
+    if env.backend == "oracle":
+        from jobctl.backends.oracle_checks import CHECKS
+
+        expected = ["oracle_driver", *expected, *CHECKS]
+    assert list(checks) == expected
+    assert all(c["result"] in RESULTS and c["detail"] for c in report["checks"])
+    for name in ("connect", "time_zone", "table", "indexes", "privileges", "demo_procedures",
+                 "round_trip", "cancel"):
+        assert checks[name]["result"] == "ok", checks[name]
+    assert checks["progress_output"]["result"] in ("ok", "warn"), checks["progress_output"]
+    assert "slept" in checks["progress_output"]["detail"]
+    # helper objects are warned about, never failed: jobctl works without them
+    assert checks["helper_objects"]["result"] in ("ok", "warn")
+    # the exact round trip ran and says what it got; its `ok` is asserted in
+    # test_doctor_round_trip_is_exact
+    assert checks["exact_values"]["result"] in ("ok", "fail")
+    assert str(EXACT_SUM) in checks["exact_values"]["detail"]
+
+    failed = [c["name"] for c in report["checks"] if c["result"] == "fail"]
+    assert report["ok"] is (not failed)
+    assert code == (1 if failed else 0)
+    if failed:
+        assert_one_error_line(stderr, *failed)
+
+    ctx = report["context"]
+    assert ctx["backend"] == env.backend and ctx["dsn"] == env.dsn
+    assert ctx["profile"] is None and ctx["password_source"] is None
+    assert ctx["config_file"] == str(env.tmp / "config" / "jobctl" / "config.toml")
+    # doctor's demo jobs are gone, the user's job is untouched
+    assert [r["job_id"] for r in env.rows()] == [r["job_id"] for r in before]
+
+
+# Values are floats on this branch until the exact-values work (Decimal end
+# to end) is merged; then this passes, strict xfail turns that into a failure,
+# and this marker must be removed so that the exact check is enforced.
+@pytest.mark.xfail(strict=True, reason="exact values end to end not merged yet: remove this "
+                                       "marker once RESULT keeps every digit")
+def test_doctor_round_trip_is_exact(sqlite_env):
+    code, report, _ = doctor()
+    check = by_name(report)["exact_values"]
+    assert check["result"] == "ok", check
+    assert code == 0
+
+
+def test_doctor_fails_without_the_table_and_says_db_init(env, empty_dsn):
+    result = CliRunner().invoke(app, ["--dsn", empty_dsn, "doctor"])
+
+    assert result.exit_code == 1
+    assert_one_error_line(result.stderr, "table")
+    lines = result.stdout.splitlines()
+    table_line = next(i for i, ln in enumerate(lines) if ln.split()[1:2] == ["table"])
+    assert lines[table_line].startswith("fail") and "ASYNC_JOBS not found" in lines[table_line]
+    assert "fix: run `jobctl db init`" in lines[table_line + 1]
+    for name in ("privileges", "round_trip", "cancel"):
+        assert any(ln.startswith("skip") and ln.split()[1] == name for ln in lines), name
+
+    code, report, _ = doctor("--dsn", empty_dsn)
+    assert code == 1 and by_name(report)["table"]["result"] == "fail"
+    assert "jobctl db init" in by_name(report)["table"]["remedy"]
+    with pytest.raises(Exception) as missing:   # doctor created nothing
+        run_sql(empty_dsn, "SELECT COUNT(*) FROM ASYNC_JOBS")
+    assert get_backend(parse_dsn(empty_dsn)).is_missing_table(missing.value)
+
+
+def test_doctor_names_the_columns_an_old_table_lacks(env, empty_dsn):
+    run_sql(empty_dsn, ORIGINAL_SHAPE)
+
+    code, report, stderr = doctor("--dsn", empty_dsn)
+
+    checks = by_name(report)
+    assert code == 1
+    assert_one_error_line(stderr, "table")
+    assert checks["table"]["result"] == "fail"
+    for column in JOBCTL_COLUMNS:
+        assert column in checks["table"]["detail"]
+    for column in ("JOB_ID", "STATUS", "PROGRESS", "CREATED_AT"):
+        assert column not in checks["table"]["detail"].split(": ", 1)[1].split(", ")
+    assert "jobctl db init" in checks["table"]["remedy"]
+    assert checks["privileges"]["result"] == "skip"
+    assert run_sql(empty_dsn, "SELECT COUNT(*) FROM ASYNC_JOBS")[0][0] == 0
+
+
+@pytest.fixture
+def read_only_role(env):
+    """A PostgreSQL login role that may only SELECT from async_jobs; dropped after."""
+    if env.backend != "postgresql":
+        pytest.skip("roles and grants: PostgreSQL")
+    import psycopg
+
+    role = f"jobctl_doctor_ro_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(env.dsn, autocommit=True)
+    try:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT SELECT ON async_jobs TO {role}")
+        parts = urlsplit(env.dsn)
+        yield role, parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
+    finally:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                      (role,))
+        admin.execute(f"REVOKE ALL ON async_jobs FROM {role}")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
+def test_doctor_reports_a_missing_privilege_with_the_grant(env, read_only_role):
+    role, dsn = read_only_role
+
+    code, report, stderr = doctor("--dsn", dsn)
+
+    checks = by_name(report)
+    assert code == 1
+    assert_one_error_line(stderr, "privileges")
+    assert checks["table"]["result"] == "ok"
+    assert checks["privileges"]["result"] == "fail"
+    assert "INSERT" in checks["privileges"]["detail"]
+    assert "permission denied" in checks["privileges"]["detail"]
+    assert checks["privileges"]["remedy"] == f"as the table's owner: GRANT SELECT, INSERT, UPDATE, " \
+                                             f"DELETE ON async_jobs TO {role}"
+    assert checks["round_trip"]["result"] == "skip"
+    assert env.rows() == []
+
+
+def test_doctor_on_oracle_with_nothing_listening_fails_connect_in_one_line(tmp_path, monkeypatch):
+    for key in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD", "TNS_ADMIN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("s3cr3t-Pw\n")
+    secret_file.chmod(0o600)
+    config = tmp_path / "config" / "jobctl" / "config.toml"
+    config.parent.mkdir(parents=True)
+    dsn = f"oracle://scott@127.0.0.1:{closed_port()}/FREEPDB1"
+    config.write_text(f'[profiles.ora]\ndsn = "{dsn}"\npassword_file = "{secret_file}"\n')
+
+    result = CliRunner().invoke(app, ["--profile", "ora", "doctor", "--format", "json"])
+
+    assert result.exit_code == 1
+    assert_one_error_line(result.stderr, "connect")
+    assert "s3cr3t" not in result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    checks = by_name(report)
+    assert checks["oracle_driver"]["result"] == "ok" and "thin mode" in checks["oracle_driver"]["detail"]
+    assert checks["connect"]["result"] == "fail"
+    assert "nothing is listening at 127.0.0.1" in checks["connect"]["detail"]
+    assert "\n" not in checks["connect"]["detail"]
+    assert checks["connect"]["remedy"]
+    assert all(c["result"] == "skip" for n, c in checks.items() if n not in ("oracle_driver", "connect"))
+    assert {"oracle_name_shadowing", "oracle_set_progress", "oracle_longops"} <= set(checks)
+    assert report["context"] == {
+        "jobctl_version": report["context"]["jobctl_version"], "backend": "oracle",
+        "dsn": dsn.replace("scott@", "scott:***@"), "profile": "ora",
+        "config_file": str(config), "config_file_exists": True,
+        "password_source": f"password_file {secret_file}"}
+
+    csv_out = CliRunner().invoke(app, ["--profile", "ora", "doctor", "--format", "csv"])
+    assert csv_out.exit_code == 1
+    assert csv_out.stdout.splitlines()[0] == "name,result,detail,remedy"
+    assert any(line.startswith("connect,fail,") for line in csv_out.stdout.splitlines())
+
+
+def test_doctor_reports_where_the_password_came_from(tmp_path, monkeypatch):
+    for key in ("JOBCTL_DSN", "JOBCTL_PROFILE", "TNS_ADMIN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    port = closed_port()
+    monkeypatch.setenv("JOBCTL_PASSWORD", "from-env")
+    _, report, _ = doctor("--dsn", f"oracle://scott@127.0.0.1:{port}/X")
+    assert report["context"]["password_source"] == "JOBCTL_PASSWORD"
+    monkeypatch.delenv("JOBCTL_PASSWORD")
+    _, report, _ = doctor("--dsn", f"oracle://scott:in-dsn@127.0.0.1:{port}/X")
+    assert report["context"]["password_source"] == "dsn"
+    assert report["context"]["dsn"] == f"oracle://scott:***@127.0.0.1:{port}/X"
