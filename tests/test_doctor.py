@@ -251,3 +251,48 @@ def test_doctor_reports_where_the_password_came_from(tmp_path, monkeypatch):
     _, report, _ = doctor("--dsn", f"oracle://scott:in-dsn@127.0.0.1:{port}/X")
     assert report["context"]["password_source"] == "dsn"
     assert report["context"]["dsn"] == f"oracle://scott:***@127.0.0.1:{port}/X"
+
+
+# -- Oracle's checks, linted offline (no server here; ORACLE_NOTES "Testing
+#    without a server"): each statement parses as Oracle SQL and binds exactly
+#    what the code supplies --------------------------------------------------------
+
+def _oracle_statements():
+    from jobctl import doctor as d
+    from jobctl.backends import oracle_checks as oc
+
+    cat = oc.CATALOG
+    return [(cat.identity_sql, set()), (cat.timezone_sql, set()), (cat.indexes_sql, set()),
+            (cat.helpers_sql, set()), (oc.ARGUMENTS_SQL, {"owner"}), (oc.ECHO_TIMESTAMP_SQL, {"t"}),
+            (oc.PROBE_TIME_MATCH_SQL, {"job_id", "t"}), (oc.PROBE_OUTPUT_SQL, {"output", "job_id"}),
+            (oc.PROBE_READ_SQL, {"job_id"}), (oc.PROBE_DELETE_SQL, {"job_id"}),
+            (oc.SESSION_IDENTITY_SQL, set()), (oc.GV_LONGOPS_SQL, set()), (oc.V_LONGOPS_SQL, set()),
+            (oc.SHADOWING_SQL, set()), (d.DELETE_JOB_SQL, {"job_id"})]
+
+
+def test_oracle_check_statements_parse_as_oracle_and_bind_what_is_supplied():
+    import re
+
+    import sqlglot
+    from sqlglot import exp
+
+    for sql, binds in _oracle_statements():
+        tree = sqlglot.parse_one(sql, read="oracle")
+        assert not isinstance(tree, exp.Command), sql
+        assert {p.name for p in tree.find_all(exp.Placeholder)} == binds, sql
+        # Oracle 12.2 has neither LIMIT, IF EXISTS, :: casts nor boolean literals
+        assert not re.search(r"\bLIMIT\b|\bIF\s+(NOT\s+)?EXISTS\b|::|\b(TRUE|FALSE)\b", sql, re.I), sql
+
+
+def test_oracle_check_plsql_blocks_bind_what_is_supplied():
+    import re
+
+    from jobctl.backends import oracle_checks as oc
+
+    for block, names in ((oc.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink",
+                                                "part1_type", "object_number"}),
+                         (oc.SET_PROGRESS_SQL, {"pct"})):
+        assert re.fullmatch(r"\s*BEGIN\b.*\bEND;\s*", block, re.DOTALL)
+        assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == names
+    # the helper package's new name: a package named like a schema shadows it
+    assert "JOBCTL_PROGRESS.SET_PROGRESS" in oc.SET_PROGRESS_SQL
