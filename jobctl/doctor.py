@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -564,20 +564,24 @@ class Doctor:
         limit = max(10.0, 10 * hb)
         try:
             job_id = self._submit("DEMO_SLEEP", {"p_seconds": str(CANCEL_SLEEP_S)}, CANCEL_SLEEP_S * 2)
-            # in the call for sure: the first progress comes a second into it
+            # cancel inside the call, not before it: the first progress comes a
+            # second into DEMO_SLEEP; without progress (checked on its own
+            # above), two seconds after the claim will do
             deadline = time.monotonic() + ROUND_TRIP_TIMEOUT_S
+            running_since = None
             while True:
                 job = self.jc.get(job_id)
                 if job.status.finished:
                     self.add("cancel", FAIL, f"DEMO_SLEEP ended {job.status.value} before it "
                              f"could be cancelled: {job.error_msg or ''}", self._worker_hint())
                     return
-                if job.status is JobStatus.RUNNING and job.progress > 0:
-                    break
-                if time.monotonic() > deadline:
-                    self.add("cancel", FAIL, f"DEMO_SLEEP did not start reporting progress within "
-                             f"{ROUND_TRIP_TIMEOUT_S:g} s (status {job.status.value})",
-                             self._worker_hint())
+                if job.status is JobStatus.RUNNING:
+                    running_since = running_since or time.monotonic()
+                    if job.progress > 0 or time.monotonic() - running_since > 2:
+                        break
+                elif time.monotonic() > deadline:
+                    self.add("cancel", FAIL, f"DEMO_SLEEP was still {job.status.value} after "
+                             f"{ROUND_TRIP_TIMEOUT_S:g} s: no worker claimed it", self._worker_hint())
                     return
                 time.sleep(DOCTOR_POLL_S)
             asked = time.monotonic()

@@ -9,10 +9,8 @@ that it leaves no row behind.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import uuid
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
@@ -296,3 +294,186 @@ def test_oracle_check_plsql_blocks_bind_what_is_supplied():
         assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == names
     # the helper package's new name: a package named like a schema shadows it
     assert "JOBCTL_PROGRESS.SET_PROGRESS" in oc.SET_PROGRESS_SQL
+
+
+# -- Oracle's checks interpret what Oracle answers ---------------------------------
+# No Oracle server runs here. `Answers` stands in for a database only to feed
+# oracle_checks the answers ORACLE_NOTES documents (NAME_RESOLVE parts, the
+# ALL_ARGUMENTS rows of SUMA_SIMPLE, ORA-00942 for an ungranted view), so that
+# the interpretation and the probe bookkeeping are exercised; the checks
+# themselves are what a user runs against a real Oracle.
+
+def _ora_error(message: str, code: int):
+    from oracledb import errors as ora_errors
+
+    err = ora_errors._Error(message, code=code)
+    return err.exc_type(err)
+
+
+class _Var:
+    def __init__(self, *args):
+        self.value = None
+
+    def setvalue(self, pos, value):
+        self.value = value
+
+    def getvalue(self, pos=0):
+        return self.value
+
+
+class _Cursor:
+    def __init__(self, db, session):
+        self.db, self.session, self.rows, self.rowcount = db, session, [], 0
+
+    def var(self, *args):
+        return _Var()
+
+    def execute(self, sql, binds=None):
+        self.rows, self.rowcount = self.db.answer(sql, dict(binds or {}), self.session)
+        return self
+
+    def fetchone(self):
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self):
+        return self.rows
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Session:
+    def __init__(self, db, client_identifier=None):
+        self.db, self.client_identifier = db, client_identifier
+
+    def cursor(self):
+        return _Cursor(self.db, self)
+
+    def commit(self):
+        self.db.committed = dict(self.db.rows)
+
+    def rollback(self):
+        self.db.rows = dict(self.db.committed)
+
+    def close(self):
+        pass
+
+
+class Answers:
+    """The oracle backend's surface as oracle_checks uses it, answering as
+    the Oracle notes document."""
+
+    def __init__(self, *, longops_granted=True, shadow=(), progress_package=True):
+        self.rows, self.committed = {}, {}
+        self.longops_granted, self.shadow = longops_granted, list(shadow)
+        self.progress_package = progress_package
+        self.settings = parse_dsn("oracle://scott@db:1521/svc")
+
+    # backend surface
+    def execute(self, conn, sql, binds=None):
+        return conn.cursor().execute(sql, binds)
+
+    def connect(self, *, job_id=None):
+        return _Session(self, job_id)
+
+    def to_db_time(self, value):
+        return value.replace(tzinfo=None)
+
+    def resolve(self, conn, name, given):
+        from jobctl.model import NUMBER, TEXT, Param, Signature
+
+        if name == "SUMA_SIMPLE":
+            return Signature(name, (Param("VA", "NUMBER", NUMBER, "IN"),
+                                    Param("VB", "NUMBER", NUMBER, "IN", defaulted=True),
+                                    Param("VRESULT", "NUMBER", NUMBER, "OUT")))
+        return Signature(name, (Param("A", "VARCHAR2", TEXT, "IN"),))
+
+    def call(self, conn, sig, values, ctx):
+        ctx.log(values["A"])      # DBMS_OUTPUT read back after the call
+        return {}
+
+    # the database
+    def answer(self, sql, binds, session):
+        from jobctl.backends import oracle_checks as oc
+
+        if sql == oc.NAME_RESOLVE_SQL:
+            parts = {"SUMA_SIMPLE": ("SCOTT", None, "SUMA_SIMPLE", 7),
+                     "DBMS_OUTPUT.PUT_LINE": ("SYS", "DBMS_OUTPUT", "PUT_LINE", 9)}[binds["name"]]
+            for key, value in zip(("schema", "part1", "part2", "part1_type"), parts):
+                binds[key].setvalue(0, value)
+            return [], 1
+        if sql == oc.ARGUMENTS_SQL:
+            return [("VA", 1, "NUMBER", "IN", "N", 0, None), ("VB", 2, "NUMBER", "IN", "Y", 0, None),
+                    ("VRESULT", 3, "NUMBER", "OUT", "N", 0, None)], 3
+        if sql == oc.ECHO_TIMESTAMP_SQL:
+            return [(binds["t"],)], 1
+        if sql.lstrip().startswith("INSERT INTO ASYNC_JOBS"):
+            self.rows[binds["job_id"]] = {"start": binds["now"], "output": None, "progress": 0,
+                                          "status": "queued"}
+            return [], 1
+        row = self.rows.get(binds.get("job_id"))
+        if "SET status = 'running'" in sql:
+            row["status"] = "running"
+            return [], 1
+        if sql == oc.PROBE_TIME_MATCH_SQL:
+            return [(int(row is not None and row["start"] == binds["t"]),)], 1
+        if sql == oc.PROBE_OUTPUT_SQL:
+            row["output"] = binds["output"]
+            return [], 1
+        if sql == oc.PROBE_READ_SQL:
+            return [(row["output"], len(row["output"] or ""), row["progress"])], 1
+        if sql == oc.PROBE_DELETE_SQL:
+            self.rows.pop(binds["job_id"], None)
+            return [], 1
+        if sql == oc.SESSION_IDENTITY_SQL:
+            return [(session.client_identifier, "jobctl")], 1
+        if sql == oc.SET_PROGRESS_SQL:
+            if not self.progress_package:
+                raise _ora_error("ORA-06550: line 1, column 7:\nPLS-00201: identifier "
+                                 "'JOBCTL_PROGRESS.SET_PROGRESS' must be declared", 6550)
+            # autonomous transaction: committed at once, keyed by CLIENT_IDENTIFIER
+            job_id = session.client_identifier
+            self.committed[job_id]["progress"] = self.rows[job_id]["progress"] = binds["pct"]
+            return [], 1
+        if sql in (oc.GV_LONGOPS_SQL, oc.V_LONGOPS_SQL):
+            if not self.longops_granted:
+                raise _ora_error("ORA-00942: table or view does not exist", 942)
+            return [(0,)], 1
+        if sql == oc.SHADOWING_SQL:
+            return self.shadow, len(self.shadow)
+        raise AssertionError(f"unexpected SQL: {sql}")
+
+
+def _run_oracle_checks(db):
+    from jobctl.backends import oracle_checks as oc
+
+    return {c.name: c for c in oc.checks(db, _Session(db), table_ok=True, demos_ok=True,
+                                          tag="jobctl-doctor@test")}
+
+
+def test_oracle_checks_read_documented_answers_as_ok_and_leave_no_probe_rows():
+    db = Answers()
+    checks = _run_oracle_checks(db)
+
+    assert {n: c.result for n, c in checks.items() if c.result != "ok"} == {}, checks
+    assert "the name is in part2" in checks["oracle_name_resolve_standalone"].detail
+    assert "VB 2 IN NUMBER DEFAULTED" in checks["oracle_all_arguments"].detail
+    assert "SET_PROGRESS(42)" in checks["oracle_set_progress"].detail
+    assert db.rows == {} and db.committed == {}
+
+
+def test_oracle_checks_warn_on_shadowing_old_package_and_ungranted_longops():
+    db = Answers(longops_granted=False, shadow=[("PACKAGE", "JOBCTL")], progress_package=False)
+    checks = _run_oracle_checks(db)
+
+    shadow = checks["oracle_name_shadowing"]
+    assert shadow.result == "warn" and "PACKAGE JOBCTL" in shadow.detail and "PLS-00302" in shadow.detail
+    assert "DROP PACKAGE JOBCTL" in shadow.remedy
+    assert checks["oracle_longops"].result == "warn"
+    assert "GV_$SESSION_LONGOPS" in checks["oracle_longops"].remedy
+    progress = checks["oracle_set_progress"]
+    assert progress.result == "warn" and "PLS-00201" in progress.detail
+    assert db.rows == {} and db.committed == {}

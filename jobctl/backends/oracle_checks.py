@@ -22,8 +22,7 @@ import oracledb
 from .. import store
 from ..doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
 from ..errors import JobctlError
-from ..model import NUMBER
-from ..model import utcnow
+from ..model import NUMBER, utcnow
 from .base import CallContext
 
 CHECKS = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
