@@ -363,9 +363,7 @@ class Jobctl:
     def doctor(self):
         """Check that jobctl works against this database: a `doctor.Report`
         of named checks; its own demo jobs are deleted again."""
-        from . import doctor
-
-        return doctor.run(self.settings)
+        return doctor(self.settings)
 
     # -- schema ------------------------------------------------------------------------------
     def schema_sql(self, *, examples: bool = False) -> str:
@@ -398,6 +396,14 @@ class Jobctl:
         if missing:
             raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
         return ran
+
+
+def doctor(settings: Settings):
+    """`Jobctl.doctor` without a Jobctl: doctor also reports a database
+    driver that is not installed, which constructing a Jobctl would raise."""
+    from . import doctor as checks
+
+    return checks.run(settings)
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

@@ -243,7 +243,10 @@ class Doctor:
 
         oracle = self._oracle_checks()
         if oracle is not None:
-            self.checks.append(oracle.driver_check())
+            try:
+                self.checks.append(oracle.driver_check())
+            except Exception as exc:
+                self.add("oracle_driver", FAIL, _error_text(self.backend, exc))
         tun = self.settings.tunables
         # doctor's own workers report quickly; the user's jobs keep their settings
         fast = replace(self.settings, tunables=replace(

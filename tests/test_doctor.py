@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import uuid
 from urllib.parse import urlsplit
 
@@ -101,9 +102,14 @@ def test_doctor_passes_a_healthy_database_and_leaves_no_rows(env):
     if failed:
         assert_one_error_line(stderr, *failed)
 
+    if env.backend == "oracle":   # what the real database says about each documented fact
+        assert all(checks[n]["result"] in ("ok", "warn") for n in CHECKS), report
+
     ctx = report["context"]
-    assert ctx["backend"] == env.backend and ctx["dsn"] == env.dsn
-    assert ctx["profile"] is None and ctx["password_source"] is None
+    settings = parse_dsn(env.dsn)
+    assert ctx["backend"] == env.backend and ctx["dsn"] == settings.display
+    assert ctx["profile"] is None
+    assert ctx["password_source"] == ("dsn" if settings.password is not None else None)
     assert ctx["config_file"] == str(env.tmp / "config" / "jobctl" / "config.toml")
     # doctor's demo jobs are gone, the user's job is untouched
     assert [r["job_id"] for r in env.rows()] == [r["job_id"] for r in before]
@@ -477,3 +483,19 @@ def test_oracle_checks_warn_on_shadowing_old_package_and_ungranted_longops():
     progress = checks["oracle_set_progress"]
     assert progress.result == "warn" and "PLS-00201" in progress.detail
     assert db.rows == {} and db.committed == {}
+
+
+def test_doctor_says_when_the_database_driver_is_missing(tmp_path, monkeypatch):
+    for key in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # as if psycopg were not installed: importing the backend fails
+    monkeypatch.setitem(sys.modules, "jobctl.backends.postgresql", None)
+
+    code, report, stderr = doctor("--dsn", f"postgresql://etl@127.0.0.1:{closed_port()}/db")
+
+    assert code == 1
+    assert_one_error_line(stderr, "connect")
+    connect = by_name(report)["connect"]
+    assert connect["result"] == "fail" and "driver is not installed" in connect["detail"]
+    assert "jobctl[postgresql]" in connect["remedy"]
