@@ -499,3 +499,34 @@ def test_doctor_says_when_the_database_driver_is_missing(tmp_path, monkeypatch):
     connect = by_name(report)["connect"]
     assert connect["result"] == "fail" and "driver is not installed" in connect["detail"]
     assert "jobctl[postgresql]" in connect["remedy"]
+
+
+def test_doctor_exits_0_on_a_database_without_the_demos_and_skips_the_round_trip(env, empty_dsn):
+    if env.backend == "sqlite":
+        pytest.skip("SQLite's demo procedures are built in")
+    init = CliRunner().invoke(app, ["--dsn", empty_dsn, "db", "init"])
+    assert init.exit_code == 0, init.stderr
+
+    result = CliRunner().invoke(app, ["--dsn", empty_dsn, "doctor", "--format", "json"])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith("jobctl: doctor: no check failed (")
+    checks = by_name(json.loads(result.stdout))
+    assert checks["demo_procedures"]["result"] == "warn"
+    assert "jobctl db init --examples" in checks["demo_procedures"]["remedy"]
+    for name in ("round_trip", "exact_values", "progress_output", "cancel"):
+        assert checks[name]["result"] == "skip", checks[name]
+    for name in ("connect", "time_zone", "table", "indexes", "privileges"):
+        assert checks[name]["result"] == "ok", checks[name]
+
+
+def test_doctor_warns_about_a_missing_index_without_failing(sqlite_env):
+    sqlite_env.sql("DROP INDEX UX_ASYNC_JOBS_UNIQUE_ACTIVE")
+
+    _, report, _ = doctor()
+
+    indexes = by_name(report)["indexes"]
+    assert indexes["result"] == "warn"
+    assert "UX_ASYNC_JOBS_UNIQUE_ACTIVE" in indexes["detail"] and "--unique" in indexes["detail"]
+    assert "IX_ASYNC_JOBS_STATUS" not in indexes["detail"]
+    assert "jobctl db init" in indexes["remedy"]
