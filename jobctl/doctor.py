@@ -225,6 +225,9 @@ class Doctor:
     def run(self) -> Report:
         try:
             self._run()
+        except Exception as exc:  # a bug in a check must not hide the others' findings
+            self.add("doctor", FAIL, f"internal error after the checks above: "
+                     f"{type(exc).__name__}: {exc}", "report it with `jobctl doctor --format json`")
         finally:
             self._delete_demo_jobs()
             if self.jc is not None:
