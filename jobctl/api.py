@@ -102,7 +102,8 @@ class Jobctl:
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
-               retries: int = 0, unique: bool = False) -> Submitted:
+               retries: int = 0, unique: bool = False,
+               submitted_by: str | None = None) -> Submitted:
         name = self.backend.normalize_name(procedure)
         if retries < 0:
             raise UsageError("--retries must be 0 or more")
@@ -147,7 +148,7 @@ class Jobctl:
             try:
                 store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
                                  params_json=params_json, timeout_s=timeout_s,
-                                 max_attempts=retries + 1, submitted_by=_submitter(),
+                                 max_attempts=retries + 1, submitted_by=submitted_by or _submitter(),
                                  unique_key=unique_key)
                 conn.commit()
             except Exception as exc:
@@ -321,6 +322,12 @@ class Jobctl:
                 deleted += n
         return CleanupReport(lost, deleted, False)
 
+    # -- checking a database -----------------------------------------------------------------
+    def doctor(self):
+        """Check that jobctl works against this database: a `doctor.Report`
+        of named checks; its own demo jobs are deleted again."""
+        return doctor(self.settings)
+
     # -- schema ------------------------------------------------------------------------------
     def schema_sql(self, *, examples: bool = False) -> str:
         from .sqlfiles import read_sql
@@ -352,6 +359,14 @@ class Jobctl:
         if missing:
             raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
         return ran
+
+
+def doctor(settings: Settings):
+    """`Jobctl.doctor` without a Jobctl: doctor also reports a database
+    driver that is not installed, which constructing a Jobctl would raise."""
+    from . import doctor as checks
+
+    return checks.run(settings)
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

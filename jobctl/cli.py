@@ -419,6 +419,42 @@ def describe(
         _out(render.records(render.signature_rows(sig), fmt, ("procedure",) + render.PARAM_COLUMNS))
 
 
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Check that jobctl works against this database, and say what to fix if not.
+
+    Example: jobctl --profile prod doctor --format json > doctor.json
+    """
+    from . import render
+    from .api import doctor as run_doctor
+    from .config import resolve_settings
+
+    root = ctx.find_root().obj or {}
+    report = run_doctor(resolve_settings(root.get("dsn"), root.get("profile")))
+    if fmt is Format.table:
+        _print_details([render.doctor_context_pairs(report.context)])
+        if _fancy():
+            from rich.console import Console
+
+            console = Console(soft_wrap=False)
+            console.print()
+            console.print(render.rich_checks(report.checks))
+        else:
+            _out("\n" + render.plain_checks(report.checks))
+    elif fmt is Format.json:
+        _out(render.records([report.to_dict()], fmt, (), single=True))
+    else:
+        _out(render.records([c.to_dict() for c in report.checks], fmt, render.DOCTOR_COLUMNS))
+    if report.failed:
+        raise JobctlError(f"doctor: {len(report.failed)} check(s) failed: "
+                          + ", ".join(c.name for c in report.failed))
+    counts = {r: sum(c.result == r for c in report.checks) for r in ("ok", "warn", "skip")}
+    _say("doctor: no check failed (" + ", ".join(f"{n} {r}" for r, n in counts.items() if n) + ")")
+
+
 @db_app.command("init")
 def db_init(
     ctx: typer.Context,

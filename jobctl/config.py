@@ -274,6 +274,10 @@ class Settings:
     connection: ConnectionSettings
     tunables: Tunables
     profile_name: str | None = None
+    #: where the password came from, for `jobctl doctor`: "JOBCTL_PASSWORD",
+    #: "password_env VAR", "password_file PATH", "dsn", "wallet", or None
+    #: (doctor reports "prompt" when the backend had to ask)
+    password_source: str | None = None
 
 
 def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Settings:
@@ -307,17 +311,25 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
     else:
         conn = parse_dsn(dsn, options=options)
 
+    source = "dsn" if conn.password is not None else None
     password = os.environ.get("JOBCTL_PASSWORD")
+    if password is not None:
+        source = "JOBCTL_PASSWORD"
     if password is None and prof.get("password_env"):
         password = os.environ.get(prof["password_env"])
         if password is None:
             raise UsageError(f"profile {profile!r}: environment variable {prof['password_env']} is not set")
+        source = f"password_env {prof['password_env']}"
     if password is None and prof.get("password_file"):
         password = _read_password_file(prof["password_file"])
+        source = f"password_file {prof['password_file']}"
     if password is not None:
         conn = conn.with_password(password)
+    elif source is None and conn.options.get("wallet_location"):
+        source = "wallet"
 
-    return Settings(connection=conn, tunables=Tunables.from_sources(prof), profile_name=profile)
+    return Settings(connection=conn, tunables=Tunables.from_sources(prof), profile_name=profile,
+                    password_source=source)
 
 
 def prompt_password(settings: ConnectionSettings) -> str | None:
