@@ -73,13 +73,15 @@ def test_demo_sleep_reports_progress_and_output_while_running(env):
 
 
 def test_wait_exit_codes_and_timeout(env):
-    slow = env.submit(env.proc["sleep"], "-p", "p_seconds=3")
-    started = time.monotonic()
+    slow = env.submit(env.proc["sleep"], "-p", "p_seconds=30")
     result = env.cli("wait", slow, "--timeout", "0.5s")
     assert result.exit_code == 5
-    assert time.monotonic() - started < 3
     assert "still" in result.stderr
-    result = env.cli("wait", slow, "--timeout", "30s")
+    # wait gave up while the job went on: that, not a wall-clock bound, is the point
+    assert env.status(slow)["status"] in ("queued", "running")
+    assert env.cli("cancel", slow).exit_code == 0
+    quick = env.submit(env.proc["sleep"], "-p", "p_seconds=1")
+    result = env.cli("wait", quick, "--timeout", "60s")
     assert result.exit_code == 0
 
 
@@ -113,7 +115,7 @@ def test_timeout_ends_job_as_timed_out(env):
     job_id = env.submit(env.proc["sleep"], "-p", "p_seconds=10", "--timeout", "2s")
     job = env.wait_for(job_id, finished, timeout=15)
     assert job["status"] == "timed_out"
-    assert 1.5 <= job["elapsed_s"] < 6
+    assert 1.5 <= job["elapsed_s"] < 9.5
     assert "timed out" in job["error_msg"]
 
 
@@ -128,14 +130,17 @@ def test_retries_rerun_a_failing_procedure_then_fail(env):
 def test_job_survives_the_submitting_process_and_returns_at_once(env):
     started = time.monotonic()
     out = subprocess.run(
-        ["bash", "-c", f'id=$("{sys.executable}" -m jobctl submit {env.proc["sleep"]} -p p_seconds=2); echo "$id"'],
-        capture_output=True, text=True, timeout=30)
+        ["bash", "-c", f'id=$("{sys.executable}" -m jobctl submit {env.proc["sleep"]} -p p_seconds=4); echo "$id"'],
+        capture_output=True, text=True, timeout=60)
     elapsed = time.monotonic() - started
     assert out.returncode == 0, out.stderr
     job_id = out.stdout.strip()
-    assert elapsed < 1.5, f"$(jobctl submit) took {elapsed:.2f}s: the worker must not hold stdout"
+    # $(...) came back while the 4 s job still runs: the worker does not hold
+    # stdout (a generous bound: shared CI machines can be many times slower)
+    assert env.status(job_id)["status"] in ("queued", "running"), \
+        f"$(jobctl submit) took {elapsed:.2f}s: the worker must not hold stdout"
     # the submitting shell is gone; the worker finishes on its own
-    job = env.wait_for(job_id, finished, timeout=20)
+    job = env.wait_for(job_id, finished, timeout=30)
     assert job["status"] == "completed"
     assert job["worker_pid"] != os.getpid()
 
