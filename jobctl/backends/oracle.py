@@ -570,6 +570,31 @@ class OracleBackend:
         sid, serial, inst_id = self._parse_session(session)
         return f"ALTER SYSTEM KILL SESSION '{sid},{serial},@{inst_id}' IMMEDIATE"
 
+    def end_session(self, conn: Any, session: str) -> bool:
+        """`jobctl cancel` of an orphaned job: kill its session when this user
+        holds ALTER SYSTEM; False (the caller then prints kill_session_sql for
+        a DBA) when it does not. A break cannot reach a session whose client
+        died (ORACLE_NOTES: Found in a line-by-line review, "A break is only a
+        marker"), so killing it is the only way to stop the work."""
+        try:
+            statement = self.kill_session_sql(session)
+        except UsageError:
+            return False       # SERIAL# unknown: only a DBA can pick the session
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+        except oracledb.Error as exc:
+            code = _code(exc)[0]
+            if code == 30:     # ORA-00030: the session is already gone
+                return True
+            if code == 1031:   # ORA-01031: insufficient privileges
+                return False
+            raise self.translate_error(exc) from None
+        return self.session_alive(conn, session) is False
+
+    def liveness_dir(self) -> None:
+        return None  # the heartbeat row is written on its own connection, never blocked by the call
+
     # -- SQL -----------------------------------------------------------------------
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
         """Named `:name` binds are Oracle's own. Datetimes bind as TIMESTAMP,
