@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
-import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import jsontext
 from . import params as params_mod
 from . import store
 from .backends import get_backend
@@ -173,9 +174,11 @@ class Jobctl:
                 self._require_table(conn)
                 raise
             values = params_mod.bind(sig, given)
-            stored = {k: params_mod.to_json_value(v) for k, v in values.items()}
             conn.commit()  # resolve may have opened a read transaction
-            params_json = json.dumps(stored, sort_keys=True)
+            # one name per procedure: the one the database resolved, so every
+            # spelling of it is the same work for --unique, list and stats
+            name = sig.name
+            params_json = params_mod.params_json(values)
             unique_key = None
 
             def already_active() -> Submitted | None:
@@ -186,8 +189,7 @@ class Jobctl:
             if unique:
                 import hashlib
 
-                unique_key = hashlib.sha256(
-                    json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
+                unique_key = hashlib.sha256(f"{name}\n{params_json}".encode()).hexdigest()
                 self._mark_lost(conn, utcnow())
                 if found := already_active():
                     return found
@@ -198,7 +200,8 @@ class Jobctl:
                 store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
                                  params_json=params_json, timeout_s=timeout_s,
                                  max_attempts=retries + 1, submitted_by=_submitter(),
-                                 unique_key=unique_key)
+                                 unique_key=unique_key,
+                                 signature_json=jsontext.dumps(sig.record()))
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -252,11 +255,13 @@ class Jobctl:
         return [self.get(r) for r in refs]
 
     def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
-                  since_s: float = 86400, limit: int = 50) -> list[Job]:
+                  since_s: float | None = 86400, limit: int = 50) -> list[Job]:
+        """Newest first. `since_s` bounds finished jobs; queued and running
+        ones are always listed. None: all of them."""
         wanted = _parse_statuses(statuses)
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
-        proc = self.backend.normalize_name(procedure) if procedure else None
+        proc = self._procedure_filter(procedure)
         sql_statuses = None
         if wanted:
             sql_statuses = {s.value for s in wanted}
@@ -264,7 +269,7 @@ class Jobctl:
                 sql_statuses.add(JobStatus.RUNNING.value)  # lost ones may still read running
         now = utcnow()
         with self._db() as conn:
-            jobs = store.list_jobs(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
+            jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
                                    statuses=sorted(sql_statuses) if sql_statuses else None,
                                    procedure=proc, limit=limit)
             conn.commit()
@@ -273,17 +278,37 @@ class Jobctl:
             jobs = [j for j in jobs if j.status in wanted]
         return jobs
 
-    def stats(self, *, since_s: float = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
-        proc = self.backend.normalize_name(procedure) if procedure else None
+    def stats(self, *, since_s: float | None = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
+        proc = self._procedure_filter(procedure)
         now = utcnow()
         with self._db() as conn:
             tun = self.settings.tunables
-            rows = store.stats(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
+            rows = store.stats(self.backend, conn, since=_ago(now, since_s),
                                stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
                                unclaimed_before=now - dt.timedelta(seconds=tun.start_timeout_s),
                                procedure=proc)
             conn.commit()
         return rows
+
+    def _procedure_filter(self, procedure: str | None) -> store.ProcedureFilter | None:
+        """`--procedure`: any spelling of a procedure means its canonical
+        name, as submit stored it; with a `%` it is a LIKE pattern in which
+        only `%` is a wildcard (`_`, common in names, matches itself)."""
+        if not procedure:
+            return None
+        if "%" in procedure:
+            token = "jobctlpct"  # a letter run that folds like a name and survives validation
+            shaped = self.backend.normalize_name(procedure.replace("%", token))
+            escaped = shaped.replace("\\", "\\\\").replace("_", "\\_")
+            return store.ProcedureFilter(re.sub(token, "%", escaped, flags=re.IGNORECASE), like=True)
+        name = self.backend.normalize_name(procedure)
+        with self._db() as conn:
+            try:
+                name = self.backend.resolve(conn, name, frozenset()).name
+            except JobctlError:
+                pass  # no longer there, or overloaded: the spelling as normalised
+            conn.commit()
+        return store.ProcedureFilter(name)
 
     def describe(self, procedure: str) -> Signature:
         name = self.backend.normalize_name(procedure)
@@ -389,6 +414,10 @@ class Jobctl:
         if missing:
             raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
         return ran
+
+
+def _ago(now: dt.datetime, seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else now - dt.timedelta(seconds=seconds)
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

@@ -26,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import jsontext, store
 from .backends import get_backend
 from .backends.base import CallContext
 from .config import ConnectionSettings, Settings, Tunables
@@ -195,8 +195,13 @@ class Worker:
         try:
             self.call_conn = self.backend.connect(job_id=self.job_id)
             stored = job.params or {}
-            sig = self.backend.resolve(self.call_conn, job.procedure_name,
+            # run exactly what submit validated: same procedure, same overload,
+            # and the values it bound (exact, typed), not a re-coercion of text
+            recorded = job.signature or {}
+            sig = self.backend.resolve(self.call_conn, recorded.get("name") or job.procedure_name,
                                        frozenset(k.casefold() for k in stored))
+            if changed := sig.changes_since(recorded):
+                raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
@@ -261,7 +266,7 @@ class Worker:
             progress = 100.0
         fields = dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
                       elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
-                      result=json.dumps(result) if result is not None else None)
+                      result=jsontext.dumps(result) if result is not None else None)
         delay = 0.25
         for attempt in range(self.tunables.final_write_attempts):
             try:

@@ -4,13 +4,27 @@ paramstyle, row limits, percentiles and how times are bound."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from .jsontext import loads
 from .model import Job, JobStatus
 
 TABLE = "ASYNC_JOBS"
+
+
+@dataclass(frozen=True)
+class ProcedureFilter:
+    """`--procedure`: a canonical name, or a LIKE pattern (escape character `\\`)."""
+
+    value: str
+    like: bool = False
+
+    def where(self, binds: dict[str, Any]) -> str:
+        binds["procedure"] = self.value
+        return ("procedure_name LIKE :procedure ESCAPE '\\'" if self.like
+                else "procedure_name = :procedure")
 COLUMNS = (
     "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
     "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
@@ -40,7 +54,7 @@ def _read_json(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return value
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError:
         return {"_raw": text}  # written by something other than jobctl
 
@@ -93,16 +107,16 @@ def _t(backend, value: dt.datetime | None) -> Any:
 
 def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
                params_json: str, timeout_s: float | None, max_attempts: int,
-               submitted_by: str, unique_key: str | None) -> None:
+               submitted_by: str, unique_key: str | None, signature_json: str | None = None) -> None:
     backend.execute(conn, f"""
         INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
                              params, timeout_s, attempt, max_attempts, submitted_by,
-                             unique_key, cancel_requested)
+                             unique_key, cancel_requested, signature)
         VALUES (:job_id, 'queued', :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
-                :max_attempts, :submitted_by, :unique_key, 0)""",
+                :max_attempts, :submitted_by, :unique_key, 0, :signature)""",
         {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
          "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
-         "submitted_by": submitted_by, "unique_key": unique_key})
+         "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json})
 
 
 def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int:
@@ -208,10 +222,15 @@ def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
-def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | None,
-              procedure: str | None, limit: int) -> list[Job]:
-    where = ["start_time >= :since"]
-    binds: dict[str, Any] = {"since": _t(backend, since), "n": limit}
+def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[str] | None,
+              procedure: ProcedureFilter | None, limit: int) -> list[Job]:
+    """Newest first. `since` bounds finished jobs only: a queued or running
+    job is listed however long ago it started (None: no bound at all)."""
+    where = []
+    binds: dict[str, Any] = {"n": limit}
+    if since is not None:
+        where.append("(start_time >= :since OR status IN ('queued', 'running'))")
+        binds["since"] = _t(backend, since)
     if statuses:
         names = []
         for i, s in enumerate(statuses):
@@ -219,9 +238,8 @@ def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | No
             names.append(f":s{i}")
         where.append(f"status IN ({', '.join(names)})")
     if procedure:
-        where.append("procedure_name = :procedure")
-        binds["procedure"] = procedure
-    cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where)}
+        where.append(procedure.where(binds))
+    cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}
         ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
@@ -229,8 +247,8 @@ def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | No
 STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed_out", "lost")
 
 
-def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
-          unclaimed_before: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
+def stats(backend, conn, *, since: dt.datetime | None, stale_before: dt.datetime,
+          unclaimed_before: dt.datetime, procedure: ProcedureFilter | None) -> list[dict[str, Any]]:
     """Per procedure: counts by status, success %, duration figures. A running
     job with a stale heartbeat, or a queued one never claimed, counts as lost,
     as the reading commands show it."""
@@ -240,11 +258,13 @@ def stats(backend, conn, *, since: dt.datetime, stale_before: dt.datetime,
     done = "CASE WHEN status = 'completed' THEN elapsed_s END"
     counts = ",\n".join(f"SUM(CASE WHEN {effective} = '{s}' THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
-    where = "start_time >= :since" + (" AND procedure_name = :procedure" if procedure else "")
-    binds: dict[str, Any] = {"since": _t(backend, since), "stale": _t(backend, stale_before),
+    binds: dict[str, Any] = {"stale": _t(backend, stale_before),
                              "unclaimed": _t(backend, unclaimed_before)}
-    if procedure:
-        binds["procedure"] = procedure
+    conditions = [procedure.where(binds)] if procedure else []
+    if since is not None:
+        conditions.append("start_time >= :since")
+        binds["since"] = _t(backend, since)
+    where = " AND ".join(conditions) or "1 = 1"
     cur = backend.execute(conn, f"""
         SELECT procedure_name, COUNT(*) AS total,
                {counts},
