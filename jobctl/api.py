@@ -25,7 +25,7 @@ from . import params as params_mod
 from . import store
 from .backends import get_backend
 from .config import Settings
-from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, UsageError
+from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, SchemaOutdated, UsageError
 from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
 
 MIN_PREFIX = 4
@@ -102,7 +102,26 @@ class Jobctl:
             raise
         except Exception as exc:
             self._rollback()
+            if missing := self._missing_columns(exc):
+                raise SchemaOutdated(missing) from exc
             raise self.backend.translate_error(exc) from exc
+
+    def _missing_columns(self, exc: Exception) -> int:
+        """After a failed statement: how many of jobctl's columns an
+        original-shaped ASYNC_JOBS lacks (0 when that was not the cause).
+        Asked only on the error path, so the normal path costs nothing."""
+        undefined_column = getattr(self.backend, "is_undefined_column", None)
+        if undefined_column is not None and not undefined_column(exc):
+            return 0
+        if self.backend.is_missing_table(exc) or self._conn is None:
+            return 0
+        try:
+            have = store.table_columns(self.backend, self._conn)
+            self._conn.commit()
+        except Exception:
+            self._rollback()
+            return 0
+        return len(set(store.COLUMNS) - have)
 
     def _rollback(self) -> None:
         if self._conn is not None:

@@ -264,6 +264,9 @@ class PostgresBackend:
         return (isinstance(exc, pgerrors.UndefinedTable)
                 and _MISSING_JOBS_TABLE.search(_diag_message(exc)) is not None)
 
+    def is_undefined_column(self, exc: BaseException) -> bool:
+        return isinstance(exc, pgerrors.UndefinedColumn)
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, pgerrors.UniqueViolation)
 
