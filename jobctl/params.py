@@ -120,7 +120,12 @@ def coerce(p: Param, raw: Any) -> Any:
 def _shown(raw: Any) -> str:
     from .jsontext import dumps
 
-    return repr(raw) if isinstance(raw, str) else dumps(raw, default=str)
+    if isinstance(raw, str):
+        return repr(raw)
+    try:
+        return dumps(raw, default=str)
+    except ValueError:  # NaN / Infinity, which JSON text cannot hold
+        return str(raw)
 
 
 class OutOfRange(ValueError):
