@@ -243,12 +243,15 @@ class Jobctl:
 
     def _require_table(self, conn) -> None:
         try:
-            store.table_columns(self.backend, conn)
+            have = store.table_columns(self.backend, conn)
             conn.commit()
         except Exception as exc:
             conn.rollback()
             if self.backend.is_missing_table(exc):
                 raise self.backend.translate_error(exc) from exc
+            return
+        if missing := len(set(store.COLUMNS) - have):
+            raise SchemaOutdated(missing)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, ref: str) -> Job:

@@ -325,3 +325,97 @@ def test_an_empty_list_at_a_terminal_hints_a_wider_window(env):
     assert proc.returncode == 0 and "try --since 7d" in said and said.startswith("jobctl: no jobs since")
     quiet = env.sh("list")  # not a terminal: nothing on stderr, for scripts
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+# -- the seed's view, procedure and queries --------------------------------------------
+
+VIEW_COLUMNS = ["job_id", "status", "procedure_name", "start_time", "end_time", "duration",
+                "elapsed_s", "progress", "attempt", "max_attempts", "worker_host", "worker_pid",
+                "heartbeat_at", "submitted_by", "result", "error_msg", "created_at"]
+
+
+def columns_of(env, sql: str) -> list[str]:
+    backend = get_backend(parse_dsn(env.dsn))
+    conn = backend.connect()
+    try:
+        cur = backend.execute(conn, sql)
+        cur.fetchall()
+        return [d[0].lower() for d in cur.description]
+    finally:
+        conn.close()
+
+
+def test_the_seeds_four_queries_give_what_jobctl_shows(env):
+    if env.backend == "oracle":
+        pytest.skip("the Oracle spelling of these queries is in its own suite")
+    done = env.submit(env.proc["suma"], "-p", "vA=1")
+    failed = env.submit(env.proc["fail"], "-p", "p_message=boom")
+    finished(env, done), finished(env, failed)
+
+    # 1. the last day at a glance  <->  jobctl list
+    recent = query(env, "SELECT * FROM V_ASYNC_JOBS_RECENT ORDER BY START_TIME DESC")
+    assert columns_of(env, "SELECT * FROM V_ASYNC_JOBS_RECENT") == VIEW_COLUMNS
+    assert [r[0] for r in recent] == [j["job_id"] for j in env.json("list")]
+
+    # 2. one job by id  <->  jobctl status ID
+    row = query(env, f"SELECT STATUS, PROGRESS, RESULT, ERROR_MSG FROM ASYNC_JOBS WHERE JOB_ID = '{done}'")
+    shown = env.json("status", done)
+    assert row[0][0] == shown["status"] == "completed"
+    assert json.loads(row[0][2]) == shown["result"] == {"vresult": 1}
+
+    # 3. per-procedure counts  <->  jobctl stats --since all
+    counts = query(env, "SELECT PROCEDURE_NAME, STATUS, COUNT(*) FROM ASYNC_JOBS "
+                        "GROUP BY PROCEDURE_NAME, STATUS ORDER BY PROCEDURE_NAME, STATUS")
+    stats = {r["procedure"]: r for r in env.json("stats", "--since", "all")}
+    assert [(p, s, int(n)) for p, s, n in counts] == sorted(
+        (p, s, r[s]) for p, r in stats.items() for s in ("completed", "failed") if r[s])
+
+
+def test_cleanup_old_async_jobs_procedure_deletes_old_finished_jobs_only(env):
+    if env.backend != "postgresql":
+        pytest.skip("CLEANUP_OLD_ASYNC_JOBS is a stored procedure: PostgreSQL here, Oracle in its suite")
+    old = "CURRENT_TIMESTAMP - INTERVAL '30' DAY"
+    for i, status in enumerate(("completed", "failed", "running", "queued")):
+        env.sql(f"INSERT INTO ASYNC_JOBS (job_id, status, procedure_name, start_time) "
+                f"VALUES ('{i}{'0' * 31}', '{status}', 'OLD', {old})")
+    recent = env.submit(env.proc["suma"], "-p", "vA=1")
+    finished(env, recent)
+    # 4. the seed's nightly cleanup, verbatim, at top level as psql runs it
+    query(env, "CALL CLEANUP_OLD_ASYNC_JOBS(7)", autocommit=True)
+    left = sorted((r["job_id"], r["status"]) for r in env.rows())
+    assert left == sorted([("2" + "0" * 31, "running"), ("3" + "0" * 31, "queued"),
+                           (recent, "completed")])
+
+
+# -- an original-shaped ASYNC_JOBS -------------------------------------------------------
+
+SEED_TABLE = """CREATE TABLE ASYNC_JOBS (
+    JOB_ID VARCHAR(32) PRIMARY KEY, STATUS VARCHAR(20) NOT NULL,
+    PROCEDURE_NAME VARCHAR(200) NOT NULL, START_TIME TIMESTAMP NOT NULL, END_TIME TIMESTAMP,
+    DURATION VARCHAR(50), RESULT TEXT, ERROR_MSG TEXT, PROGRESS NUMERIC DEFAULT 0,
+    CREATED_AT TIMESTAMP DEFAULT CURRENT_TIMESTAMP)"""
+
+
+def test_an_original_table_says_run_db_init_then_upgrades_with_durations(env, empty_dsn):
+    env.dsn = empty_dsn
+    env.sql(SEED_TABLE)
+    env.sql("INSERT INTO ASYNC_JOBS (JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, END_TIME, DURATION) "
+            "VALUES ('0123456789abcdef0123456789abcdef', 'completed', 'NIGHTLY', "
+            "'2026-11-27 10:00:00', '2026-11-27 10:01:30.25', '1m30.25s')")
+    missing = len(COLUMNS) - 10
+    for args in (["list"], ["status", "0123"], ["stats"], ["cleanup", "--days", "7"],
+                 ["submit", env.proc["suma"], "-p", "vA=1"], ["list", "--status", "running"]):
+        result = env.cli("--dsn", empty_dsn, *args)
+        assert result.exit_code == 4, (args, result.stderr)
+        assert result.stderr == (f"jobctl: error: run jobctl db init to upgrade ASYNC_JOBS "
+                                 f"({missing} columns missing)\n"), args
+    assert len(env.rows()) == 1  # the refused submit wrote nothing
+
+    assert env.cli("--dsn", empty_dsn, "db", "init").exit_code == 0
+    old = env.json("--dsn", empty_dsn, "status", "0123")
+    assert old["procedure_name"] == "NIGHTLY" and old["duration"] == "1m30.25s"
+    assert old["elapsed_s"] == 90.25
+    stats = env.json("--dsn", empty_dsn, "stats", "--since", "all")
+    assert [(r["procedure"], r["avg_s"], r["max_s"]) for r in stats] == [("NIGHTLY", 90.25, 90.25)]
+    view = query(env, "SELECT * FROM V_ASYNC_JOBS_RECENT ORDER BY START_TIME DESC")
+    assert view == []  # the seed's row is older than a day; the view exists now
