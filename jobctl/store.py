@@ -21,6 +21,11 @@ class ProcedureFilter:
     value: str
     like: bool = False
 
+    @classmethod
+    def of(cls, procedure: ProcedureFilter | str | None) -> ProcedureFilter | None:
+        """A bare string is one exact (already canonical) name."""
+        return cls(procedure) if isinstance(procedure, str) else procedure
+
     def where(self, binds: dict[str, Any]) -> str:
         binds["procedure"] = self.value
         return ("procedure_name LIKE :procedure ESCAPE '\\'" if self.like
@@ -223,7 +228,7 @@ def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
 
 
 def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[str] | None,
-              procedure: ProcedureFilter | None, limit: int) -> list[Job]:
+              procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
     """Newest first. `since` bounds finished jobs only: a queued or running
     job is listed however long ago it started (None: no bound at all)."""
     where = []
@@ -237,7 +242,7 @@ def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[st
             binds[f"s{i}"] = s
             names.append(f":s{i}")
         where.append(f"status IN ({', '.join(names)})")
-    if procedure:
+    if procedure := ProcedureFilter.of(procedure):
         where.append(procedure.where(binds))
     cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}
         ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
@@ -248,7 +253,8 @@ STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed
 
 
 def stats(backend, conn, *, since: dt.datetime | None, stale_before: dt.datetime,
-          unclaimed_before: dt.datetime, procedure: ProcedureFilter | None) -> list[dict[str, Any]]:
+          unclaimed_before: dt.datetime,
+          procedure: ProcedureFilter | str | None) -> list[dict[str, Any]]:
     """Per procedure: counts by status, success %, duration figures. A running
     job with a stale heartbeat, or a queued one never claimed, counts as lost,
     as the reading commands show it."""
@@ -260,6 +266,7 @@ def stats(backend, conn, *, since: dt.datetime | None, stale_before: dt.datetime
                         for s in STAT_STATUSES)
     binds: dict[str, Any] = {"stale": _t(backend, stale_before),
                              "unclaimed": _t(backend, unclaimed_before)}
+    procedure = ProcedureFilter.of(procedure)
     conditions = [procedure.where(binds)] if procedure else []
     if since is not None:
         conditions.append("start_time >= :since")
