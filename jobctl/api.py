@@ -300,7 +300,8 @@ class Jobctl:
             jobs = [j for j in jobs if j.status in wanted]
         return jobs
 
-    def stats(self, *, since_s: float | None = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
+    def stats(self, *, since_s: float | None = 7 * 86400,
+              procedure: str | None = None) -> list[dict[str, Any]]:
         proc = self._procedure_filter(procedure)
         now = utcnow()
         with self._db() as conn:

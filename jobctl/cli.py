@@ -328,7 +328,8 @@ def _nothing_since(since_s: Optional[float]) -> str:
 @app.command()
 def stats(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option("--since", help="How far back (start time): 24h, 7d, 30d, or all.")] = "7d",
+    since: Annotated[str, typer.Option(
+        "--since", help="How far back (start time): 24h, 7d, 30d, or all.")] = "7d",
     procedure: Annotated[Optional[str], typer.Option(
         "--procedure", "-P", help="Only this procedure (any spelling of its name), "
                                   "or a LIKE pattern with %: FACT%.")] = None,

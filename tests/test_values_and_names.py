@@ -130,8 +130,8 @@ def test_exact_sum_of_decimals_on_the_demo_procedure(env):
     job_id = env.submit(env.proc["suma"], "-p", "vA=12345678901234567890.123", "-p", "vB=0.1")
     job = finished(env, job_id)
     assert job["status"] == "completed", job
-    assert job["params"] == {"vA" if env.backend == "sqlite" else "va": Decimal("12345678901234567890.123"),
-                             "vB" if env.backend == "sqlite" else "vb": Decimal("0.1")}
+    va, vb = ("vA", "vB") if env.backend == "sqlite" else ("va", "vb")
+    assert job["params"] == {va: Decimal("12345678901234567890.123"), vb: Decimal("0.1")}
     assert job["result"] == {"vresult": Decimal("12345678901234567890.223")}
 
 
@@ -358,7 +358,8 @@ def test_the_seeds_four_queries_give_what_jobctl_shows(env):
     assert [r[0] for r in recent] == [j["job_id"] for j in env.json("list")]
 
     # 2. one job by id  <->  jobctl status ID
-    row = query(env, f"SELECT STATUS, PROGRESS, RESULT, ERROR_MSG FROM ASYNC_JOBS WHERE JOB_ID = '{done}'")
+    row = query(env, "SELECT STATUS, PROGRESS, RESULT, ERROR_MSG FROM ASYNC_JOBS "
+                     f"WHERE JOB_ID = '{done}'")
     shown = env.json("status", done)
     assert row[0][0] == shown["status"] == "completed"
     assert json.loads(row[0][2]) == shown["result"] == {"vresult": 1}
