@@ -233,9 +233,6 @@ def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[st
     job is listed however long ago it started (None: no bound at all)."""
     where = []
     binds: dict[str, Any] = {"n": limit}
-    if since is not None:
-        where.append("(start_time >= :since OR status IN ('queued', 'running'))")
-        binds["since"] = _t(backend, since)
     if statuses:
         names = []
         for i, s in enumerate(statuses):
@@ -244,7 +241,16 @@ def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[st
         where.append(f"status IN ({', '.join(names)})")
     if procedure := ProcedureFilter.of(procedure):
         where.append(procedure.where(binds))
-    cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}
+    if since is None:
+        sql = f"{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}"
+    else:
+        # two disjoint branches, each served by its own index (start time;
+        # status), rather than one OR that scans the start-time index whole
+        binds["since"] = _t(backend, since)
+        recent = " AND ".join(["start_time >= :since", *where])
+        older_active = " AND ".join(["status IN ('queued', 'running')", "start_time < :since", *where])
+        sql = f"{_SELECT} WHERE {recent}\n UNION ALL\n{_SELECT} WHERE {older_active}"
+    cur = backend.execute(conn, f"""{sql}
         ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
