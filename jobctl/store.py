@@ -231,28 +231,39 @@ def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[st
               procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
     """Newest first. `since` bounds finished jobs only: a queued or running
     job is listed however long ago it started (None: no bound at all)."""
-    where = []
+    filters: list[str] = []
     binds: dict[str, Any] = {"n": limit}
-    if statuses:
-        names = []
-        for i, s in enumerate(statuses):
-            binds[f"s{i}"] = s
-            names.append(f":s{i}")
-        where.append(f"status IN ({', '.join(names)})")
     if procedure := ProcedureFilter.of(procedure):
-        where.append(procedure.where(binds))
+        filters.append(procedure.where(binds))
+
+    def select(where: list[str], statuses: Sequence[str] | None, *, newest: bool,
+               since_bind: Any = None) -> list[Job]:
+        own = dict(binds)
+        if since_bind is not None:
+            own["since"] = since_bind
+            where = ["start_time >= :since", *where]
+        if statuses:
+            own.update({f"s{i}": s for i, s in enumerate(statuses)})
+            where = [*where, f"status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})"]
+        order = f" ORDER BY start_time DESC {backend.limit_clause('n')}" if newest else ""
+        if not newest:
+            own.pop("n")
+        cur = backend.execute(conn, f"{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}{order}", own)
+        return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
     if since is None:
-        sql = f"{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}"
-    else:
-        # two disjoint branches, each served by its own index (start time;
-        # status), rather than one OR that scans the start-time index whole
-        binds["since"] = _t(backend, since)
-        recent = " AND ".join(["start_time >= :since", *where])
-        older_active = " AND ".join(["status IN ('queued', 'running')", "start_time < :since", *where])
-        sql = f"{_SELECT} WHERE {recent}\n UNION ALL\n{_SELECT} WHERE {older_active}"
-    cur = backend.execute(conn, f"""{sql}
-        ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
-    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+        return select(filters, statuses, newest=True)
+    jobs = select(filters, statuses, newest=True, since_bind=_t(backend, since))
+    # Queued and running jobs of any age, found through the status index in
+    # a second query: one OR of both conditions makes planners walk the whole
+    # start-time index when the window holds fewer rows than the limit.
+    active = [s for s in ("queued", "running") if not statuses or s in statuses]
+    if active:
+        seen = {j.job_id for j in jobs}
+        jobs += [j for j in select(filters, active, newest=False) if j.job_id not in seen]
+        jobs.sort(key=lambda j: j.start_time or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+                  reverse=True)
+    return jobs[:limit]
 
 
 STAT_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "timed_out", "lost")
