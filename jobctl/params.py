@@ -155,8 +155,7 @@ def _number(raw: Any) -> int | Decimal:
 
 
 def _check_range(value: Decimal) -> None:
-    sign, digits, exponent = value.as_tuple()
-    significant = "".join(map(str, digits)).strip("0")
+    significant = "".join(map(str, value.as_tuple().digits)).strip("0")
     if not significant:
         return  # zero, with any scale
     if len(significant) > MAX_DIGITS:
