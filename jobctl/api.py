@@ -13,18 +13,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import getpass
-import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import jsontext
 from . import params as params_mod
 from . import store
 from .backends import get_backend
 from .config import Settings
-from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, UsageError
+from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, SchemaOutdated, UsageError
 from .lifecycle import Lifecycle
 from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
 
@@ -88,7 +89,26 @@ class Jobctl:
             raise
         except Exception as exc:
             self._rollback()
+            if missing := self._missing_columns(exc):
+                raise SchemaOutdated(missing) from exc
             raise self.backend.translate_error(exc) from exc
+
+    def _missing_columns(self, exc: Exception) -> int:
+        """After a failed statement: how many of jobctl's columns an
+        original-shaped ASYNC_JOBS lacks (0 when that was not the cause).
+        Asked only on the error path, so the normal path costs nothing."""
+        undefined_column = getattr(self.backend, "is_undefined_column", None)
+        if undefined_column is not None and not undefined_column(exc):
+            return 0
+        if self.backend.is_missing_table(exc) or self._conn is None:
+            return 0
+        try:
+            have = store.table_columns(self.backend, self._conn)
+            self._conn.commit()
+        except Exception:
+            self._rollback()
+            return 0
+        return len(set(store.COLUMNS) - have)
 
     def _rollback(self) -> None:
         if self._conn is not None:
@@ -124,9 +144,11 @@ class Jobctl:
             if check_submit is not None:
                 check_submit(sig)
             values = params_mod.bind(sig, given)
-            stored = {k: params_mod.to_json_value(v) for k, v in values.items()}
             conn.commit()  # resolve may have opened a read transaction
-            params_json = json.dumps(stored, sort_keys=True)
+            # one name per procedure: the one the database resolved, so every
+            # spelling of it is the same work for --unique, list and stats
+            name = sig.name
+            params_json = params_mod.params_json(values)
             unique_key = None
 
             def already_active() -> Submitted | None:
@@ -137,8 +159,7 @@ class Jobctl:
             if unique:
                 import hashlib
 
-                unique_key = hashlib.sha256(
-                    json.dumps([name, stored], sort_keys=True).encode()).hexdigest()
+                unique_key = hashlib.sha256(f"{name}\n{params_json}".encode()).hexdigest()
                 self.lifecycle.mark_lost(conn, utcnow())
                 if found := already_active():
                     return found
@@ -149,7 +170,8 @@ class Jobctl:
                 store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
                                  params_json=params_json, timeout_s=timeout_s,
                                  max_attempts=retries + 1, submitted_by=submitted_by or _submitter(),
-                                 unique_key=unique_key)
+                                 unique_key=unique_key,
+                                 signature_json=jsontext.dumps(sig.record()))
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -172,12 +194,15 @@ class Jobctl:
 
     def _require_table(self, conn) -> None:
         try:
-            store.table_columns(self.backend, conn)
+            have = store.table_columns(self.backend, conn)
             conn.commit()
         except Exception as exc:
             conn.rollback()
             if self.backend.is_missing_table(exc):
                 raise self.backend.translate_error(exc) from exc
+            return
+        if missing := len(set(store.COLUMNS) - have):
+            raise SchemaOutdated(missing)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, ref: str) -> Job:
@@ -203,11 +228,13 @@ class Jobctl:
         return [self.get(r) for r in refs]
 
     def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
-                  since_s: float = 86400, limit: int = 50) -> list[Job]:
+                  since_s: float | None = 86400, limit: int = 50) -> list[Job]:
+        """Newest first. `since_s` bounds finished jobs; queued and running
+        ones are always listed. None: all of them."""
         wanted = _parse_statuses(statuses)
         if limit <= 0:
             raise UsageError("--limit must be at least 1")
-        proc = self.backend.normalize_name(procedure) if procedure else None
+        proc = self._procedure_filter(procedure)
         sql_statuses = None
         if wanted:
             sql_statuses = {s.value for s in wanted}
@@ -217,7 +244,7 @@ class Jobctl:
                 sql_statuses.add(JobStatus.QUEUED.value)  # never claimed
         now = utcnow()
         with self._db() as conn:
-            jobs = store.list_jobs(self.backend, conn, since=now - dt.timedelta(seconds=since_s),
+            jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
                                    statuses=sorted(sql_statuses) if sql_statuses else None,
                                    procedure=proc, limit=limit)
             conn.commit()
@@ -226,14 +253,35 @@ class Jobctl:
             jobs = [j for j in jobs if j.status in wanted]
         return jobs
 
-    def stats(self, *, since_s: float = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
-        proc = self.backend.normalize_name(procedure) if procedure else None
+    def stats(self, *, since_s: float | None = 7 * 86400,
+              procedure: str | None = None) -> list[dict[str, Any]]:
+        proc = self._procedure_filter(procedure)
         now = utcnow()
-        since = now - dt.timedelta(seconds=since_s)
+        since = _ago(now, since_s)
         with self._db() as conn:
             rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
             return self.lifecycle.adjust_stats(conn, rows, now, since=since)
+
+    def _procedure_filter(self, procedure: str | None) -> store.ProcedureFilter | None:
+        """`--procedure`: any spelling of a procedure means its canonical
+        name, as submit stored it; with a `%` it is a LIKE pattern in which
+        only `%` is a wildcard (`_`, common in names, matches itself)."""
+        if not procedure:
+            return None
+        if "%" in procedure:
+            token = "jobctlpct"  # a letter run that folds like a name and survives validation
+            shaped = self.backend.normalize_name(procedure.replace("%", token))
+            escaped = shaped.replace("\\", "\\\\").replace("_", "\\_")
+            return store.ProcedureFilter(re.sub(token, "%", escaped, flags=re.IGNORECASE), like=True)
+        name = self.backend.normalize_name(procedure)
+        with self._db() as conn:
+            try:
+                name = self.backend.resolve(conn, name, frozenset()).name
+            except JobctlError:
+                pass  # no longer there, or overloaded: the spelling as normalised
+            conn.commit()
+        return store.ProcedureFilter(name)
 
     def describe(self, procedure: str) -> Signature:
         name = self.backend.normalize_name(procedure)
@@ -367,6 +415,10 @@ def doctor(settings: Settings):
     from . import doctor as checks
 
     return checks.run(settings)
+
+
+def _ago(now: dt.datetime, seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else now - dt.timedelta(seconds=seconds)
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

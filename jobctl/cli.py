@@ -178,6 +178,11 @@ def _seconds(text: Optional[str], option: str) -> Optional[float]:
     return None if text is None else parse_duration(text, option=option)
 
 
+def _since(text: str) -> Optional[float]:
+    """`--since`: a duration, or `all` (None: no bound)."""
+    return None if text.strip().lower() == "all" else _seconds(text, "--since")
+
+
 def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False) -> None:
     from . import render
 
@@ -235,9 +240,9 @@ def submit(
 
 
 def _compact(value) -> str:
-    import json
+    from .jsontext import dumps
 
-    return json.dumps(value, separators=(",", ":"))
+    return dumps(value)
 
 
 def _exit_for(jobs) -> None:
@@ -290,8 +295,12 @@ def list_(
         "--status", "-s", help="queued, running, completed, failed, cancelled, timed_out, lost, "
                                "orphaned; "
                                "repeatable or comma-separated.")] = None,
-    procedure: Annotated[Optional[str], typer.Option("--procedure", "-P", help="Only this procedure.")] = None,
-    since: Annotated[str, typer.Option("--since", help="How far back (start time): 1h, 24h, 7d.")] = "24h",
+    procedure: Annotated[Optional[str], typer.Option(
+        "--procedure", "-P", help="Only this procedure (any spelling of its name), "
+                                  "or a LIKE pattern with %: FACT%.")] = None,
+    since: Annotated[str, typer.Option(
+        "--since", help="How far back (start time) for finished jobs: 1h, 24h, 7d, or all. "
+                        "Queued and running jobs are always listed.")] = "24h",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")] = 50,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -299,16 +308,32 @@ def list_(
 
     Example: jobctl list --status running --since 1h
     """
-    jobs = _api(ctx).list_jobs(statuses=status_, procedure=procedure,
-                               since_s=_seconds(since, "--since"), limit=limit)
+    since_s = _since(since)
+    jobs = _api(ctx).list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit)
     _show_jobs(jobs, fmt)
+    if not jobs and sys.stderr.isatty():
+        _say(_nothing_since(since_s))
+
+
+def _nothing_since(since_s: Optional[float]) -> str:
+    from datetime import timedelta
+
+    from .render import local_time
+
+    if since_s is None:
+        return "no jobs match"
+    wider = "--since 7d" if since_s < 7 * 86400 else "--since all"
+    return f"no jobs since {local_time(_now() - timedelta(seconds=since_s))}; try {wider}"
 
 
 @app.command()
 def stats(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option("--since", help="How far back (start time): 24h, 7d, 30d.")] = "7d",
-    procedure: Annotated[Optional[str], typer.Option("--procedure", "-P", help="Only this procedure.")] = None,
+    since: Annotated[str, typer.Option(
+        "--since", help="How far back (start time): 24h, 7d, 30d, or all.")] = "7d",
+    procedure: Annotated[Optional[str], typer.Option(
+        "--procedure", "-P", help="Only this procedure (any spelling of its name), "
+                                  "or a LIKE pattern with %: FACT%.")] = None,
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Per procedure: counts by status, success %, avg/p50/p95/max seconds, last run.
@@ -317,7 +342,7 @@ def stats(
     """
     from . import render
 
-    rows = _api(ctx).stats(since_s=_seconds(since, "--since"), procedure=procedure)
+    rows = _api(ctx).stats(since_s=_since(since), procedure=procedure)
     if fmt is Format.table:
         _print_table(*render.stats_rows(rows))
     else:

@@ -39,6 +39,15 @@ class SchemaMissing(DatabaseError):
         super().__init__(f"table ASYNC_JOBS not found in {where}; create it with `jobctl db init`")
 
 
+class SchemaOutdated(DatabaseError):
+    """ASYNC_JOBS is there but older than jobctl (the original ten columns)."""
+
+    def __init__(self, missing: int):
+        super().__init__(f"run jobctl db init to upgrade ASYNC_JOBS ({missing} column"
+                         f"{'' if missing == 1 else 's'} missing)")
+        self.missing = missing
+
+
 class JobsUnfinished(JobctlError):
     """`wait --timeout` ran out with jobs still queued or running."""
 

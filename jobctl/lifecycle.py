@@ -190,7 +190,7 @@ class Lifecycle:
         return marked
 
     def adjust_stats(self, conn: Any, rows: list[dict[str, Any]], now: dt.datetime, *,
-                     since: dt.datetime) -> list[dict[str, Any]]:
+                     since: dt.datetime | None) -> list[dict[str, Any]]:
         """SQL counted stored statuses; move the few rows the rule shows
         otherwise, so stats agrees with status and list."""
         by_proc = {r["procedure"]: r for r in rows}

@@ -4,7 +4,7 @@ SQLite, which has none.
 A user module registers its own with the same decorator the demos use::
 
     # myprocs.py, listed under `modules` in ~/.config/jobctl/config.toml
-    from decimal import Decimal
+    from decimal import Decimal, localcontext
     from jobctl.local import procedure
 
     @procedure("NIGHTLY_ROLLUP", outputs={"rows_done": int})
@@ -30,7 +30,7 @@ import inspect
 import sys
 import typing
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,8 +127,11 @@ def load_modules(modules: list[str] | tuple[str, ...]) -> None:
 
 @procedure("SUMA_SIMPLE", outputs={"vResult": Decimal})
 def suma_simple(ctx, vA: Decimal, vB: Decimal = Decimal(0)):
-    """vResult := vA + vB"""
-    return {"vResult": Decimal(vA) + Decimal(vB)}
+    """vResult := vA + vB, exactly (as NUMBER would: not rounded to the
+    default 28 digits of Python's decimal context)"""
+    with localcontext() as exact:
+        exact.prec = 80
+        return {"vResult": Decimal(vA) + Decimal(vB)}
 
 
 @procedure("DEMO_SLEEP")

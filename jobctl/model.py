@@ -135,6 +135,40 @@ class Signature:
                 return p
         return None
 
+    @property
+    def shape(self) -> list[str]:
+        """The parameters as one line each, for messages: `va numeric IN`."""
+        return [f"{p.name} {p.type_name}{'[]' if p.array else ''} {p.mode}"
+                + (" DEFAULT" if p.defaulted else "") for p in self.params]
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when what a call binds could change: the parameters' names,
+        types, modes and defaults, and the overload chosen. The worker compares
+        it with the one submit recorded before it calls anything."""
+        import hashlib
+        import json
+
+        text = json.dumps([self.overload, [[p.name.casefold(), p.type_name, p.kind, p.mode,
+                                            p.defaulted, p.array] for p in self.params]])
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def record(self) -> dict[str, Any]:
+        """What the SIGNATURE column keeps for the worker."""
+        return {"name": self.name, "overload": self.overload, "fingerprint": self.fingerprint,
+                "params": self.shape}
+
+    def changes_since(self, recorded: dict[str, Any] | None) -> str | None:
+        """None when this is what submit recorded; else why it is not."""
+        if not recorded or recorded.get("fingerprint") in (None, self.fingerprint):
+            return None
+        was, now = recorded.get("params") or [], self.shape
+        if recorded.get("overload") != self.overload:
+            why = f"overload was {recorded.get('overload')}, now {self.overload}"
+        else:
+            why = f"parameters were ({', '.join(was)}), now ({', '.join(now)})"
+        return f"procedure {recorded.get('name') or self.name} changed since submit: {why}"
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from .errors import JobctlError, UsageError
 from .model import BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
+
+#: what every backend can hold exactly: Oracle NUMBER keeps 38 significant
+#: digits and magnitudes from 1E-130 to below 1E+126 (PostgreSQL numeric
+#: holds more), so a value outside this is refused at submit rather than
+#: rounded or rejected later by the worker
+MAX_DIGITS = 38
+MAX_ADJUSTED_EXPONENT = 125   # 9.99...E+125 is the largest
+MIN_ADJUSTED_EXPONENT = -130  # 1E-130 is the smallest non-zero
 
 _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off"}
@@ -101,23 +110,61 @@ def coerce(p: Param, raw: Any) -> Any:
         return [coerce(item, v) for v in raw]
     try:
         return _COERCE[p.kind](raw)
+    except OutOfRange as exc:
+        raise UsageError(f"parameter {p.name} is {p.type_name}: {_shown(raw)} is out of range: {exc}"
+                         ) from None
     except (ValueError, TypeError, InvalidOperation, ArithmeticError):
         raise UsageError(f"parameter {p.name} is {p.type_name}: {_shown(raw)} is not {_WHAT[p.kind]}") from None
 
 
 def _shown(raw: Any) -> str:
-    return repr(raw) if isinstance(raw, str) else json.dumps(raw, default=str)
+    from .jsontext import dumps
+
+    if isinstance(raw, str):
+        return repr(raw)
+    try:
+        return dumps(raw, default=str)
+    except ValueError:  # NaN / Infinity, which JSON text cannot hold
+        return str(raw)
+
+
+class OutOfRange(ValueError):
+    """A finite number no database can hold exactly."""
 
 
 def _number(raw: Any) -> int | Decimal:
+    """A value as typed → int (integral, written without `.` or exponent) or
+    Decimal, exactly: never through float."""
     if isinstance(raw, bool):
         raise TypeError
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            raise ValueError
+        raw = Decimal(repr(raw))  # the shortest text that reads back as this float
     if isinstance(raw, int):
-        return raw
-    value = Decimal(str(raw).strip()) if not isinstance(raw, Decimal) else raw
-    if not value.is_finite():
-        raise ValueError
-    return int(value) if value == value.to_integral_value() and "." not in str(raw) and "e" not in str(raw).lower() else value
+        value: int | Decimal = raw
+    else:
+        text = raw if isinstance(raw, Decimal) else str(raw).strip()
+        parsed = Decimal(text)
+        if not parsed.is_finite():
+            raise ValueError
+        plain = isinstance(raw, str) and not any(c in text for c in ".eE")
+        value = int(parsed) if plain else parsed
+    _check_range(Decimal(value))
+    return value
+
+
+def _check_range(value: Decimal) -> None:
+    significant = "".join(map(str, value.as_tuple().digits)).strip("0")
+    if not significant:
+        return  # zero, with any scale
+    if len(significant) > MAX_DIGITS:
+        raise OutOfRange(f"more than {MAX_DIGITS} significant digits")
+    adjusted = value.adjusted()
+    if adjusted > MAX_ADJUSTED_EXPONENT:
+        raise OutOfRange("too large (at most 9.99...E+125)")
+    if adjusted < MIN_ADJUSTED_EXPONENT:
+        raise OutOfRange("too small (the smallest non-zero magnitude is 1E-130)")
 
 
 def _integer(raw: Any) -> int:
@@ -172,11 +219,13 @@ _WHAT = {NUMBER: "a number", INTEGER: "an integer", TEXT: "text", BOOLEAN: "true
 
 
 def to_json_value(value: Any) -> Any:
-    """A bound or returned value as JSON: Decimal → int/float, dates → ISO."""
+    """A bound or returned value as JSON data, exactly: Decimal stays Decimal
+    (jsontext writes it as a number from its own text), dates become ISO
+    text. NaN and infinities, which JSON cannot hold, become their text."""
     if isinstance(value, Decimal):
-        if value == value.to_integral_value() and abs(value) < 2**63:
-            return int(value)
-        return float(value)
+        return value if value.is_finite() else str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
@@ -188,8 +237,34 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+def params_json(values: dict[str, Any]) -> str:
+    """Bound values as the PARAMS column holds them."""
+    from .jsontext import dumps
+
+    return dumps({k: to_json_value(v) for k, v in values.items()}, sort_keys=True)
+
+
 def from_stored(sig: Signature, stored: dict[str, Any]) -> dict[str, Any]:
-    """PARAMS as stored (JSON) → the values to bind, re-coerced by type so
-    dates and decimals come back as the worker's driver wants them."""
-    return {name: coerce(sig.param(name) or Param(name, "?", JSON), value)
-            for name, value in stored.items()}
+    """PARAMS as stored (read with parse_float=Decimal) → the values submit
+    bound. Not a second coercion from text: numbers are already the exact
+    int/Decimal, text stays as it was; only what JSON has no type for (dates,
+    timestamps) is restored from the ISO text submit wrote."""
+    values = {}
+    for name, value in stored.items():
+        p = sig.param(name)
+        if p is None:
+            raise JobctlError(f"{sig.name} has no parameter {name!r} any more")
+        values[p.name] = _restore(p.kind, value)
+    return values
+
+
+def _restore(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list) and kind != JSON:
+        return [_restore(kind, v) for v in value]
+    if kind == DATE and isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    if kind == TIMESTAMP and isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return value

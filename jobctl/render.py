@@ -6,12 +6,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any
 
 from .formats import Format
+from .jsontext import dumps
 from .model import Job, JobStatus, Signature, format_duration
 
 
@@ -58,7 +58,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, (dict, list)):
-        return json.dumps(value, default=_json_default)
+        return dumps(value, default=_json_default)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Enum):
@@ -71,9 +71,9 @@ def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
     """json/jsonl/csv/tsv of plain dict rows. `single` prints one JSON object."""
     if fmt is Format.json:
         data: Any = rows[0] if single and len(rows) == 1 else list(rows)
-        return json.dumps(data, indent=2, default=_json_default) + "\n"
+        return dumps(data, indent=2, default=_json_default) + "\n"
     if fmt is Format.jsonl:
-        return "".join(json.dumps(r, default=_json_default) + "\n" for r in rows)
+        return "".join(dumps(r, default=_json_default) + "\n" for r in rows)
     buf = io.StringIO()
     writer = csv.writer(buf, delimiter="\t" if fmt is Format.tsv else ",", lineterminator="\n")
     writer.writerow(columns)
@@ -104,9 +104,9 @@ def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
     if job.status_reason:
         pairs.append(("why", job.status_reason))
     pairs += [("progress", f"{job.progress:g}%"),
-             ("params", json.dumps(job.params) if job.params is not None else "-")]
+              ("params", dumps(job.params) if job.params is not None else "-")]
     if job.result is not None:
-        pairs.append(("result", json.dumps(job.result)))
+        pairs.append(("result", dumps(job.result)))
     if job.error_msg:
         pairs.append(("error", job.error_msg))
     pairs += [("submitted", f"{local_time(job.created_at)} by {job.submitted_by or '-'}"),

@@ -27,7 +27,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import lifecycle, store
+from . import jsontext, lifecycle, store
 from .backends import get_backend
 from .backends.base import CallContext
 from .config import ConnectionSettings, Settings, Tunables
@@ -230,8 +230,13 @@ class Worker:
 
         try:
             stored = job.params or {}
-            sig = self.backend.resolve(self.call_conn, job.procedure_name,
+            # run exactly what submit validated: same procedure, same overload,
+            # and the values it bound (exact, typed), not a re-coercion of text
+            recorded = job.signature or {}
+            sig = self.backend.resolve(self.call_conn, recorded.get("name") or job.procedure_name,
                                        frozenset(k.casefold() for k in stored))
+            if changed := sig.changes_since(recorded):
+                raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
@@ -370,7 +375,7 @@ class Worker:
             progress = 100.0
         return dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
                     elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
-                    result=json.dumps(result) if result is not None else None)
+                    result=jsontext.dumps(result) if result is not None else None)
 
     def _finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
         with self.state_lock:

@@ -4,13 +4,32 @@ paramstyle, row limits, percentiles and how times are bound."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from .jsontext import loads
 from .model import Job, JobStatus
 
 TABLE = "ASYNC_JOBS"
+
+
+@dataclass(frozen=True)
+class ProcedureFilter:
+    """`--procedure`: a canonical name, or a LIKE pattern (escape character `\\`)."""
+
+    value: str
+    like: bool = False
+
+    @classmethod
+    def of(cls, procedure: ProcedureFilter | str | None) -> ProcedureFilter | None:
+        """A bare string is one exact (already canonical) name."""
+        return cls(procedure) if isinstance(procedure, str) else procedure
+
+    def where(self, binds: dict[str, Any]) -> str:
+        binds["procedure"] = self.value
+        return ("procedure_name LIKE :procedure ESCAPE '\\'" if self.like
+                else "procedure_name = :procedure")
 COLUMNS = (
     "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
     "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
@@ -51,7 +70,7 @@ def _read_json(value: Any) -> Any:
     if isinstance(value, (dict, list)):
         return value
     try:
-        return json.loads(text)
+        return loads(text)
     except ValueError:
         return {"_raw": text}  # written by something other than jobctl
 
@@ -104,16 +123,16 @@ def _t(backend, value: dt.datetime | None) -> Any:
 
 def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
                params_json: str, timeout_s: float | None, max_attempts: int,
-               submitted_by: str, unique_key: str | None) -> None:
+               submitted_by: str, unique_key: str | None, signature_json: str | None = None) -> None:
     _exec(backend, conn, f"""
         INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
                              params, timeout_s, attempt, max_attempts, submitted_by,
-                             unique_key, cancel_requested)
+                             unique_key, cancel_requested, signature)
         VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
-                :max_attempts, :submitted_by, :unique_key, 0)""",
+                :max_attempts, :submitted_by, :unique_key, 0, :signature)""",
         {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
          "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
-         "submitted_by": submitted_by, "unique_key": unique_key})
+         "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json})
 
 
 def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int:
@@ -230,38 +249,63 @@ def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
-def list_jobs(backend, conn, *, since: dt.datetime, statuses: Sequence[str] | None,
-              procedure: str | None, limit: int) -> list[Job]:
-    where = ["start_time >= :since"]
-    binds: dict[str, Any] = {"since": _t(backend, since), "n": limit}
-    if statuses:
-        names = []
-        for i, s in enumerate(statuses):
-            binds[f"s{i}"] = s
-            names.append(f":s{i}")
-        where.append(f"status IN ({', '.join(names)})")
-    if procedure:
-        where.append("procedure_name = :procedure")
-        binds["procedure"] = procedure
-    cur = backend.execute(conn, f"""{_SELECT} WHERE {' AND '.join(where)}
-        ORDER BY start_time DESC {backend.limit_clause('n')}""", binds)
-    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[str] | None,
+              procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
+    """Newest first. `since` bounds finished jobs only: a queued or running
+    job is listed however long ago it started (None: no bound at all)."""
+    filters: list[str] = []
+    binds: dict[str, Any] = {"n": limit}
+    if procedure := ProcedureFilter.of(procedure):
+        filters.append(procedure.where(binds))
+
+    def select(where: list[str], statuses: Sequence[str] | None, *, newest: bool,
+               since_bind: Any = None) -> list[Job]:
+        own = dict(binds)
+        if since_bind is not None:
+            own["since"] = since_bind
+            where = ["start_time >= :since", *where]
+        if statuses:
+            own.update({f"s{i}": s for i, s in enumerate(statuses)})
+            where = [*where, f"status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})"]
+        order = f" ORDER BY start_time DESC {backend.limit_clause('n')}" if newest else ""
+        if not newest:
+            own.pop("n")
+        cur = backend.execute(conn, f"{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}{order}", own)
+        return [row_to_job(backend, r) for r in _rows(backend, cur)]
+
+    if since is None:
+        return select(filters, statuses, newest=True)
+    jobs = select(filters, statuses, newest=True, since_bind=_t(backend, since))
+    # Queued and running jobs of any age, found through the status index in
+    # a second query: one OR of both conditions makes planners walk the whole
+    # start-time index when the window holds fewer rows than the limit.
+    active = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING) if not statuses or s.value in statuses]
+    if active:
+        seen = {j.job_id for j in jobs}
+        jobs += [j for j in select(filters, active, newest=False) if j.job_id not in seen]
+        jobs.sort(key=lambda j: j.start_time or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+                  reverse=True)
+    return jobs[:limit]
 
 
 STAT_STATUSES = tuple(s.value for s in JobStatus)
 
 
-def stats(backend, conn, *, since: dt.datetime, procedure: str | None) -> list[dict[str, Any]]:
+def stats(backend, conn, *, since: dt.datetime | None,
+          procedure: ProcedureFilter | str | None) -> list[dict[str, Any]]:
     """Per procedure: counts by stored status, duration figures. The counts
     are what the rows say; lifecycle corrects the few running/queued ones
     that its rule shows as lost or orphaned (see lifecycle.adjust_stats)."""
     done = "CASE WHEN status = :st_completed THEN elapsed_s END"
     counts = ",\n".join(f"SUM(CASE WHEN status = :st_{s} THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
-    where = "start_time >= :since" + (" AND procedure_name = :procedure" if procedure else "")
-    binds: dict[str, Any] = {"since": _t(backend, since)}
-    if procedure:
-        binds["procedure"] = procedure
+    binds: dict[str, Any] = {}
+    procedure = ProcedureFilter.of(procedure)
+    conditions = [procedure.where(binds)] if procedure else []
+    if since is not None:
+        conditions.append("start_time >= :since")
+        binds["since"] = _t(backend, since)
+    where = " AND ".join(conditions) or "1 = 1"
     cur = _exec(backend, conn, f"""
         SELECT procedure_name, COUNT(*) AS total,
                {counts},

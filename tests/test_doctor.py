@@ -115,11 +115,6 @@ def test_doctor_passes_a_healthy_database_and_leaves_no_rows(env):
     assert [r["job_id"] for r in env.rows()] == [r["job_id"] for r in before]
 
 
-# Values are floats on this branch until the exact-values work (Decimal end
-# to end) is merged; then this passes, strict xfail turns that into a failure,
-# and this marker must be removed so that the exact check is enforced.
-@pytest.mark.xfail(strict=True, reason="exact values end to end not merged yet: remove this "
-                                       "marker once RESULT keeps every digit")
 def test_doctor_round_trip_is_exact(sqlite_env):
     code, report, _ = doctor()
     check = by_name(report)["exact_values"]

@@ -635,6 +635,8 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.get_by_prefix(rec, c, "abcd")
     store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
     store.list_jobs(rec, c, since=now, statuses=None, procedure=None, limit=50)
+    store.list_jobs(rec, c, since=None, statuses=None, limit=50,
+                    procedure=store.ProcedureFilter("P\\_%", like=True))
     for proc in ("P", None):
         store.stats(rec, c, since=now, procedure=proc)
         store.lost_suspects(rec, c, stale_before=now, unclaimed_before=now, host="h",

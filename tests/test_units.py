@@ -212,3 +212,53 @@ def test_orphaned_and_external_jobs_read_as_such_in_tables():
     stats = [{"procedure": "P", "total": 3, "completed": 1, "failed": 1, "orphaned": 1,
               "success_pct": 50.0, "avg_s": None, "p50_s": None, "p95_s": None, "max_s": None}]
     assert render.stats_rows(stats)[1][0][4] == "1"  # OTHER counts the orphaned job
+
+
+# -- exact JSON, what submit records -------------------------------------------------------
+
+def test_json_numbers_are_written_from_the_decimal_text_and_read_back_identically():
+    from jobctl import jsontext
+
+    values = [12345678901234567890123456789012345678, Decimal("0.1"),
+              Decimal("-0.000000000000000000001"), Decimal("1E+30"), Decimal("2.50")]
+    text = jsontext.dumps({"v": values, "t": "Ñuñoa"})
+    assert text == ('{"v": [12345678901234567890123456789012345678, 0.1, -1E-21, 1E+30, 2.50], '
+                    '"t": "Ñuñoa"}')
+    back = jsontext.loads(text)["v"]
+    assert back == values and [str(v) for v in back] == [str(v) for v in values]
+    json.loads(text)  # standard JSON for any other reader
+    plain = {"a": [1, {"b": None, "c": True}], "d": "x", "e": []}
+    assert jsontext.dumps(plain, indent=2) == json.dumps(plain, indent=2)
+    for bad in (Decimal("NaN"), float("inf"), Decimal("-Infinity")):
+        with pytest.raises(ValueError):
+            jsontext.dumps({"v": bad})
+
+
+@pytest.mark.parametrize("raw", ["1e400", "NaN", "Infinity", "-inf", "1" * 39, "1E+126",
+                                 "1E-131", 10 ** 40 + 1])
+def test_numbers_no_database_holds_are_refused_by_name(raw):
+    with pytest.raises(UsageError, match="parameter p"):
+        coerce(Param("p", "NUMBER", NUMBER), raw)
+
+
+def test_stored_values_are_restored_typed_not_coerced_again():
+    from jobctl.params import from_stored, params_json
+    from jobctl import jsontext
+
+    sig = Signature("P", (Param("n", "NUMBER", NUMBER), Param("d", "DATE", DATE),
+                          Param("ts", "TIMESTAMP", TIMESTAMP), Param("t", "TEXT", TEXT)))
+    bound = {"n": Decimal("1E+30"), "d": dt.date(2026, 11, 28),
+             "ts": dt.datetime(2026, 11, 28, 10, 0, 0, 123456), "t": " 007 "}
+    restored = from_stored(sig, jsontext.loads(params_json(bound)))
+    assert restored == bound and str(restored["n"]) == "1E+30"
+
+
+def test_the_fingerprint_follows_what_a_call_binds():
+    one = Signature("P", (Param("a", "numeric", NUMBER),), overload="public.p(a numeric)")
+    same = Signature("P", (Param("A", "numeric", NUMBER),), overload="public.p(a numeric)")
+    other = Signature("P", (Param("a", "text", TEXT),), overload="public.p(a text)")
+    assert one.fingerprint == same.fingerprint != other.fingerprint
+    assert one.changes_since(one.record()) is None
+    assert other.changes_since(one.record()) == (
+        "procedure P changed since submit: overload was public.p(a numeric), now public.p(a text)")
+    assert one.changes_since(None) is None  # rows submitted before SIGNATURE existed

@@ -110,6 +110,9 @@ class Backend(Protocol):
     # -- errors --------------------------------------------------------------
     def is_missing_table(self, exc: BaseException) -> bool: ...
     def is_unique_violation(self, exc: BaseException) -> bool: ...
+    # optional: `is_undefined_column(exc) -> bool` (a column the statement
+    # names is not in the table): lets an original-shaped ASYNC_JOBS be told
+    # apart cheaply; without it any failed statement checks the columns
     def is_already_exists(self, exc: BaseException) -> bool:
         """DDL that `db init` may ignore because the object is already there."""
 

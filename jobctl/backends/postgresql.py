@@ -12,9 +12,9 @@ for it (and need not have it installed).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg import sql as pgsql
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
-from .. import config
+from .. import config, jsontext
 from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import (
@@ -173,17 +173,17 @@ def _json_ready(value: Any) -> Any:
         return [_json_ready(v) for v in value]
     if isinstance(value, dict):
         return {k: _json_ready(v) for k, v in value.items()}
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if value is None or isinstance(value, (str, int, float, bool, Decimal)):
         return value
     return str(value)  # interval, uuid, inet, ...: their text form
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(to_json_value(value))
+    return jsontext.dumps(to_json_value(value))
 
 
 _MISSING_JOBS_TABLE = re.compile(r'"(?:[^"]*\.)?async_jobs"', re.IGNORECASE)
-_IN_PREFIX = re.compile(r"(^|, )IN ")  # `IN a integer` reads as `a integer`
+_IN_PREFIX = re.compile(r"(\(|, )IN ")  # `IN a integer` reads as `a integer`
 _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re.IGNORECASE)
 
 
@@ -220,6 +220,8 @@ class PostgresBackend:
                     return self.connect(job_id=job_id)
             raise DatabaseError(f"cannot connect to {self.settings.display}: {_diag_message(exc)}",
                                 transient=self.is_transient(exc)) from exc
+        # json/jsonb OUT values keep their numbers exact, as PARAMS does
+        set_json_loads(jsontext.loads, conn)
         try:
             conn.execute("SET TIME ZONE 'UTC'")
             conn.commit()
@@ -262,6 +264,9 @@ class PostgresBackend:
         return (isinstance(exc, pgerrors.UndefinedTable)
                 and _MISSING_JOBS_TABLE.search(_diag_message(exc)) is not None)
 
+    def is_undefined_column(self, exc: BaseException) -> bool:
+        return isinstance(exc, pgerrors.UndefinedColumn)
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, pgerrors.UniqueViolation)
 
@@ -297,6 +302,28 @@ class PostgresBackend:
         return f"{_render(schema)}.{_render(proc)}" if schema else _render(proc)
 
     def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
+        """The signature, named canonically: without its schema when the bare
+        name resolves to the very same procedure (the first schema on the
+        search_path that has it), so `suma_simple` and `public.suma_simple`
+        are one PROCEDURE_NAME."""
+        sig = self._resolve(conn, name, given)
+        schema, proc = split_name(name)
+        if schema is not None and schema in self._path_schemas(conn):
+            try:
+                bare = self._resolve(conn, _render(proc), given)
+            except JobctlError:
+                return sig
+            if bare.extra["oid"] == sig.extra["oid"]:
+                return replace(sig, name=bare.name)
+        return sig
+
+    @staticmethod
+    def _path_schemas(conn: Any) -> list[str]:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_catalog.current_schemas(true)")
+        return list(cur.fetchone()[0])
+
+    def _resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
         schema, proc = split_name(name)
         shown = self.normalize_name(name)
         if schema is not None:
@@ -386,8 +413,11 @@ class PostgresBackend:
             params.append(Param(name=name, type_name=info.get("type_name") or str(oid),
                                 kind=kind, mode=_MODES.get(mode, "IN"),
                                 defaulted=i in defaulted, array=array))
+        # the overload names its schema too: the fingerprint then changes if the
+        # same bare name comes to mean a procedure in another schema
         return Signature(
-            name=shown, params=tuple(params), overload=row["identity"],
+            name=shown, params=tuple(params),
+            overload=f"{_render(row['nspname'])}.{_render(row['proname'])}({row['identity']})",
             extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"]},
         )
 
@@ -547,8 +577,7 @@ class PostgresBackend:
 
 
 def _shown_signature(sig: Signature) -> str:
-    args = _IN_PREFIX.sub(r"\1", sig.overload or "")
-    return f"{sig.extra['schema']}.{sig.extra['proc']}({args})"
+    return _IN_PREFIX.sub(r"\1", sig.overload or "")
 
 
 def _accepts(sig: Signature, given: frozenset[str]) -> bool:

@@ -165,6 +165,11 @@ class SqliteBackend:
     def is_missing_table(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc).lower()
 
+    def is_undefined_column(self, exc: BaseException) -> bool:
+        text = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "no such column" in text or "has no column named" in text)
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "unique" in str(exc).lower()
 

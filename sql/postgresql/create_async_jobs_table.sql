@@ -69,3 +69,52 @@ CREATE INDEX IF NOT EXISTS ix_async_jobs_proc_start ON async_jobs (procedure_nam
 CREATE UNIQUE INDEX IF NOT EXISTS ux_async_jobs_unique_active
     ON async_jobs (unique_key)
     WHERE status IN ('queued', 'running');
+
+-- Rows written before jobctl have no elapsed_s: give finished ones their
+-- seconds from end_time - start_time, so `jobctl stats` shows their durations.
+UPDATE async_jobs
+   SET elapsed_s = ROUND(EXTRACT(EPOCH FROM (end_time - start_time))::numeric, 3)
+ WHERE elapsed_s IS NULL AND end_time IS NOT NULL
+   AND LOWER(status) NOT IN ('queued', 'running');
+
+-- The last day at a glance, with the same columns as on Oracle (plus created_at):
+--   SELECT * FROM V_ASYNC_JOBS_RECENT ORDER BY START_TIME DESC;
+-- Times are UTC without time zone, so the bound is "now" in UTC.
+CREATE OR REPLACE VIEW v_async_jobs_recent AS
+SELECT job_id, status, procedure_name, start_time, end_time, duration, elapsed_s,
+       progress, attempt, max_attempts, worker_host, worker_pid, heartbeat_at,
+       submitted_by, result, error_msg, created_at
+  FROM async_jobs
+ WHERE start_time >= (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') - INTERVAL '1 day';
+
+-- Delete finished jobs older than p_days_old days, in batches with a commit
+-- per batch; queued and running jobs are never touched. Call it at top level
+-- (psql, or any client in autocommit):  CALL CLEANUP_OLD_ASYNC_JOBS(7);
+-- inside a transaction block PostgreSQL refuses the COMMIT between batches.
+CREATE OR REPLACE PROCEDURE cleanup_old_async_jobs(p_days_old numeric DEFAULT 7)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    c_batch   CONSTANT integer := 10000;
+    v_before  timestamp;
+    v_rows    integer;
+    v_deleted bigint := 0;
+BEGIN
+    IF p_days_old IS NULL OR p_days_old < 0 THEN
+        RAISE EXCEPTION 'p_days_old must be a number of days >= 0';
+    END IF;
+    v_before := (CURRENT_TIMESTAMP AT TIME ZONE 'UTC') - p_days_old * INTERVAL '1 day';
+    LOOP
+        DELETE FROM async_jobs
+         WHERE job_id IN (SELECT job_id FROM async_jobs
+                           WHERE start_time < v_before
+                             AND status NOT IN ('queued', 'running')
+                           LIMIT c_batch);
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_deleted := v_deleted + v_rows;
+        COMMIT;
+        EXIT WHEN v_rows < c_batch;
+    END LOOP;
+    RAISE NOTICE 'CLEANUP_OLD_ASYNC_JOBS: % job(s) deleted', v_deleted;
+END;
+$$;
