@@ -684,6 +684,11 @@ class OracleBackend:
     def is_missing_table(self, exc: BaseException) -> bool:
         return _code(exc)[0] == 942
 
+    def is_undefined_column(self, exc: BaseException) -> bool:
+        """ORA-00904 invalid identifier: a column of jobctl's that an
+        original-shaped ASYNC_JOBS lacks (then `db init` upgrades it)."""
+        return _code(exc)[0] == 904
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return _code(exc)[0] == 1
 

@@ -106,6 +106,20 @@ BEGIN
 END;
 /
 
+-- Rows written before jobctl have no ELAPSED_S: give finished ones their
+-- duration from END_TIME - START_TIME (an INTERVAL DAY TO SECOND, summed by
+-- its parts: AVG over an interval needs 23ai), so `stats` shows them too.
+BEGIN
+    UPDATE ASYNC_JOBS
+       SET ELAPSED_S = ROUND(EXTRACT(DAY FROM (END_TIME - START_TIME)) * 86400
+                           + EXTRACT(HOUR FROM (END_TIME - START_TIME)) * 3600
+                           + EXTRACT(MINUTE FROM (END_TIME - START_TIME)) * 60
+                           + EXTRACT(SECOND FROM (END_TIME - START_TIME)), 3)
+     WHERE ELAPSED_S IS NULL AND END_TIME IS NOT NULL AND END_TIME >= START_TIME;
+    COMMIT;
+END;
+/
+
 -- Recent jobs for people at a SQL prompt; the same 24 hour window that
 -- `jobctl list` shows by default. START_TIME is UTC, hence SYS_EXTRACT_UTC.
 CREATE OR REPLACE VIEW V_ASYNC_JOBS_RECENT AS
