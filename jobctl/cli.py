@@ -277,14 +277,14 @@ def _watch(build, interval_s: float, what: str) -> None:
         return
 
 
-def _watch_interval(ctx: typer.Context, interval: Optional[str], fmt: Format) -> float:
+def _watch_interval(api, interval: Optional[str], fmt: Format) -> float:
     from .errors import UsageError
 
     if fmt is not Format.table:
         raise UsageError(f"--watch shows a table; it cannot be combined with --format {fmt.value}")
     seconds = _seconds(interval, "--interval")
     if seconds is None:
-        seconds = _api(ctx).settings.tunables.poll_s
+        seconds = api.settings.tunables.poll_s
     if seconds <= 0:
         raise UsageError("--interval must be more than 0")
     return seconds
@@ -396,7 +396,7 @@ def status(
     if not watch:
         _show_jobs(api.get_many(job_ids), fmt, detail=True, single=single, view=view)
         return
-    interval_s = _watch_interval(ctx, interval, fmt)
+    interval_s = _watch_interval(api, interval, fmt)
     ids = [job.job_id for job in api.get_many(job_ids)]  # a bad id fails before the screen is taken
 
     def build(width):
@@ -452,7 +452,7 @@ def list_(
     if not watch:
         _show_jobs(jobs(), fmt, view=view)
         return
-    interval_s = _watch_interval(ctx, interval, fmt)
+    interval_s = _watch_interval(api, interval, fmt)
     from . import render
 
     def build(width):

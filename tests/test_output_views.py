@@ -365,3 +365,15 @@ def test_watch_without_a_terminal_prints_once_and_says_so(env):
     assert result.returncode == 0
     assert job_id[:8] in result.stdout and result.stdout.count("PROCEDURE") == 1
     assert "needs a terminal" in result.stderr
+
+
+def test_ctrl_c_on_logs_follow_leaves_with_130_and_the_job_keeps_running(env):
+    job_id = env.submit(env.proc["sleep"], "-p", "p_seconds=30")
+    try:
+        code, text = run_in_terminal(["logs", job_id, "--follow"], 80, stop_after=2.5)
+        assert code == 130, text
+        assert "slept 1 of 30 s" in text and "Traceback" not in text
+        assert "interrupted (detached jobs keep running)" in text
+        assert env.status(job_id)["status"] == "running"
+    finally:
+        env.cli("cancel", job_id)
