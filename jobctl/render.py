@@ -10,14 +10,11 @@ the end with `…`; below a usable width the table becomes one block of
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import json
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -156,6 +153,9 @@ def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
         lines = (["\t".join(tsv_field(c) for c in columns)] if headers else [])
         lines += ["\t".join(tsv_field(r.get(c)) for c in columns) for r in rows]
         return "".join(line + "\n" for line in lines)
+    import csv  # lazily: `status` at a terminal never needs it (start-up time)
+    import io
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     if headers:
@@ -167,11 +167,14 @@ def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
 
 # -- choosing columns: one vocabulary (the JSON keys) for table, csv and tsv -------------
 
-@dataclass(frozen=True)
 class Column:
-    key: str
-    header: str
-    show: Callable[[Any, dt.datetime], str]  # (row, now) -> table cell
+    """A table column: its key (the JSON key), header, and (row, now) -> cell.
+    A plain class, not a dataclass: this module is on every command's start-up."""
+
+    __slots__ = ("key", "header", "show")
+
+    def __init__(self, key: str, header: str, show: Callable[[Any, dt.datetime], str]):
+        self.key, self.header, self.show = key, header, show
 
 
 def _shown(value: Any) -> str:
@@ -371,10 +374,11 @@ def _pad(text: str, width: int, right: bool) -> str:
     return space + text if right else text + space
 
 
-@dataclass(frozen=True)
 class Layout:
-    widths: list[int]
-    gap: int
+    __slots__ = ("widths", "gap")
+
+    def __init__(self, widths: list[int], gap: int):
+        self.widths, self.gap = widths, gap
 
 
 def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None,
