@@ -245,7 +245,7 @@ def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False,
                         headers=view.show_headers))
 
 
-def _watch(build, interval_s: float, what: str) -> None:
+def _watch(api, build, interval_s: float, what: str) -> None:
     """Refresh `build(width) -> (renderable, done)` in place until done or
     Ctrl-C. Leaving with Ctrl-C is the normal way out of a watch: exit 0."""
     import time
@@ -267,6 +267,7 @@ def _watch(build, interval_s: float, what: str) -> None:
                     if exc.exit_code != 4:  # only the database being away is worth waiting out
                         raise
                     head += f" · {exc.message} (retrying)"
+                    api.close()  # a connection the server dropped stays dead: open a new one
                     done = False
                 body = [Text(head, style="dim", no_wrap=True, overflow="ellipsis")]
                 live.update(Group(*body, *([shown] if shown is not None else [])), refresh=True)
@@ -290,13 +291,13 @@ def _watch_interval(api, interval: Optional[str], fmt: Format) -> float:
     return seconds
 
 
-def _watch_or_once(show_once, build, interval_s: float, what: str) -> None:
+def _watch_or_once(api, show_once, build, interval_s: float, what: str) -> None:
     if not sys.stdout.isatty():
         # a pipe or a file cannot be redrawn: the table once, like without --watch
         _say("--watch needs a terminal; showing the table once")
         show_once()
         return
-    _watch(build, interval_s, what)
+    _watch(api, build, interval_s, what)
 
 
 # -- commands ---------------------------------------------------------------------
@@ -419,7 +420,7 @@ def status(
                                       show_headers=view.show_headers)
         return shown, all(job.status.finished for job in jobs)
 
-    _watch_or_once(lambda: _show_jobs(api.get_many(ids), fmt, detail=True, single=single, view=view),
+    _watch_or_once(api, lambda: _show_jobs(api.get_many(ids), fmt, detail=True, single=single, view=view),
                    build, interval_s, "jobctl status " + " ".join(i[:8] for i in ids))
 
 
@@ -459,7 +460,7 @@ def list_(
         return render.rich_table(*render.jobs_rows(jobs(), _now(), view.keys), width,
                                  show_headers=view.show_headers), False
 
-    _watch_or_once(lambda: _show_jobs(jobs(), fmt, view=view), build, interval_s, "jobctl list")
+    _watch_or_once(api, lambda: _show_jobs(jobs(), fmt, view=view), build, interval_s, "jobctl list")
 
 
 @app.command()

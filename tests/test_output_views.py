@@ -288,9 +288,11 @@ def test_bad_column_choices_exit_2_and_print_nothing(env, args):
 
 
 def run_in_terminal(args: list[str], columns: int, *, stop_after: float | None = None,
-                    env_extra: dict | None = None, timeout: float = 60) -> tuple[int, str]:
+                    env_extra: dict | None = None, timeout: float = 60,
+                    during: tuple[float, object] | None = None) -> tuple[int, str]:
     """Run jobctl on a pseudo-terminal `columns` wide; with `stop_after`,
-    press Ctrl-C after that many seconds. Returns (exit code, all output)."""
+    press Ctrl-C after that many seconds; `during=(seconds, fn)` calls fn
+    once meanwhile. Returns (exit code, all output)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     env = {**os.environ, "COLUMNS": str(columns), **(env_extra or {})}
@@ -305,6 +307,9 @@ def run_in_terminal(args: list[str], columns: int, *, stop_after: float | None =
             if stop_after is not None and not interrupted and time.monotonic() - start > stop_after:
                 os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground group
                 interrupted = True
+            if during is not None and time.monotonic() - start > during[0]:
+                during[1]()
+                during = None
             ready, _, _ = select.select([master], [], [], 0.1)
             if ready:
                 try:
@@ -377,3 +382,22 @@ def test_ctrl_c_on_logs_follow_leaves_with_130_and_the_job_keeps_running(env):
         assert env.status(job_id)["status"] == "running"
     finally:
         env.cli("cancel", job_id)
+
+
+def test_list_watch_reconnects_when_the_server_drops_its_session(env):
+    if env.backend != "postgresql":
+        pytest.skip("needs a server that can end another session")
+    finished_job(env)
+    later = {}
+
+    def outage():
+        env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND application_name = 'jobctl' AND pid <> pg_backend_pid()")
+        time.sleep(1)  # let the watch hit the dead session
+        later["id"] = finished_job(env)
+
+    code, text = run_in_terminal(["list", "--watch", "--interval", "0.2"], 120, stop_after=10,
+                                 during=(2, outage))
+    assert code == 0, text
+    assert "(retrying)" in text
+    assert later["id"][:8] in text  # the table kept refreshing on a new session
