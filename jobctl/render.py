@@ -344,7 +344,6 @@ _FIXED = {"ID", "STATUS", "STARTED", "ENDED", "SUBMITTED", "HEARTBEAT", "LAST_RU
           "DEFAULTED", "CANCEL_REQUESTED"}
 #: a name narrower than this is not worth a column: switch to blocks instead
 MIN_NAME_WIDTH = 12
-_RIGHT = _NUMBERS  # kept for callers of the old name
 
 
 def text_width(text: str) -> int:
