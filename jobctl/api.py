@@ -346,6 +346,46 @@ class Jobctl:
                 pause = max(0.0, min(pause, deadline - time.monotonic()))
             time.sleep(pause)
 
+    def follow(self, ref: str, on_lines: Callable[[list[str]], None], *, tail: int | None = None,
+               on_note: Callable[[str], None] | None = None) -> Job:
+        """Stream the job's output: call `on_lines` with each batch of new
+        lines (the first batch cut to the last `tail`) until the job has
+        finished; return the finished job. It only reads the row, so it works
+        from any host. jobctl rewrites OUTPUT whole at each heartbeat: new lines
+        are what follows the lines already seen."""
+        from .render import output_lines
+
+        job = self.get(ref)
+        seen: list[str] = []
+        capped_said = False
+        first = True
+        while True:
+            lines, capped = output_lines(job.output)
+            fresh, continuous = _new_lines(seen, lines)
+            if not continuous and on_note:
+                on_note(f"the output of {job.job_id[:8]} was rewritten; continuing from its "
+                        "last line seen")
+            if first and tail is not None:
+                fresh = fresh[-tail:] if tail else []
+            first = False
+            seen = lines
+            if fresh:
+                on_lines(fresh)
+            if capped and not capped_said and on_note:
+                capped_said = True
+                on_note(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines "
+                        "were not kept")
+            if job.status.finished:
+                return job
+            time.sleep(self.settings.tunables.poll_s)
+            now = utcnow()
+            with self._db() as conn:
+                fresh_row = store.get(self.backend, conn, job.job_id)
+                conn.commit()
+            if fresh_row is None:
+                raise NotFound(f"job {job.job_id} was deleted while following it")
+            job = self._effective(fresh_row, now)
+
     def cleanup(self, *, days: float, statuses: Sequence[str] | None = None,
                 dry_run: bool = False) -> CleanupReport:
         if days < 0:
@@ -419,6 +459,18 @@ def doctor(settings: Settings):
 
 def _ago(now: dt.datetime, seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else now - dt.timedelta(seconds=seconds)
+
+
+def _new_lines(seen: list[str], current: list[str]) -> tuple[list[str], bool]:
+    """Lines of `current` after those already `seen`, and whether `current`
+    continues `seen`. If it does not (lines dropped at the front), the new
+    lines start after the longest run of seen lines that `current` begins with."""
+    if current[:len(seen)] == seen:
+        return current[len(seen):], True
+    for k in range(min(len(seen), len(current)), 0, -1):
+        if seen[-k:] == current[:k]:
+            return current[k:], False
+    return current, False
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

@@ -135,26 +135,39 @@ def _out(text: str) -> None:
     sys.stdout.flush()
 
 
-def _fancy() -> bool:
+def _terminal_width() -> Optional[int]:
+    """The width to fit tables to, or None when stdout is a pipe or a file:
+    then nothing is ever cut (`jobctl list | grep long_name` finds it)."""
+    if not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns  # COLUMNS wins, as for every tool
+
+
+def _colour() -> bool:
     """Rich tables and colour only for a person at a terminal."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _print_table(headers, rows, title: Optional[str] = None) -> None:
+def _print_table(headers, rows, title: Optional[str] = None, *, show_headers: bool = True) -> None:
     from . import render
 
-    if not _fancy():
-        _out((f"{title}\n" if title else "") + render.plain_table(headers, rows))
+    width = _terminal_width()
+    if width is None or not _colour():
+        _out((f"{title}\n" if title else "") + render.plain_table(headers, rows, width,
+                                                                 show_headers=show_headers))
         return
     from rich.console import Console
 
-    Console(soft_wrap=False).print(render.rich_table(headers, rows, title))
+    Console(soft_wrap=False, width=width).print(
+        render.rich_table(headers, rows, width, title, show_headers=show_headers))
 
 
 def _print_details(blocks) -> None:
     from . import render
 
-    if not _fancy():
+    if not _colour():
         _out("\n".join(render.plain_pairs(pairs) for pairs in blocks))
         return
     from rich.console import Console
@@ -183,18 +196,113 @@ def _since(text: str) -> Optional[float]:
     return None if text.strip().lower() == "all" else _seconds(text, "--since")
 
 
-def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False) -> None:
+ColumnsOpt = Annotated[Optional[str], typer.Option(
+    "--columns", help="Comma-separated columns, in order (table, csv, tsv); the JSON key names, "
+                      "or a table header such as ID or PROCEDURE.")]
+NoHeadersOpt = Annotated[bool, typer.Option("--no-headers", help="No header line (table, csv, tsv).")]
+WatchOpt = Annotated[bool, typer.Option(
+    "--watch", "-w", help="Keep the table on screen, refreshed in place; Ctrl-C leaves (exit 0).")]
+IntervalOpt = Annotated[Optional[str], typer.Option(
+    "--interval", help="--watch refresh interval (default: JOBCTL_POLL, 0.5s).")]
+
+
+class _View:
+    """Which columns a command shows, chosen once from --columns and --format."""
+
+    def __init__(self, fmt: Format, requested: Optional[str], no_headers: bool, *, table_columns,
+                 table_default, record_columns, record_default):
+        from . import render
+        from .errors import UsageError
+
+        if fmt in (Format.json, Format.jsonl) and (requested is not None or no_headers):
+            raise UsageError(f"--columns and --no-headers apply to table, csv and tsv, not {fmt.value}")
+        aliases = render.header_aliases(table_columns)
+        if fmt is Format.table:
+            self.keys = render.choose_columns(requested, list(table_columns), table_default, aliases)
+        else:
+            self.keys = render.choose_columns(requested, list(record_columns), record_default, aliases)
+        self.fmt = fmt
+        self.requested = requested
+        self.show_headers = not no_headers
+
+
+def _job_view(fmt: Format, columns: Optional[str], no_headers: bool, *, detail: bool) -> _View:
     from . import render
 
+    return _View(fmt, columns, no_headers, table_columns=render.JOB_TABLE_COLUMNS,
+                 table_default=render.JOB_TABLE_DEFAULT, record_columns=render.DETAIL_COLUMNS,
+                 record_default=render.DETAIL_COLUMNS if detail else render.LIST_COLUMNS)
+
+
+def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False,
+               view: Optional[_View] = None) -> None:
+    from . import render
+
+    view = view or _job_view(fmt, None, False, detail=detail)
     if fmt is Format.table:
         now = _now()
-        if detail:
+        if detail and view.requested is None and view.show_headers:
             _print_details([render.detail_pairs(job, now) for job in jobs])
         else:
-            _print_table(*render.jobs_rows(jobs, now))
+            _print_table(*render.jobs_rows(jobs, now, view.keys), show_headers=view.show_headers)
         return
-    columns = render.DETAIL_COLUMNS if detail else render.LIST_COLUMNS
-    _out(render.records([j.to_dict() for j in jobs], fmt, columns, single=single))
+    _out(render.records([j.to_dict() for j in jobs], fmt, view.keys, single=single,
+                        headers=view.show_headers))
+
+
+def _watch(api, build, interval_s: float, what: str) -> None:
+    """Refresh `build(width) -> (renderable, done)` in place until done or
+    Ctrl-C. Leaving with Ctrl-C is the normal way out of a watch: exit 0."""
+    import time
+
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    shown = None
+    try:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while True:
+                stamp = _now().astimezone().strftime("%H:%M:%S")
+                head = f"{what} · every {interval_s:g}s · {stamp} · Ctrl-C to leave"
+                try:
+                    shown, done = build(console.width)
+                except JobctlError as exc:
+                    if exc.exit_code != 4:  # only the database being away is worth waiting out
+                        raise
+                    head += f" · {exc.message} (retrying)"
+                    api.close()  # a connection the server dropped stays dead: open a new one
+                    done = False
+                body = [Text(head, style="dim", no_wrap=True, overflow="ellipsis")]
+                live.update(Group(*body, *([shown] if shown is not None else [])), refresh=True)
+                if done:
+                    return
+                time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return
+
+
+def _watch_interval(api, interval: Optional[str], fmt: Format) -> float:
+    from .errors import UsageError
+
+    if fmt is not Format.table:
+        raise UsageError(f"--watch shows a table; it cannot be combined with --format {fmt.value}")
+    seconds = _seconds(interval, "--interval")
+    if seconds is None:
+        seconds = api.settings.tunables.poll_s
+    if seconds <= 0:
+        raise UsageError("--interval must be more than 0")
+    return seconds
+
+
+def _watch_or_once(api, show_once, build, interval_s: float, what: str) -> None:
+    if not sys.stdout.isatty():
+        # a pipe or a file cannot be redrawn: the table once, like without --watch
+        _say("--watch needs a terminal; showing the table once")
+        show_once()
+        return
+    _watch(api, build, interval_s, what)
 
 
 # -- commands ---------------------------------------------------------------------
@@ -279,13 +387,46 @@ def status(
     ctx: typer.Context,
     job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes (4+ characters).")],
     fmt: FormatOpt = Format.table,
+    columns: ColumnsOpt = None,
+    no_headers: NoHeadersOpt = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = None,
 ) -> None:
-    """Show jobs in detail: params, result, error, output, progress, worker, heartbeat.
+    """Show jobs in detail: params, result, error, last output lines, progress, worker.
 
     Example: jobctl status 3f2a9c1e --format json
     """
-    jobs = _api(ctx).get_many(job_ids)
-    _show_jobs(jobs, fmt, detail=True, single=len(job_ids) == 1)
+    view = _job_view(fmt, columns, no_headers, detail=True)
+    api = _api(ctx)
+    single = len(job_ids) == 1
+    if not watch:
+        _show_jobs(api.get_many(job_ids), fmt, detail=True, single=single, view=view)
+        return
+    interval_s = _watch_interval(api, interval, fmt)
+    ids = [job.job_id for job in api.get_many(job_ids)]  # a bad id fails before the screen is taken
+
+    def build(width):
+        from . import render
+
+        jobs = api.get_many(ids)
+        now = _now()
+        if view.requested is None and view.show_headers:
+            from rich.console import Group
+            from rich.rule import Rule
+
+            parts = []
+            for i, job in enumerate(jobs):
+                if i:
+                    parts.append(Rule(style="dim"))
+                parts.append(render.rich_pairs(render.detail_pairs(job, now)))
+            shown = Group(*parts)
+        else:
+            shown = render.rich_table(*render.jobs_rows(jobs, now, view.keys), width,
+                                      show_headers=view.show_headers)
+        return shown, all(job.status.finished for job in jobs)
+
+    _watch_or_once(api, lambda: _show_jobs(api.get_many(ids), fmt, detail=True, single=single, view=view),
+                   build, interval_s, "jobctl status " + " ".join(i[:8] for i in ids))
 
 
 @app.command("list")
@@ -303,16 +444,36 @@ def list_(
                         "Queued and running jobs are always listed.")] = "24h",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")] = 50,
     fmt: FormatOpt = Format.table,
+    columns: ColumnsOpt = None,
+    no_headers: NoHeadersOpt = False,
+    watch: WatchOpt = False,
+    interval: IntervalOpt = None,
 ) -> None:
     """List recent jobs, newest first.
 
     Example: jobctl list --status running --since 1h
     """
+    view = _job_view(fmt, columns, no_headers, detail=False)
     since_s = _since(since)
-    jobs = _api(ctx).list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit)
-    _show_jobs(jobs, fmt)
-    if not jobs and sys.stderr.isatty():
-        _say(_nothing_since(since_s))
+    api = _api(ctx)
+
+    def jobs():
+        return api.list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit)
+
+    if not watch:
+        shown = jobs()
+        _show_jobs(shown, fmt, view=view)
+        if not shown and sys.stderr.isatty():
+            _say(_nothing_since(since_s))
+        return
+    interval_s = _watch_interval(api, interval, fmt)
+    from . import render
+
+    def build(width):
+        return render.rich_table(*render.jobs_rows(jobs(), _now(), view.keys), width,
+                                 show_headers=view.show_headers), False
+
+    _watch_or_once(api, lambda: _show_jobs(jobs(), fmt, view=view), build, interval_s, "jobctl list")
 
 
 def _nothing_since(since_s: Optional[float]) -> str:
@@ -335,6 +496,8 @@ def stats(
         "--procedure", "-P", help="Only this procedure (any spelling of its name), "
                                   "or a LIKE pattern with %: FACT%.")] = None,
     fmt: FormatOpt = Format.table,
+    columns: ColumnsOpt = None,
+    no_headers: NoHeadersOpt = False,
 ) -> None:
     """Per procedure: counts by status, success %, avg/p50/p95/max seconds, last run.
 
@@ -342,11 +505,45 @@ def stats(
     """
     from . import render
 
+    view = _View(fmt, columns, no_headers, table_columns=render.STATS_TABLE_COLUMNS,
+                 table_default=render.STATS_TABLE_DEFAULT, record_columns=render.STATS_COLUMNS,
+                 record_default=render.STATS_COLUMNS)
     rows = _api(ctx).stats(since_s=_since(since), procedure=procedure)
     if fmt is Format.table:
-        _print_table(*render.stats_rows(rows))
+        _print_table(*render.stats_rows(rows, _now(), view.keys), show_headers=view.show_headers)
     else:
-        _out(render.records(rows, fmt, render.STATS_COLUMNS))
+        _out(render.records(rows, fmt, view.keys, headers=view.show_headers))
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.")],
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="Keep printing new lines until the job ends; exit code as `wait`.")] = False,
+    tail: Annotated[Optional[int], typer.Option(
+        "--tail", "-n", min=0, help="Only the last N lines (then new ones, with --follow).")] = None,
+) -> None:
+    """Print a job's captured output (DBMS_OUTPUT, NOTICE, ctx.log/print); --follow streams it.
+
+    Example: jobctl logs 3f2a9c1e --follow --tail 20
+    """
+    from .render import output_lines
+
+    api = _api(ctx)
+
+    def emit(lines):
+        _out("".join(line + "\n" for line in lines))
+
+    if not follow:
+        job = api.get(job_id)
+        lines, capped = output_lines(job.output)
+        emit(lines if tail is None else lines[-tail:] if tail else [])
+        if capped:
+            _say(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines were not kept")
+        return
+    job = api.follow(job_id, emit, tail=tail, on_note=_say)
+    _exit_for([job])
 
 
 @app.command()
@@ -461,7 +658,7 @@ def doctor(
     report = run_doctor(resolve_settings(root.get("dsn"), root.get("profile")))
     if fmt is Format.table:
         _print_details([render.doctor_context_pairs(report.context)])
-        if _fancy():
+        if _colour():
             from rich.console import Console
 
             console = Console(soft_wrap=False)

@@ -1,18 +1,27 @@
 """Rendering: pure functions of rows. Machine formats return strings; the
-table format returns a rich renderable (rich is imported only for tables)."""
+table format returns plain text or a rich renderable (rich is imported only
+for a colour terminal).
+
+Tables never lie: a number, a time, a status and the 8-character id are
+never cut. When the terminal is too narrow, names and free text are cut at
+the end with `…`; below a usable width the table becomes one block of
+`key value` lines per record. Piped or redirected (no width), nothing is cut.
+"""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
-from collections.abc import Sequence
+import json
+import math
+import unicodedata
+from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import Any
 
+from .errors import UsageError
 from .formats import Format
 from .jsontext import dumps
-from .model import Job, JobStatus, Signature, format_duration
+from .model import Job, JobStatus, Signature, parse_duration
 
 
 STATUS_STYLE = {
@@ -28,6 +37,11 @@ STATS_COLUMNS = ("procedure", "total", "queued", "running", "completed", "failed
                  "timed_out", "lost", "orphaned", "success_pct", "avg_s", "p50_s", "p95_s", "max_s", "last_run")
 PARAM_COLUMNS = ("name", "type", "mode", "defaulted")
 
+#: `status` shows this many of the last output lines; `jobctl logs` has them all
+STATUS_OUTPUT_LINES = 20
+#: what CallContext.snapshot appends when a job's output reached its cap
+OUTPUT_TRUNCATED_MARK = "[output truncated by jobctl]"
+
 
 def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return value.astimezone().strftime(fmt) if value else "-"
@@ -36,12 +50,67 @@ def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str
 SHORT_TIME = "%m-%d %H:%M:%S"  # tables: the year would cost the PROCEDURE column
 
 
+# -- display forms -------------------------------------------------------------------
+
+def display_duration(seconds: float | None) -> str:
+    """A duration for people: `0.25s`, `42.10s`, `5m00s`, `2h00m`, `2d04h`.
+    Two units at most; the smaller one is floored, so a value never reads
+    longer than it was. (The DURATION column keeps the original
+    application's `1m30.25s` form: that is `model.format_duration`.)"""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, float(seconds))
+    if round(seconds, 2) < 60:
+        return f"{seconds:.2f}s"
+    total = max(60, int(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
+
+
+def whole_percent(value: Any) -> str:
+    """`13%`, floored: 99.6 reads 99%, so 100% means done."""
+    if value is None:
+        return "-"
+    return f"{math.floor(float(value) + 1e-9)}%"
+
+
+def _stored_seconds(job: Job) -> float | None:
+    if job.elapsed_s is not None:
+        return float(job.elapsed_s)
+    if job.duration:  # rows written by the original application have only the text
+        try:
+            return parse_duration(job.duration)
+        except UsageError:
+            return None
+    return None
+
+
 def live_duration(job: Job, now: dt.datetime) -> str:
+    seconds = _stored_seconds(job)
+    if seconds is not None:
+        return display_duration(seconds)
     if job.duration:
-        return job.duration
+        return job.duration  # a text we cannot read: show it as it is
     if job.status is JobStatus.RUNNING and job.start_time:
-        return format_duration((now - job.start_time).total_seconds()) or "-"
+        return display_duration((now - job.start_time).total_seconds())
     return "-"
+
+
+def output_lines(text: str | None) -> tuple[list[str], bool]:
+    """A job's OUTPUT as lines, and whether jobctl capped it (the cap's
+    marker line is not one of the procedure's lines)."""
+    if not text:
+        return [], False
+    lines = text.split("\n")
+    if lines[-1] == OUTPUT_TRUNCATED_MARK:
+        return lines[:-1], True
+    return lines, False
 
 
 def _json_default(value: Any) -> Any:
@@ -66,44 +135,174 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def tsv_field(value: Any) -> str:
+    """PostgreSQL COPY text format: backslash escapes, NULL as \\N, no quoting."""
+    return "\\N" if value is None else _cell(value).translate(_TSV_ESCAPES)
+
+
 def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
-            *, single: bool = False) -> str:
+            *, single: bool = False, headers: bool = True) -> str:
     """json/jsonl/csv/tsv of plain dict rows. `single` prints one JSON object."""
     if fmt is Format.json:
         data: Any = rows[0] if single and len(rows) == 1 else list(rows)
         return dumps(data, indent=2, default=_json_default) + "\n"
     if fmt is Format.jsonl:
         return "".join(dumps(r, default=_json_default) + "\n" for r in rows)
+    if fmt is Format.tsv:
+        lines = (["\t".join(tsv_field(c) for c in columns)] if headers else [])
+        lines += ["\t".join(tsv_field(r.get(c)) for c in columns) for r in rows]
+        return "".join(line + "\n" for line in lines)
+    import csv  # lazily: `status` at a terminal never needs it (start-up time)
+    import io
+
     buf = io.StringIO()
-    writer = csv.writer(buf, delimiter="\t" if fmt is Format.tsv else ",", lineterminator="\n")
-    writer.writerow(columns)
+    writer = csv.writer(buf, lineterminator="\n")
+    if headers:
+        writer.writerow(columns)
     for r in rows:
-        cells = [_cell(r.get(c)) for c in columns]
-        if fmt is Format.tsv:  # TSV has no quoting: keep one record per line
-            cells = [c.replace("\t", " ").replace("\n", " ") for c in cells]
-        writer.writerow(cells)
+        writer.writerow([_cell(r.get(c)) for c in columns])
     return buf.getvalue()
 
 
-# -- human output: the same rows, as a rich table on a terminal, plain text elsewhere --
+# -- choosing columns: one vocabulary (the JSON keys) for table, csv and tsv -------------
+
+class Column:
+    """A table column: its key (the JSON key), header, and (row, now) -> cell.
+    A plain class, not a dataclass: this module is on every command's start-up."""
+
+    __slots__ = ("key", "header", "show")
+
+    def __init__(self, key: str, header: str, show: Callable[[Any, dt.datetime], str]):
+        self.key, self.header, self.show = key, header, show
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        return local_time(value)
+    if isinstance(value, (dict, list)):
+        return dumps(value, default=_json_default)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Enum):
+        return value.value
+    return str(value)
+
+
+def _job_column(key: str) -> Column:
+    special: dict[str, tuple[str, Callable[[Job, dt.datetime], str]]] = {
+        "job_id": ("ID", lambda j, now: j.job_id[:8]),
+        "procedure_name": ("PROCEDURE", lambda j, now: j.procedure_name),
+        "status": ("STATUS", lambda j, now: status_label(j)),
+        "progress": ("PROG", lambda j, now: whole_percent(j.progress)),
+        "start_time": ("STARTED", lambda j, now: local_time(j.start_time, SHORT_TIME)),
+        "end_time": ("ENDED", lambda j, now: local_time(j.end_time, SHORT_TIME)),
+        "created_at": ("SUBMITTED", lambda j, now: local_time(j.created_at, SHORT_TIME)),
+        "heartbeat_at": ("HEARTBEAT", lambda j, now: local_time(j.heartbeat_at, SHORT_TIME)),
+        "duration": ("DURATION", live_duration),
+        "elapsed_s": ("ELAPSED", lambda j, now: display_duration(j.elapsed_s)),
+        "timeout_s": ("TIMEOUT", lambda j, now: display_duration(j.timeout_s)),
+        "output": ("OUTPUT", lambda j, now: (output_lines(j.output)[0] or ["-"])[-1]),
+    }
+    if key in special:
+        header, show = special[key]
+        return Column(key, header, show)
+    return Column(key, key.upper(), lambda j, now: _shown(getattr(j, key)))
+
+
+JOB_TABLE_DEFAULT = ("job_id", "procedure_name", "status", "progress", "start_time", "duration")
+JOB_TABLE_COLUMNS = {k: _job_column(k) for k in DETAIL_COLUMNS if k != "lost_detected"}
+
+
+def _other(r: dict[str, Any]) -> int:
+    return int(r["total"]) - int(r["completed"]) - int(r["failed"])
+
+
+STATS_TABLE_DEFAULT = ("procedure", "total", "completed", "failed", "other", "success_pct",
+                       "avg_s", "p50_s", "p95_s", "max_s")
+STATS_TABLE_COLUMNS = {c.key: c for c in [
+    Column("procedure", "PROCEDURE", lambda r, now: str(r["procedure"])),
+    Column("total", "TOTAL", lambda r, now: str(r["total"])),
+    Column("completed", "OK", lambda r, now: str(r["completed"])),
+    Column("failed", "FAIL", lambda r, now: str(r["failed"])),
+    Column("other", "OTHER", lambda r, now: str(_other(r))),
+    Column("success_pct", "OK%", lambda r, now: whole_percent(r["success_pct"]).rstrip("%")),
+    *(Column(k, k[:-2].upper(), lambda r, now, k=k: display_duration(r[k]))
+      for k in ("avg_s", "p50_s", "p95_s", "max_s")),
+    *(Column(k, k.upper(), lambda r, now, k=k: str(r.get(k, 0)))
+      for k in ("queued", "running", "cancelled", "timed_out", "lost", "orphaned")),
+    Column("last_run", "LAST_RUN", lambda r, now: local_time(r["last_run"], SHORT_TIME)),
+]}
+
+
+def choose_columns(requested: str | None, available: Sequence[str], default: Sequence[str],
+                   aliases: dict[str, str] | None = None) -> list[str]:
+    """`--columns a,b,c` → keys, in the order given. A table header (ID,
+    PROCEDURE, OK%, ...) is accepted for its key. Unknown → exit 2."""
+    if requested is None:
+        return list(default)
+    aliases = aliases or {}
+    chosen = []
+    for raw in requested.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        key = name if name in available else aliases.get(name)
+        if key is None:
+            raise UsageError(f"unknown column {raw.strip()!r} for --columns: valid columns are "
+                             + ", ".join(available))
+        chosen.append(key)
+    if not chosen:
+        raise UsageError("--columns needs at least one column: " + ", ".join(available))
+    return chosen
+
+
+def header_aliases(table_columns: dict[str, Column]) -> dict[str, str]:
+    return {c.header.lower(): c.key for c in table_columns.values()}
+
+
+def table_rows(table_columns: dict[str, Column], keys: Sequence[str], rows: Sequence[Any],
+               now: dt.datetime) -> tuple[list[str], list[list[str]]]:
+    cols = [table_columns[k] for k in keys]
+    return [c.header for c in cols], [[c.show(r, now) for c in cols] for r in rows]
+
+
+# -- human output ------------------------------------------------------------------------
+
+def jobs_rows(jobs: Sequence[Job], now: dt.datetime,
+              keys: Sequence[str] = JOB_TABLE_DEFAULT) -> tuple[list[str], list[list[str]]]:
+    return table_rows(JOB_TABLE_COLUMNS, keys, jobs, now)
+
+
+def output_tail(job: Job, lines: int = STATUS_OUTPUT_LINES) -> str | None:
+    """The last `lines` lines of the job's output, saying how many came before."""
+    kept, capped = output_lines(job.output)
+    if not kept and not capped:
+        return None
+    shown = kept[-lines:] if lines else []
+    earlier = len(kept) - len(shown)
+    if earlier:
+        noun = "line" if earlier == 1 else "lines"
+        shown = [f"… {earlier} earlier {noun}: jobctl logs {job.job_id[:8]}"] + shown
+    if capped:
+        shown.append(OUTPUT_TRUNCATED_MARK)
+    return "\n".join(shown)
+
 
 def status_label(job: Job) -> str:
     """A running row no jobctl worker claimed reads `running (external)`."""
     return EXTERNAL if job.external else job.status.value
 
 
-def jobs_rows(jobs: Sequence[Job], now: dt.datetime) -> tuple[list[str], list[list[str]]]:
-    headers = ["ID", "PROCEDURE", "STATUS", "PROG", "STARTED", "DURATION"]
-    rows = [[job.job_id[:8], job.procedure_name, status_label(job), f"{job.progress:g}%",
-             local_time(job.start_time, SHORT_TIME), live_duration(job, now)] for job in jobs]
-    return headers, rows
-
-
 def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
     pairs = [("job", job.job_id), ("procedure", job.procedure_name), ("status", status_label(job))]
     if job.status_reason:
         pairs.append(("why", job.status_reason))
-    pairs += [("progress", f"{job.progress:g}%"),
+    pairs += [("progress", whole_percent(job.progress)),
               ("params", dumps(job.params) if job.params is not None else "-")]
     if job.result is not None:
         pairs.append(("result", dumps(job.result)))
@@ -117,36 +316,26 @@ def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
     if job.max_attempts and job.max_attempts > 1:
         pairs.append(("attempt", f"{job.attempt or 0} of {job.max_attempts}"))
     if job.timeout_s:
-        pairs.append(("timeout", format_duration(job.timeout_s) or "-"))
+        pairs.append(("timeout", display_duration(job.timeout_s)))
     if job.worker_pid:
         worker = f"{job.worker_host} pid {job.worker_pid}"
         if job.status in (JobStatus.RUNNING, JobStatus.LOST, JobStatus.ORPHANED) and job.heartbeat_at:
-            age = format_duration((now - job.heartbeat_at).total_seconds())
+            age = display_duration((now - job.heartbeat_at).total_seconds())
             worker += f", last heartbeat {age} ago"
         pairs.append(("worker", worker))
     if job.db_session and not job.status.finished:
         pairs.append(("session", job.db_session))
     if job.cancel_requested and not job.status.finished:
         pairs.append(("cancel", "requested"))
-    if job.output:
-        pairs.append(("output", job.output))
+    tail = output_tail(job)
+    if tail is not None:
+        pairs.append(("output", tail))
     return pairs
 
 
-def _secs(v: float | None) -> str:
-    return "-" if v is None else (format_duration(v) or "-")
-
-
-def stats_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["PROCEDURE", "TOTAL", "OK", "FAIL", "OTHER", "OK%", "AVG", "P50", "P95", "MAX"]
-    out = []
-    for r in rows:
-        other = r["total"] - r["completed"] - r["failed"]
-        pct = "-" if r["success_pct"] is None else f"{r['success_pct']:g}"
-        out.append([r["procedure"], str(r["total"]), str(r["completed"]), str(r["failed"]),
-                    str(other), pct, _secs(r["avg_s"]), _secs(r["p50_s"]), _secs(r["p95_s"]),
-                    _secs(r["max_s"])])
-    return headers, out
+def stats_rows(rows: Sequence[dict[str, Any]], now: dt.datetime | None = None,
+               keys: Sequence[str] = STATS_TABLE_DEFAULT) -> tuple[list[str], list[list[str]]]:
+    return table_rows(STATS_TABLE_COLUMNS, keys, rows, now or dt.datetime.now(dt.timezone.utc))
 
 
 def signature_table_rows(sig: Signature) -> tuple[list[str], list[list[str]]]:
@@ -156,25 +345,111 @@ def signature_table_rows(sig: Signature) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-_RIGHT = {"PROG", "DURATION", "TOTAL", "OK", "FAIL", "OTHER", "OK%", "AVG", "P50", "P95", "MAX"}
+# -- fitting a table to a width ------------------------------------------------------------
+
+#: right-aligned, never cut
+_NUMBERS = {"PROG", "DURATION", "ELAPSED", "TIMEOUT", "TOTAL", "OK", "FAIL", "OTHER", "OK%", "AVG",
+            "P50", "P95", "MAX", "QUEUED", "RUNNING", "CANCELLED", "TIMED_OUT", "LOST", "ORPHANED", "ATTEMPT",
+            "MAX_ATTEMPTS", "WORKER_PID"}
+#: left-aligned, never cut: ids, statuses, times, short words
+_FIXED = {"ID", "STATUS", "STARTED", "ENDED", "SUBMITTED", "HEARTBEAT", "LAST_RUN", "MODE",
+          "DEFAULTED", "CANCEL_REQUESTED"}
+#: a name narrower than this is not worth a column: switch to blocks instead
+MIN_NAME_WIDTH = 12
 
 
-def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = 80) -> str:
-    """Aligned columns within `width`; a too-long PROCEDURE keeps its end."""
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    if "PROCEDURE" in headers:
-        i = headers.index("PROCEDURE")
-        spare = width - (sum(widths) + 2 * (len(widths) - 1))
-        if spare < 0:
-            widths[i] = max(len(headers[i]), widths[i] + spare)
-            rows = [[("…" + c[len(c) - widths[i] + 1:]) if j == i and len(c) > widths[i] else c
-                     for j, c in enumerate(r)] for r in rows]
+def text_width(text: str) -> int:
+    """Terminal cells: East Asian wide characters take two."""
+    if text.isascii():
+        return len(text)
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else
+               0 if unicodedata.combining(ch) else 1 for ch in text)
 
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if h in _RIGHT else c.ljust(w) for c, w, h in zip(cells, widths, headers)]
-        return "  ".join(parts).rstrip()
 
-    return "\n".join([line(headers)] + [line(r) for r in rows]) + "\n"
+def cut(text: str, width: int) -> str:
+    """`text` in at most `width` cells, cut at the end with `…`."""
+    if text_width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = text_width(ch)
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def _pad(text: str, width: int, right: bool) -> str:
+    space = " " * max(0, width - text_width(text))
+    return space + text if right else text + space
+
+
+class Layout:
+    __slots__ = ("widths", "gap")
+
+    def __init__(self, widths: list[int], gap: int):
+        self.widths, self.gap = widths, gap
+
+
+def fit(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None,
+        *, show_headers: bool = True) -> Layout | None:
+    """Column widths within `width` cells, or None when only blocks fit.
+    Single-line cells assumed (a newline is shown as ⏎ by the renderers)."""
+    natural = [max([text_width(h) if show_headers else 1] + [text_width(r[i]) for r in rows])
+               for i, h in enumerate(headers)]
+    if width is None:
+        return Layout(natural, 2)
+    shrinkable = [i for i, h in enumerate(headers) if h not in _NUMBERS and h not in _FIXED]
+    for gap in (2, 1):
+        widths = list(natural)
+        excess = sum(widths) + gap * (len(widths) - 1) - width
+        floor = {i: min(natural[i], max(MIN_NAME_WIDTH, text_width(headers[i]) if show_headers else 1))
+                 for i in shrinkable}
+        if excess > sum(natural[i] - floor[i] for i in shrinkable):
+            continue
+        while excess > 0:  # take from the widest name first
+            i = max((i for i in shrinkable if widths[i] > floor[i]), key=lambda i: widths[i])
+            widths[i] -= 1
+            excess -= 1
+        return Layout(widths, gap)
+    return None
+
+
+def _one_line(cell: str) -> str:
+    return cell.replace("\r\n", "⏎").replace("\n", "⏎").replace("\r", "⏎").replace("\t", " ")
+
+
+def _flat(rows: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [[_one_line(c) for c in r] for r in rows]
+
+
+def _table_lines(headers, rows, layout: Layout, show_headers: bool) -> list[list[str]]:
+    """Each line as its padded cells (so a renderer can style them)."""
+    lines = [list(headers)] if show_headers else []
+    lines += rows
+    out = []
+    for cells in lines:
+        out.append([_pad(cut(c, w), w, h in _NUMBERS) for c, w, h in zip(cells, layout.widths, headers)])
+    return out
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None,
+                *, show_headers: bool = True) -> str:
+    """Aligned columns within `width` (None: a pipe, nothing is ever cut);
+    one block per record when a table cannot fit."""
+    rows = _flat(rows)
+    layout = fit(headers, rows, width, show_headers=show_headers)
+    if layout is None:
+        return plain_blocks(headers, rows)
+    sep = " " * layout.gap
+    return "".join(sep.join(cells).rstrip() + "\n"
+                   for cells in _table_lines(headers, rows, layout, show_headers))
+
+
+def plain_blocks(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """One record per block of `key value` lines, a blank line between."""
+    return "\n".join(plain_pairs([(h.lower(), c) for h, c in zip(headers, r)]) for r in rows)
 
 
 def plain_pairs(pairs: Sequence[tuple[str, str]]) -> str:
@@ -182,27 +457,44 @@ def plain_pairs(pairs: Sequence[tuple[str, str]]) -> str:
     out = []
     for key, value in pairs:
         lines = str(value).split("\n")
-        out.append(f"{key.ljust(width)}  {lines[0]}")
+        out.append(f"{key.ljust(width)}  {lines[0]}".rstrip())
         out += [" " * (width + 2) + more for more in lines[1:]]
     return "\n".join(out) + "\n"
 
 
-def rich_table(headers: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None):
-    from rich import box
-    from rich.table import Table
+def rich_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int,
+               title: str | None = None, *, show_headers: bool = True):
+    """The same layout as `plain_table` at `width`, with a bold header, a rule
+    and coloured statuses."""
+    from rich.console import Group
     from rich.text import Text
 
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title=title,
-                  title_justify="left")
-    for h in headers:
-        table.add_column(h, justify="right" if h in _RIGHT else "left",
-                         no_wrap=h not in ("PROCEDURE",), overflow="fold")
+    rows = _flat(rows)
+    layout = fit(headers, rows, width, show_headers=show_headers)
+    parts: list[Any] = [Text(title, style="bold")] if title else []
+    if layout is None:
+        for i, r in enumerate(rows):
+            if i:
+                parts.append(Text(""))
+            parts.append(rich_pairs([(h.lower(), c) for h, c in zip(headers, r)]))
+        return Group(*parts)
     status_col = headers.index("STATUS") if "STATUS" in headers else -1
-    for r in rows:
-        cells = [Text(c, style=_status_style(c)) if i == status_col else Text(c)
-                 for i, c in enumerate(r)]
-        table.add_row(*cells)
-    return table
+    sep = " " * layout.gap
+    lines = _table_lines(headers, rows, layout, show_headers)
+    total = sum(layout.widths) + layout.gap * (len(layout.widths) - 1)
+    for n, cells in enumerate(lines):
+        is_header = show_headers and n == 0
+        line = Text(no_wrap=True, overflow="crop", end="\n")
+        for i, cell in enumerate(cells):
+            if i:
+                line.append(sep)
+            style = "bold" if is_header else (_status_style(cell.strip()) if i == status_col else "")
+            line.append(cell, style=style)
+        line.rstrip()
+        parts.append(line)
+        if is_header:
+            parts.append(Text("─" * total, style="dim", no_wrap=True, overflow="crop"))
+    return Group(*parts)
 
 
 def rich_pairs(pairs: Sequence[tuple[str, str]]):
