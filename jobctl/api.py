@@ -29,6 +29,10 @@ from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
 
 MIN_PREFIX = 4
 CLEANUP_BATCH = 500
+#: `list --limit` above this is a typo, and would overflow a bind on some databases
+MAX_LIST_LIMIT = 1_000_000
+#: `cleanup --days` beyond a century is a typo (and overflows date arithmetic)
+MAX_CLEANUP_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -254,8 +258,8 @@ class Jobctl:
     def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
                   since_s: float = 86400, limit: int = 50) -> list[Job]:
         wanted = _parse_statuses(statuses)
-        if limit <= 0:
-            raise UsageError("--limit must be at least 1")
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise UsageError(f"--limit must be from 1 to {MAX_LIST_LIMIT}")
         proc = self.backend.normalize_name(procedure) if procedure else None
         sql_statuses = None
         if wanted:
@@ -336,8 +340,8 @@ class Jobctl:
 
     def cleanup(self, *, days: float, statuses: Sequence[str] | None = None,
                 dry_run: bool = False) -> CleanupReport:
-        if days < 0:
-            raise UsageError("--days must be 0 or more")
+        if not 0 <= days <= MAX_CLEANUP_DAYS:  # also refuses nan
+            raise UsageError(f"--days must be a number of days from 0 to {MAX_CLEANUP_DAYS}, not {days:g}")
         wanted = _parse_statuses(statuses) or list(FINISHED_STATUSES)
         active = [s.value for s in wanted if not s.finished]
         if active:
