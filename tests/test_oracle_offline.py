@@ -316,6 +316,19 @@ def test_error_predicates_on_real_error_objects():
     assert not b.is_transient(ValueError("not a driver error"))
 
 
+def test_a_connection_storm_is_transient_so_the_worker_waits_it_out():
+    b = backend()
+    assert b.is_transient(ora_error("ORA-00018: maximum number of sessions exceeded", 18))
+    assert b.is_transient(ora_error("ORA-00020: maximum number of processes (150) exceeded", 20))
+    for code in (12516, 12519, 12520):
+        assert b.is_transient(dpy_error(ora_errors.ERR_LISTENER_REFUSED_CONNECTION, error_code=code))
+    # an unknown service is a mistake to report at once, not a storm to wait out
+    assert not b.is_transient(dpy_error(ora_errors.ERR_LISTENER_REFUSED_CONNECTION, error_code=12514))
+    assert not b.is_transient(ora_error("ORA-01017: invalid username/password; logon denied", 1017))
+    err = b.translate_error(ora_error("ORA-00018: maximum number of sessions exceeded", 18))
+    assert err.exit_code == 4 and err.transient and "ORA-00018" in err.message
+
+
 def test_job_errors_keep_the_database_text_without_help_urls():
     b = backend()
     exc = ora_error('ORA-20001: boom\nORA-06512: at "SCOTT.DEMO_FAIL", line 3\nORA-06512: at line 1', 20001)
