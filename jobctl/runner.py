@@ -1,9 +1,13 @@
 """The detached worker, and how it is spawned.
 
-`python -m jobctl.runner JOB_ID` runs one job: its own session (it survives
-the terminal closing and its parent's exit), stdio pointed at /dev/null, the
-connection settings and secret read from a pipe on stdin — never argv, never
-the environment. It claims the job (`queued → running`), runs the procedure
+The worker runs one job: started isolated (`python -I`, in `/`, so nothing
+in the caller's directory is importable), its own session (it survives the
+terminal closing and its parent's exit), reparented at once so its caller
+has no child to reap, stdio pointed at /dev/null, files it creates private,
+the connection settings and secret read from a pipe on stdin — never argv,
+never the environment, from which every variable that carried a secret is
+dropped. It connects (waiting out a connection storm until start_timeout),
+claims the job (`queued → running`), runs the procedure
 on one connection while a watchdog thread on a second connection writes the
 heartbeat, polls the cancel flag, enforces the timeout and records progress
 and output; then writes the outcome once, guarded and retried.
