@@ -549,3 +549,19 @@ def test_worker_that_never_gets_a_connection_ends_failed_with_the_reason(pg, mon
     assert "start_timeout" in error and "too many connections" in error
     assert run_sql(dsn, "SELECT count(*) FROM async_jobs WHERE job_id = %s AND end_time IS NOT NULL",
                    (job_id,))[0][0] == 1
+
+
+def test_only_refusals_that_pass_are_waited_out(pg):
+    """The worker retries a transient connect error until start_timeout: a
+    storm yes, a database or role that does not exist no (it fails at once)."""
+    from jobctl.backends import get_backend
+    from jobctl.config import parse_dsn
+
+    role, role_dsn = _storm_role(pg)
+    run_sql(pg["dsn"], f"ALTER ROLE {role} CONNECTION LIMIT 0")
+    cases = {role_dsn: True, _with_db(pg["dsn"], "jobctl_no_such_db"): False,
+             _with_user(pg["dsn"], "jobctl_no_such_role"): False}
+    for dsn, transient in cases.items():
+        with pytest.raises(Exception) as info:
+            get_backend(parse_dsn(dsn)).connect()
+        assert info.value.exit_code == 4 and info.value.transient is transient, (dsn, info.value)
