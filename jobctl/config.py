@@ -197,8 +197,8 @@ class Tunables:
             values[f], sources[f] = value, source
         tunables = cls(**values)
         if tunables.heartbeat_s * 3 > tunables.lost_after_s:
-            hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT")
-            lost = sources.get("lost_after_s", "JOBCTL_LOST_AFTER")
+            hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")
+            lost = sources.get("lost_after_s", "JOBCTL_LOST_AFTER (default)")
             raise UsageError(f"invalid {hb} {tunables.heartbeat_s:g}: must be at most a third of "
                              f"{lost} ({tunables.lost_after_s:g}), or a slow heartbeat reads as lost")
         return tunables
