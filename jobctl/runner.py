@@ -269,7 +269,10 @@ class Worker:
                 if self.call_conn is None:
                     self.call_conn = self.backend.connect(job_id=self.job_id)
                 if noted is not None:
-                    self._note_queued(None)
+                    noted = None
+                    self._note_queued(None)  # best effort: the outcome overwrites it anyway
+                    if self.watch_conn is None:
+                        continue  # clearing it lost the connection: open another
                 return True
             except Exception as exc:
                 reason = describe_exception(exc)
