@@ -213,13 +213,16 @@ class Settings:
     secret_env: tuple[str, ...] = ()
 
 
-def _secret_env(prof: dict[str, Any]) -> tuple[str, ...]:
+def _secret_env(prof: dict[str, Any], scheme: str) -> tuple[str, ...]:
     names = ["JOBCTL_PASSWORD"] if "JOBCTL_PASSWORD" in os.environ else []
     env_dsn = os.environ.get("JOBCTL_DSN")
     if env_dsn and mask_dsn(env_dsn) != env_dsn:
         names.append("JOBCTL_DSN")
-    if prof.get("password_env") and prof["password_env"] in os.environ:
-        names.append(prof["password_env"])
+    # what jobctl reads itself, and what the driver reads on jobctl's behalf
+    for name in (prof.get("password_env"), prof.get("wallet_password_env"),
+                 "PGPASSWORD" if scheme == "postgresql" else None):
+        if isinstance(name, str) and name in os.environ:
+            names.append(name)
     return tuple(names)
 
 
@@ -279,7 +282,7 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
     conn = replace(conn, busy_timeout_s=tunables.busy_timeout_s)
 
     return Settings(connection=conn, tunables=tunables, profile_name=profile,
-                    secret_env=_secret_env(prof))
+                    secret_env=_secret_env(prof, conn.scheme))
 
 
 def prompt_password(settings: ConnectionSettings) -> str | None:

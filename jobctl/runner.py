@@ -68,12 +68,16 @@ def _importable_path() -> list[str]:
 
 def spawn(settings: Settings, job_id: str) -> None:
     """Start the detached worker for `job_id` and return once it is on its own."""
-    payload = json.dumps({"connection": settings.connection.to_payload(),
-                          "tunables": asdict(settings.tunables),
-                          "sys_path": _importable_path()})
-    # secrets travel in the pipe only: drop every variable that carried one
+    # secrets travel in the pipe only: every variable that carried one is left
+    # out of the worker's environment, and handed over in the pipe for a driver
+    # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
+    # worker sets them in its memory, which /proc/PID/environ does not show
     hidden = {"JOBCTL_PASSWORD", *settings.secret_env}
     env = {k: v for k, v in os.environ.items() if k not in hidden}
+    payload = json.dumps({"connection": settings.connection.to_payload(),
+                          "tunables": asdict(settings.tunables),
+                          "sys_path": _importable_path(),
+                          "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
     package_root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen(
         [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, job_id],
@@ -396,6 +400,7 @@ def main(argv: list[str]) -> int:
     os.umask(0o077)  # whatever the worker creates (worker.log, a SQLite -wal) is private
     payload = json.loads(sys.stdin.read() or "{}")
     sys.path.extend(p for p in payload.get("sys_path", ()) if p not in sys.path)
+    os.environ.update(payload.get("environ", {}))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

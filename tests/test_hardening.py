@@ -275,3 +275,33 @@ def test_blocked_writer_goes_on_once_the_lock_is_released(sqlite_env):
     assert out.returncode == 0, out.stderr
     assert "waiting for the write lock" in out.stderr
     assert sqlite_env.status(out.stdout.strip())["result"] == {"vresult": 5}
+
+
+# -- S2: a secret a driver reads from the environment ------------------------------------------
+
+PEEK_MODULE = '''
+import os
+from jobctl.local import procedure
+
+@procedure("ENV_PEEK", outputs={"in_memory": bool, "in_proc_environ": bool})
+def peek(ctx, name: str):
+    with open("/proc/self/environ", "rb") as fh:
+        raw = fh.read()
+    return {"in_memory": os.environ.get(name) == "sekret-pw-42", "in_proc_environ": b"sekret-pw-42" in raw}
+'''
+
+
+def test_secret_variables_reach_the_workers_memory_but_not_its_environ(sqlite_env, monkeypatch):
+    """A driver that reads its own variable (PGPASSWORD, a wallet's password)
+    still finds it in the worker, while /proc/PID/environ never shows it."""
+    module = sqlite_env.tmp / "peek.py"
+    module.write_text(PEEK_MODULE)
+    cfg = sqlite_env.tmp / "config" / "jobctl" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f'[profiles.t]\ndsn = "{sqlite_env.dsn}"\npassword_env = "MY_DB_SECRET"\n'
+                   f'modules = ["{module}"]\n')
+    monkeypatch.setenv("MY_DB_SECRET", "sekret-pw-42")
+    result = sqlite_env.cli("--profile", "t", "submit", "ENV_PEEK", "-p", "name=MY_DB_SECRET", "--wait")
+    assert result.exit_code == 0, result.stderr
+    job = sqlite_env.status(result.stdout.strip())
+    assert job["result"] == {"in_memory": True, "in_proc_environ": False}

@@ -222,13 +222,17 @@ def test_fifty_jobs_from_ten_concurrent_shells_all_complete(env):
     assert len(rows) == 50 and {r["status"] for r in rows} == {"completed"}
 
 
-@pytest.mark.parametrize("source", ["JOBCTL_PASSWORD", "JOBCTL_DSN", "password_env"])
+@pytest.mark.parametrize("source", ["JOBCTL_PASSWORD", "JOBCTL_DSN", "password_env", "PGPASSWORD"])
 def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch, source):
     if env.backend == "oracle":
         pytest.skip("the Oracle suite needs its real password in JOBCTL_PASSWORD")
     # each is ignored by sqlite and trust auth, and each must stay out of the worker
     if source == "JOBCTL_PASSWORD":
         monkeypatch.setenv("JOBCTL_PASSWORD", "sekret-pw-42")
+    elif source == "PGPASSWORD":
+        if env.backend != "postgresql":
+            pytest.skip("libpq's own variable")
+        monkeypatch.setenv("PGPASSWORD", "sekret-pw-42")
     elif source == "JOBCTL_DSN":
         if env.backend == "sqlite":
             pytest.skip("a sqlite:/// DSN has no place for a password")
