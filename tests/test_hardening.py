@@ -95,6 +95,15 @@ def test_default_database_and_its_wal_files_are_private(sqlite_env, default_db):
     assert sqlite_env.wait_for(job_id, finished)["status"] == "completed"
 
 
+def test_a_database_the_python_api_creates_is_private_too(sqlite_env, default_db):
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    with Jobctl(resolve_settings()) as api:  # no CLI, so no umask of jobctl's
+        assert api.list_jobs() == []
+    assert mode(default_db) == 0o600 and mode(default_db.parent) == 0o700
+
+
 def test_worker_log_is_private(sqlite_env, monkeypatch):
     from jobctl import runner
     from jobctl.api import Jobctl
