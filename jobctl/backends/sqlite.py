@@ -37,8 +37,8 @@ LOCK_NOTICE_AFTER_S = 2.0
 def _schema_indexes() -> frozenset[str]:
     """The indexes the schema file creates: a database lacking one is half-made."""
     text = read_sql("sqlite", "create_async_jobs_table.sql")
-    return frozenset(m.upper() for m in re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)",
-                                                   text, re.IGNORECASE))
+    names = re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.IGNORECASE)
+    return frozenset(n.upper() for n in names)
 
 
 class CallInterrupted(Exception):
