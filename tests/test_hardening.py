@@ -8,7 +8,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -274,16 +273,17 @@ def test_blocked_writer_says_what_it_waits_for_then_fails_with_exit_4(sqlite_env
 
 def test_blocked_writer_goes_on_once_the_lock_is_released(sqlite_env):
     holder = _hold_write_lock(sqlite_env.dsn.removeprefix("sqlite:///"))
-    release = threading.Timer(3.0, holder.rollback)
-    release.start()
+    proc = subprocess.Popen([sys.executable, "-m", "jobctl", "submit", "SUMA_SIMPLE", "-p", "vA=5", "--wait"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        out = sqlite_env.sh("submit", "SUMA_SIMPLE", "-p", "vA=5", "--wait")
+        notice = proc.stderr.readline()  # blocks until jobctl says what it waits for
     finally:
-        release.join()
+        holder.rollback()
         holder.close()
-    assert out.returncode == 0, out.stderr
-    assert "waiting for the write lock" in out.stderr
-    assert sqlite_env.status(out.stdout.strip())["result"] == {"vresult": 5}
+    out, err = proc.communicate(timeout=60)
+    assert notice.startswith("jobctl: waiting for the write lock on "), notice + err
+    assert proc.returncode == 0, err
+    assert sqlite_env.status(out.strip())["result"] == {"vresult": 5}
 
 
 # -- S2: a secret a driver reads from the environment ------------------------------------------
