@@ -25,7 +25,7 @@ from . import store
 from .backends import get_backend
 from .config import Settings
 from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, UsageError
-from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
+from .model import FINISHED_STATUSES, MAX_DURATION_S, Job, JobStatus, Signature, utcnow
 
 MIN_PREFIX = 4
 CLEANUP_BATCH = 500
@@ -166,8 +166,8 @@ class Jobctl:
         name = self.backend.normalize_name(procedure)
         if retries < 0:
             raise UsageError("--retries must be 0 or more")
-        if timeout_s is not None and timeout_s <= 0:
-            raise UsageError("--timeout must be more than 0")
+        if timeout_s is not None and not 0 < timeout_s <= MAX_DURATION_S:  # also refuses nan
+            raise UsageError(f"--timeout must be more than 0 and at most {MAX_DURATION_S:g} s")
         with self._db() as conn:
             try:
                 sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
@@ -258,6 +258,7 @@ class Jobctl:
     def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
                   since_s: float = 86400, limit: int = 50) -> list[Job]:
         wanted = _parse_statuses(statuses)
+        _check_since(since_s)
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise UsageError(f"--limit must be from 1 to {MAX_LIST_LIMIT}")
         proc = self.backend.normalize_name(procedure) if procedure else None
@@ -278,6 +279,7 @@ class Jobctl:
         return jobs
 
     def stats(self, *, since_s: float = 7 * 86400, procedure: str | None = None) -> list[dict[str, Any]]:
+        _check_since(since_s)
         proc = self.backend.normalize_name(procedure) if procedure else None
         now = utcnow()
         with self._db() as conn:
@@ -393,6 +395,12 @@ class Jobctl:
         if missing:
             raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
         return ran
+
+
+def _check_since(since_s: float) -> None:
+    # a window past a century overflows date arithmetic: the caller's mistake
+    if not 0 <= since_s <= MAX_DURATION_S:  # also refuses nan
+        raise UsageError(f"--since must be from 0 to {MAX_DURATION_S:g} s, not {since_s:g}")
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

@@ -314,3 +314,24 @@ def test_secret_variables_reach_the_workers_memory_but_not_its_environ(sqlite_en
     assert result.exit_code == 0, result.stderr
     job = sqlite_env.status(result.stdout.strip())
     assert job["result"] == {"in_memory": True, "in_proc_environ": False}
+
+
+# -- item 7 through the Python API ----------------------------------------------------------------
+
+@pytest.mark.parametrize("call", [
+    lambda api: api.list_jobs(since_s=1e300),
+    lambda api: api.list_jobs(since_s=float("nan")),
+    lambda api: api.list_jobs(limit=10 ** 24),
+    lambda api: api.stats(since_s=float("inf")),
+    lambda api: api.cleanup(days=float("nan")),
+    lambda api: api.submit("SUMA_SIMPLE", {"vA": 1}, timeout_s=float("inf")),
+])
+def test_overflowing_input_through_the_api_is_a_usage_error(sqlite_env, call):
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+    from jobctl.errors import UsageError
+
+    before = sqlite_env.rows()
+    with Jobctl(resolve_settings()) as api, pytest.raises(UsageError):
+        call(api)
+    assert sqlite_env.rows() == before
