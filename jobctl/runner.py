@@ -264,7 +264,11 @@ class Worker:
         (too many connections, a per-role limit, a restart) is retried with
         backoff until start_timeout; the reason goes into the queued row as soon
         as one connection works, so `status` says what the job waits for."""
-        deadline = time.monotonic() + self.tunables.start_timeout_s
+        # readers call a job lost start_timeout after its submit, which was a
+        # moment before this process started: give up a little earlier, so the
+        # row says `failed` with the reason before anyone can read it as lost
+        limit = self.tunables.start_timeout_s
+        deadline = self.started_mono + limit - min(1.0, limit / 10)
         delay, noted = 0.1, None
         while True:
             try:
