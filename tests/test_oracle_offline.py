@@ -873,3 +873,19 @@ def test_sql_files_ship_inside_the_package():
     root = Path(__file__).resolve().parent.parent
     for name in ("create_async_jobs_table.sql", "examples.sql"):
         assert (root / "sql" / "oracle" / name).is_file()
+
+
+def test_wallet_and_database_passwords_are_kept_out_of_the_workers_environment(tmp_path, monkeypatch):
+    """Offline half of the /proc/PID/environ test: every variable an Oracle
+    profile takes a secret from is one the worker starts without."""
+    from jobctl.config import resolve_settings
+
+    cfg = tmp_path / "config" / "jobctl" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('[profiles.adb]\ndsn = "oracle://scott@adb_high"\npassword_env = "ADB_PW"\n'
+                   'wallet_password_env = "ADB_WALLET_PW"\nconfig_dir = "~/wallet"\n')
+    monkeypatch.setenv("ADB_PW", "db-secret")
+    monkeypatch.setenv("ADB_WALLET_PW", "wallet-secret")
+    settings = resolve_settings(profile="adb")
+    assert {"ADB_PW", "ADB_WALLET_PW"} <= set(settings.secret_env)
+    assert settings.connection.password == "db-secret"
