@@ -106,6 +106,7 @@ def _log(job_id: str, message: str) -> None:
         path = log_path()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # one an older jobctl left readable by others, too
         with os.fdopen(fd, "a") as fh:
             fh.write(f"{utcnow().isoformat()} {job_id} pid={os.getpid()}: {message}\n")
     except OSError:
