@@ -85,13 +85,14 @@ def default_db(sqlite_env, monkeypatch):
 
 
 def test_default_database_and_its_wal_files_are_private(sqlite_env, default_db):
-    job_id = sqlite_env.submit("DEMO_SLEEP", "-p", "p_seconds=3")
+    job_id = sqlite_env.submit("DEMO_SLEEP", "-p", "p_seconds=30")
     sqlite_env.wait_for(job_id, lambda j: j["status"] == "running")
     # the worker holds the database open, so its -wal and -shm exist now
     for path in (default_db, Path(f"{default_db}-wal"), Path(f"{default_db}-shm")):
         assert mode(path) == 0o600, (path, oct(mode(path)))
     assert mode(default_db.parent) == 0o700
-    assert sqlite_env.wait_for(job_id, finished)["status"] == "completed"
+    assert sqlite_env.cli("cancel", job_id).exit_code == 0
+    assert sqlite_env.wait_for(job_id, finished)["status"] == "cancelled"
 
 
 def test_a_database_the_python_api_creates_is_private_too(sqlite_env, default_db):
