@@ -27,10 +27,14 @@ from .backends import get_backend
 from .config import Settings
 from .errors import DatabaseError, JobctlError, JobsUnfinished, NotFound, SchemaOutdated, UsageError
 from .lifecycle import Lifecycle
-from .model import FINISHED_STATUSES, Job, JobStatus, Signature, utcnow
+from .model import FINISHED_STATUSES, MAX_DURATION_S, Job, JobStatus, Signature, utcnow
 
 MIN_PREFIX = 4
 CLEANUP_BATCH = 500
+#: `list --limit` above this is a typo, and would overflow a bind on some databases
+MAX_LIST_LIMIT = 1_000_000
+#: `cleanup --days` beyond a century is a typo (and overflows date arithmetic)
+MAX_CLEANUP_DAYS = 36500
 
 
 @dataclass(frozen=True)
@@ -127,8 +131,8 @@ class Jobctl:
         name = self.backend.normalize_name(procedure)
         if retries < 0:
             raise UsageError("--retries must be 0 or more")
-        if timeout_s is not None and timeout_s <= 0:
-            raise UsageError("--timeout must be more than 0")
+        if timeout_s is not None and not 0 < timeout_s <= MAX_DURATION_S:  # also refuses nan
+            raise UsageError(f"--timeout must be more than 0 and at most {MAX_DURATION_S:g} s")
         with self._db() as conn:
             try:
                 sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
@@ -232,8 +236,9 @@ class Jobctl:
         """Newest first. `since_s` bounds finished jobs; queued and running
         ones are always listed. None: all of them."""
         wanted = _parse_statuses(statuses)
-        if limit <= 0:
-            raise UsageError("--limit must be at least 1")
+        _check_since(since_s)
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise UsageError(f"--limit must be from 1 to {MAX_LIST_LIMIT}")
         proc = self._procedure_filter(procedure)
         sql_statuses = None
         if wanted:
@@ -255,6 +260,7 @@ class Jobctl:
 
     def stats(self, *, since_s: float | None = 7 * 86400,
               procedure: str | None = None) -> list[dict[str, Any]]:
+        _check_since(since_s)
         proc = self._procedure_filter(procedure)
         now = utcnow()
         since = _ago(now, since_s)
@@ -388,8 +394,8 @@ class Jobctl:
 
     def cleanup(self, *, days: float, statuses: Sequence[str] | None = None,
                 dry_run: bool = False) -> CleanupReport:
-        if days < 0:
-            raise UsageError("--days must be 0 or more")
+        if not 0 <= days <= MAX_CLEANUP_DAYS:  # also refuses nan
+            raise UsageError(f"--days must be a number of days from 0 to {MAX_CLEANUP_DAYS}, not {days:g}")
         wanted = _parse_statuses(statuses) or list(FINISHED_STATUSES)
         active = [s.value for s in wanted if not s.finished]
         if active:
@@ -471,6 +477,14 @@ def _new_lines(seen: list[str], current: list[str]) -> tuple[list[str], bool]:
         if seen[-k:] == current[:k]:
             return current[k:], False
     return current, False
+
+
+def _check_since(since_s: float | None) -> None:
+    if since_s is None:  # --since all
+        return
+    # a window past a century overflows date arithmetic: the caller's mistake
+    if not 0 <= since_s <= MAX_DURATION_S:  # also refuses nan
+        raise UsageError(f"--since must be from 0 to {MAX_DURATION_S:g} s, not {since_s:g}")
 
 
 def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:

@@ -23,6 +23,8 @@ from .errors import JobctlError, JobsNotCompleted
 from .formats import Format
 
 _state = {"debug": False}
+#: as api.MAX_LIST_LIMIT, repeated so that --help does not import the api
+MAX_LIST_LIMIT = 1_000_000
 
 
 def _say(message: str) -> None:
@@ -40,6 +42,9 @@ class JobctlGroup(typer.core.TyperGroup):
     """Every exit leaves through here: one line on stderr, the right code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        # what jobctl creates (its directories, jobs.db and its -wal/-shm, the
+        # worker's log) is private to the user: job parameters may be secrets
+        umask = os.umask(0o077)
         try:
             # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
             rv = super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
@@ -74,6 +79,8 @@ class JobctlGroup(typer.core.TyperGroup):
                 _print_traceback()
             _say(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
             code = 1
+        finally:
+            os.umask(umask)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -104,7 +111,10 @@ def main(
     ctx: typer.Context,
     dsn: Annotated[Optional[str], typer.Option(
         "--dsn", envvar="JOBCTL_DSN", show_envvar=True,
-        help="Database URL: sqlite:///path, postgresql://user@host/db, oracle://user@host:port/service.")] = None,
+        help="Database URL: sqlite:///path, postgresql://user@host/db, oracle://user@host:port/service. "
+             "A password written here is visible to other local users in `ps` for as long as "
+             "jobctl runs (all of `submit --wait`): use a profile's password_file, "
+             "JOBCTL_PASSWORD or the prompt instead.")] = None,
     profile: Annotated[Optional[str], typer.Option(
         "--profile", envvar="JOBCTL_PROFILE", show_envvar=True,
         help="Profile from ~/.config/jobctl/config.toml.")] = None,
@@ -442,7 +452,8 @@ def list_(
     since: Annotated[str, typer.Option(
         "--since", help="How far back (start time) for finished jobs: 1h, 24h, 7d, or all. "
                         "Queued and running jobs are always listed.")] = "24h",
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many rows.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIST_LIMIT,
+                                       help="At most this many rows.")] = 50,
     fmt: FormatOpt = Format.table,
     columns: ColumnsOpt = None,
     no_headers: NoHeadersOpt = False,

@@ -7,6 +7,7 @@ Order of precedence for the DSN: `--dsn`, `JOBCTL_DSN`, the profile named by
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import stat
@@ -118,6 +119,8 @@ class ConnectionSettings:
     password: str | None = field(default=None, repr=False)
     #: the SQLite default file: created with its schema on first use
     is_default: bool = False
+    #: SQLite: how long a write waits for another writer's lock (JOBCTL_BUSY_TIMEOUT)
+    busy_timeout_s: float = 30.0
 
     @property
     def display(self) -> str:
@@ -143,12 +146,13 @@ class ConnectionSettings:
     def to_payload(self) -> dict[str, Any]:
         """For the worker, sent over a pipe: never argv, never the environment."""
         return {"dsn": self.dsn, "options": self.options, "password": self.password,
-                "is_default": self.is_default}
+                "is_default": self.is_default, "busy_timeout_s": self.busy_timeout_s}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ConnectionSettings:
         s = parse_dsn(data["dsn"], options=data.get("options") or {})
-        return replace(s, password=data.get("password"), is_default=bool(data.get("is_default")))
+        return replace(s, password=data.get("password"), is_default=bool(data.get("is_default")),
+                       busy_timeout_s=float(data.get("busy_timeout_s", cls.busy_timeout_s)))
 
 
 def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionSettings:
@@ -241,6 +245,11 @@ def _read_password_file(name: str) -> str:
     return path.read_text().strip("\r\n")
 
 
+#: no timing knob may exceed this: past it, date arithmetic overflows (and a
+#: heartbeat of a month means no heartbeat at all)
+MAX_TUNABLE_S = 30 * 86400.0
+
+
 @dataclass(frozen=True)
 class Tunables:
     """Timing knobs; tests shorten them through the environment."""
@@ -250,23 +259,42 @@ class Tunables:
     start_timeout_s: float = 60.0  # a queued job no worker claimed by then is lost
     poll_s: float = 0.5            # `wait` polling
     retry_backoff_s: float = 2.0   # --retries: first pause, doubled each attempt
+    busy_timeout_s: float = 30.0   # SQLite: how long a write waits for another writer
     final_write_attempts: int = 8  # final status write, retried with backoff
+
+    @staticmethod
+    def env_name(f: str) -> str:
+        return "JOBCTL_" + f.upper().removesuffix("_S")
 
     @classmethod
     def from_sources(cls, profile: dict[str, Any]) -> Tunables:
+        """Every knob checked here, at start-up: `inf` would stop the watchdog,
+        `nan` spin a core, and a heartbeat slower than lost_after get healthy
+        jobs declared lost. Errors name the variable (or profile key) to fix."""
         values: dict[str, Any] = {}
-        for f in ("heartbeat_s", "lost_after_s", "start_timeout_s", "poll_s", "retry_backoff_s"):
-            env = os.environ.get("JOBCTL_" + f.upper().removesuffix("_S"))
+        sources: dict[str, str] = {}
+        for f in ("heartbeat_s", "lost_after_s", "start_timeout_s", "poll_s", "retry_backoff_s",
+                  "busy_timeout_s"):
+            env = os.environ.get(cls.env_name(f))
             raw = env if env is not None else profile.get(f)
             if raw is None:
                 continue
+            source = cls.env_name(f) if env is not None else f"profile key {f}"
             try:
-                values[f] = float(raw)
-            except (TypeError, ValueError):
-                raise UsageError(f"invalid {f} {raw!r}: must be a number of seconds") from None
-            if values[f] <= 0:
-                raise UsageError(f"invalid {f} {raw!r}: must be positive")
-        return cls(**values)
+                value = float(raw)
+            except (TypeError, ValueError, OverflowError):
+                value = math.nan
+            if isinstance(raw, bool) or not (0 < value <= MAX_TUNABLE_S):
+                raise UsageError(f"invalid {source} {raw!r}: must be a number of seconds "
+                                 f"above 0 and at most {MAX_TUNABLE_S:.0f} (30 days)")
+            values[f], sources[f] = value, source
+        tunables = cls(**values)
+        if tunables.heartbeat_s * 3 > tunables.lost_after_s:
+            hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")
+            lost = sources.get("lost_after_s", "JOBCTL_LOST_AFTER (default)")
+            raise UsageError(f"invalid {hb} {tunables.heartbeat_s:g}: must be at most a third of "
+                             f"{lost} ({tunables.lost_after_s:g}), or a slow heartbeat reads as lost")
+        return tunables
 
 
 @dataclass(frozen=True)
@@ -278,6 +306,21 @@ class Settings:
     #: "password_env VAR", "password_file PATH", "dsn", "wallet", or None
     #: (doctor reports "prompt" when the backend had to ask)
     password_source: str | None = None
+    #: environment variables that carried a secret; the worker's environment drops them
+    secret_env: tuple[str, ...] = ()
+
+
+def _secret_env(prof: dict[str, Any], scheme: str) -> tuple[str, ...]:
+    names = ["JOBCTL_PASSWORD"] if "JOBCTL_PASSWORD" in os.environ else []
+    env_dsn = os.environ.get("JOBCTL_DSN")
+    if env_dsn and mask_dsn(env_dsn) != env_dsn:
+        names.append("JOBCTL_DSN")
+    # what jobctl reads itself, and what the driver reads on jobctl's behalf
+    for name in (prof.get("password_env"), prof.get("wallet_password_env"),
+                 "PGPASSWORD" if scheme == "postgresql" else None):
+        if isinstance(name, str) and name in os.environ:
+            names.append(name)
+    return tuple(names)
 
 
 def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Settings:
@@ -293,17 +336,30 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
             known = ", ".join(sorted(profiles)) or "none defined"
             raise UsageError(f"unknown profile {profile!r} in {config_path()} ({known})")
         prof = dict(profiles[profile])
+        for key in ("dsn", "password_env", "password_file"):
+            if key in prof and not isinstance(prof[key], str):
+                raise UsageError(f"profile {profile!r} in {config_path()}: {key} must be a string "
+                                 f"in quotes, not {prof[key]!r}")
     if dsn is None:
         dsn = prof.get("dsn")
     options = {k: v for k, v in prof.items()
                if k not in ("dsn", "password_env", "password_file", "modules")}
+    for where in (cfg, prof):
+        if not isinstance(where.get("modules", []), list) or \
+                not all(isinstance(m, str) for m in where.get("modules", [])):
+            raise UsageError(f"modules in {config_path()} must be a list of strings "
+                             "(module names or .py paths)")
     modules = list(cfg.get("modules", [])) + list(prof.get("modules", []))
     env_modules = os.environ.get("JOBCTL_MODULES")
     if env_modules:
         modules += [m for m in env_modules.split(os.pathsep) if m]
+    # a module given by path is found from here: the worker runs in /
+    modules = [os.path.abspath(os.path.expanduser(m)) if m.endswith(".py") or "/" in m else m
+               for m in modules]
     if modules:
         # travels with the connection settings so the worker loads them too
         options["modules"] = modules
+    tunables = Tunables.from_sources(prof)
     if dsn is None:
         path = default_sqlite_path()
         conn = ConnectionSettings(scheme="sqlite", dsn=f"sqlite:///{path}", database=str(path),
@@ -327,9 +383,10 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
         conn = conn.with_password(password)
     elif source is None and conn.options.get("wallet_location"):
         source = "wallet"
+    conn = replace(conn, busy_timeout_s=tunables.busy_timeout_s)
 
-    return Settings(connection=conn, tunables=Tunables.from_sources(prof), profile_name=profile,
-                    password_source=source)
+    return Settings(connection=conn, tunables=tunables, profile_name=profile,
+                    password_source=source, secret_env=_secret_env(prof, conn.scheme))
 
 
 def prompt_password(settings: ConnectionSettings) -> str | None:

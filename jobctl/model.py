@@ -192,6 +192,9 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+MAX_DURATION_S = 36500 * 86400.0
+
+
 def parse_duration(text: str, *, option: str = "duration") -> float:
     """`90`, `30s`, `1m30s`, `2h`, `7d` → seconds. Bare numbers are seconds."""
     raw = text.strip().lower()
@@ -211,4 +214,6 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
         value = total
     if value != value or value < 0 or value == float("inf"):
         raise UsageError(f"invalid {option} {text!r}: must be a non-negative number")
+    if value > MAX_DURATION_S:  # past this, date arithmetic overflows
+        raise UsageError(f"invalid {option} {text!r}: at most {MAX_DURATION_S / 86400:g}d (100 years)")
     return value

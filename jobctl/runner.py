@@ -1,9 +1,13 @@
 """The detached worker, and how it is spawned.
 
-`python -m jobctl.runner JOB_ID` runs one job: its own session (it survives
-the terminal closing and its parent's exit), stdio pointed at /dev/null, the
-connection settings and secret read from a pipe on stdin — never argv, never
-the environment. It claims the job (`queued → running`), runs the procedure
+The worker runs one job: started isolated (`python -I`, in `/`, so nothing
+in the caller's directory is importable), its own session (it survives the
+terminal closing and its parent's exit), reparented at once so its caller
+has no child to reap, stdio pointed at /dev/null, files it creates private,
+the connection settings and secret read from a pipe on stdin — never argv,
+never the environment, from which every variable that carried a secret is
+dropped. It connects (waiting out a connection storm until start_timeout),
+claims the job (`queued → running`), runs the procedure
 on one connection while a watchdog thread on a second connection writes the
 heartbeat, polls the cancel flag, enforces the timeout and records progress
 and output; then writes the outcome once, guarded and retried.
@@ -14,6 +18,7 @@ half a second, so no typer, no rich here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -40,23 +45,54 @@ from .params import from_stored
 INTERRUPT_GRACE_S = 10.0
 
 
-def spawn(settings: Settings, job_id: str) -> int:
-    """Start the detached worker for `job_id`; return its pid."""
+#: The worker's first lines, run as `python -I -c`. Isolated mode puts neither
+#: the caller's directory nor PYTHON* variables on sys.path, so a `jobctl/`
+#: planted where the user stands cannot run as them; jobctl comes from the
+#: directory it was installed in (argv[1]). The launcher forks and exits at
+#: once: the caller reaps it straight away and never has a child to wait for,
+#: and the worker, reparented, inherits the stdin pipe with the settings.
+_BOOTSTRAP = (
+    "import os, sys\n"
+    "if os.fork(): os._exit(0)\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from jobctl.runner import main\n"
+    "sys.exit(main(['jobctl.runner', sys.argv[2]]))\n"
+)
+
+
+def _importable_path() -> list[str]:
+    """The caller's sys.path minus anything relative to where it stands, for
+    the drivers and user modules the worker imports (user site, PYTHONPATH)."""
+    cwd = os.getcwd()
+    return [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != cwd]
+
+
+def spawn(settings: Settings, job_id: str) -> None:
+    """Start the detached worker for `job_id` and return once it is on its own."""
+    # secrets travel in the pipe only: every variable that carried one is left
+    # out of the worker's environment, and handed over in the pipe for a driver
+    # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
+    # worker sets them in its memory, which /proc/PID/environ does not show
+    hidden = {"JOBCTL_PASSWORD", *settings.secret_env}
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     payload = json.dumps({"connection": settings.connection.to_payload(),
-                          "tunables": asdict(settings.tunables)})
-    # the secret travels in the pipe only, not in the worker's environment
-    env = {k: v for k, v in os.environ.items() if k != "JOBCTL_PASSWORD"}
+                          "tunables": asdict(settings.tunables),
+                          "sys_path": _importable_path(),
+                          "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
+    package_root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobctl.runner", job_id],
+        [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, job_id],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True, env=env,
+        start_new_session=True, close_fds=True, env=env, cwd="/",
     )
     assert proc.stdin is not None
-    proc.stdin.write(payload.encode())
-    proc.stdin.close()
-    # the worker outlives us; forget it without leaving a ResourceWarning
-    proc.returncode = 0
-    return proc.pid
+    try:
+        proc.stdin.write(payload.encode())
+        proc.stdin.close()
+    finally:
+        code = proc.wait()  # the launcher: it only forks, so this takes milliseconds
+    if code != 0:
+        raise OSError(f"the worker launcher {sys.executable} exited with status {code}")
 
 
 def log_path() -> Path:
@@ -65,11 +101,14 @@ def log_path() -> Path:
 
 
 def _log(job_id: str, message: str) -> None:
-    """Last resort for what cannot be written to the job row."""
+    """Last resort for what cannot be written to the job row. Private to its
+    owner (0600 in a 0700 directory): it may quote a job's data."""
     try:
         path = log_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as fh:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # one an older jobctl left readable by others, too
+        with os.fdopen(fd, "a") as fh:
             fh.write(f"{utcnow().isoformat()} {job_id} pid={os.getpid()}: {message}\n")
     except OSError:
         pass
@@ -205,10 +244,10 @@ class Worker:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         threading.Thread(target=self._signal_listener, daemon=True, name="signals").start()
 
-        self.watch_conn = self.backend.connect(job_id=self.job_id)
-        # the call's connection opens before the claim, so that the claim
+        if not self._open_connections():
+            return 1
+        # the call's connection opened before the claim, so that the claim
         # records the server session that will run the call
-        self.call_conn = self.backend.connect(job_id=self.job_id)
         self.session = self._session_id()
         if self.live_path is not None:
             threading.Thread(target=self._pulse, daemon=True, name="pulse").start()
@@ -275,6 +314,80 @@ class Worker:
             except Exception:
                 pass
             return None
+
+    # -- connecting, through a storm ------------------------------------------------------
+    def _open_connections(self) -> bool:
+        """Open both connections before claiming. A server that refuses for now
+        (too many connections, a per-role limit, a restart) is retried with
+        backoff until start_timeout; the reason goes into the queued row as soon
+        as one connection works, so `status` says what the job waits for."""
+        # readers call a job lost start_timeout after its submit, which was a
+        # moment before this process started: give up a little earlier, so the
+        # row says `failed` with the reason before anyone can read it as lost
+        limit = self.tunables.start_timeout_s
+        deadline = self.started_mono + limit - min(1.0, limit / 10)
+        delay, noted = 0.1, None
+        while True:
+            try:
+                if self.watch_conn is None:
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                if self.call_conn is None:
+                    self.call_conn = self.backend.connect(job_id=self.job_id)
+                if noted is not None:
+                    noted = None
+                    self._note_queued(None)  # best effort: the outcome overwrites it anyway
+                    if self.watch_conn is None:
+                        continue  # clearing it lost the connection: open another
+                return True
+            except Exception as exc:
+                reason = describe_exception(exc)
+                retry = self.backend.is_transient(exc) and time.monotonic() + delay < deadline
+                if not retry:
+                    if self.backend.is_transient(exc):
+                        reason = (f"no database connection within start_timeout "
+                                  f"({self.tunables.start_timeout_s:g} s): {reason}")
+                    self._fail_unstarted(reason)
+                    return False
+                if self.watch_conn is not None and reason != noted:
+                    noted = reason if self._note_queued(f"waiting for a connection: {reason}") else noted
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _note_queued(self, text: str | None) -> bool:
+        try:
+            store.note_queued(self.backend, self.watch_conn, self.job_id, text)
+            self.watch_conn.commit()
+            return True
+        except Exception as exc:
+            _log(self.job_id, f"could not note the wait: {describe_exception(exc)}")
+            with contextlib.suppress(Exception):
+                self.watch_conn.close()
+            self.watch_conn = None
+            return False
+
+    def _fail_unstarted(self, reason: str) -> None:
+        """The job never ran: end it `failed` with the reason rather than leave
+        it to read lost. With no connection at all, keep trying to write that
+        with the final write's backoff (the storm may pass)."""
+        _log(self.job_id, f"not started: {reason}")
+        delay = 0.25
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                if self.watch_conn is None:
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                store.fail_queued(self.backend, self.watch_conn, self.job_id, utcnow(), reason)
+                self.watch_conn.commit()
+                return
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    if self.watch_conn is not None:
+                        self.watch_conn.close()
+                self.watch_conn = None
+                if attempt == self.tunables.final_write_attempts - 1:
+                    _log(self.job_id, f"gave up recording the failure: {describe_exception(exc)}")
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def _attempt(self, sig, values) -> tuple[JobStatus, dict | None, str | None]:
         if self.timeout_s:
@@ -411,7 +524,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m jobctl.runner JOB_ID  (settings as JSON on stdin)", file=sys.stderr)
         return 2
     job_id = argv[1]
+    os.umask(0o077)  # whatever the worker creates (worker.log, a SQLite -wal) is private
     payload = json.loads(sys.stdin.read() or "{}")
+    sys.path.extend(p for p in payload.get("sys_path", ()) if p not in sys.path)
+    os.environ.update(payload.get("environ", {}))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

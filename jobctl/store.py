@@ -144,6 +144,16 @@ def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int
     return cur.rowcount
 
 
+def note_queued(backend, conn, job_id: str, note: str | None) -> int:
+    """Why a queued job has not started yet (its worker waits for a connection),
+    shown in ERROR_MSG until the claim; None clears it."""
+    cur = backend.execute(conn, f"""
+        UPDATE {TABLE} SET error_msg = :note
+        WHERE job_id = :job_id AND status = 'queued'""",
+        {"job_id": job_id, "note": note})
+    return cur.rowcount
+
+
 def find_active_unique(backend, conn, unique_key: str) -> list[Job]:
     cur = _exec(backend, conn, f"""{_SELECT}
         WHERE unique_key = :unique_key AND status IN (:st_queued, :st_running)""",

@@ -59,6 +59,15 @@ def one_job(env):
     (["cancel", "ffff0"], 3, ["no job"]),
     (["describe", "NO_SUCH_PROC"], 3, ["not found"]),
     (["describe", "1ABC"], 2, ["invalid procedure name"]),
+    # input that overflows date arithmetic or a bind is input, not a database error
+    (["list", "--since", "99999999d"], 2, ["--since"]),
+    (["list", "--since", "1e300"], 2, ["--since"]),
+    (["list", "--limit", "1" + "0" * 24], 2, ["--limit"]),
+    (["stats", "--since", "99999999d"], 2, ["--since"]),
+    (["submit", "SUMA_SIMPLE", "-p", "vA=1", "--timeout", "99999999d"], 2, ["--timeout"]),
+    (["cleanup", "--days", "nan"], 2, ["--days"]),
+    (["cleanup", "--days", "inf"], 2, ["--days"]),
+    (["cleanup", "--days", "1e10"], 2, ["--days"]),
 ])
 def test_bad_input_is_one_line_with_exit_code_and_writes_nothing(env, one_job, args, code, needles):
     before = env.rows()
@@ -116,3 +125,17 @@ def test_unreachable_server_fails_fast_with_exit_4(sqlite_env):
 def test_bad_dsn_and_unknown_profile_are_usage_errors(sqlite_env):
     assert_one_line_error(sqlite_env.cli("--dsn", "mysql://x@y/z", "list"), 2, "invalid DSN")
     assert_one_line_error(sqlite_env.cli("--profile", "nope", "list"), 2, "unknown profile")
+
+
+@pytest.mark.parametrize("key, value", [("dsn", "42"), ("dsn", "3.5"), ("password_env", "7"),
+                                        ("modules", '"procs.py"')])
+def test_a_profile_value_of_the_wrong_type_is_a_usage_error(env, one_job, monkeypatch, key, value):
+    cfg = env.tmp / "config" / "jobctl" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    dsn_line = "" if key == "dsn" else f'dsn = "{env.dsn}"\n'
+    cfg.write_text(f"[profiles.t]\n{dsn_line}{key} = {value}\n")
+    monkeypatch.delenv("JOBCTL_DSN")
+    before = env.rows()
+    for args in (["list"], ["submit", env.proc["suma"], "-p", "vA=1"]):
+        assert_one_line_error(env.cli("--profile", "t", *args), 2, key)
+    assert env.rows() == before

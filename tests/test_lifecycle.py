@@ -227,10 +227,30 @@ def test_fifty_jobs_from_ten_concurrent_shells_all_complete(env):
     assert len(rows) == 50 and {r["status"] for r in rows} == {"completed"}
 
 
-def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch):
+@pytest.mark.parametrize("source", ["JOBCTL_PASSWORD", "JOBCTL_DSN", "password_env", "PGPASSWORD"])
+def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch, source):
     if env.backend == "oracle":
         pytest.skip("the Oracle suite needs its real password in JOBCTL_PASSWORD")
-    monkeypatch.setenv("JOBCTL_PASSWORD", "sekret-pw-42")  # ignored by sqlite and trust auth
+    # each is ignored by sqlite and trust auth, and each must stay out of the worker
+    if source == "JOBCTL_PASSWORD":
+        monkeypatch.setenv("JOBCTL_PASSWORD", "sekret-pw-42")
+    elif source == "PGPASSWORD":
+        if env.backend != "postgresql":
+            pytest.skip("libpq's own variable")
+        monkeypatch.setenv("PGPASSWORD", "sekret-pw-42")
+    elif source == "JOBCTL_DSN":
+        if env.backend == "sqlite":
+            pytest.skip("a sqlite:/// DSN has no place for a password")
+        scheme, rest = env.dsn.split("://", 1)
+        user, host = rest.split("@", 1)
+        monkeypatch.setenv("JOBCTL_DSN", f"{scheme}://{user}:sekret-pw-42@{host}")
+    else:
+        cfg = env.tmp / "config" / "jobctl" / "config.toml"
+        cfg.parent.mkdir(parents=True)
+        cfg.write_text(f'[profiles.t]\ndsn = "{env.dsn}"\npassword_env = "MY_DB_SECRET"\n')
+        monkeypatch.delenv("JOBCTL_DSN")
+        monkeypatch.setenv("JOBCTL_PROFILE", "t")
+        monkeypatch.setenv("MY_DB_SECRET", "sekret-pw-42")
     job_id = env.sh("submit", env.proc["sleep"], "-p", "p_seconds=3").stdout.strip()
     job = env.wait_for(job_id, lambda j: j["status"] == "running" and j["worker_pid"])
     pid = job["worker_pid"]
@@ -238,6 +258,7 @@ def test_password_reaches_the_worker_by_pipe_only(env, monkeypatch):
         assert b"sekret" not in fh.read()
     with open(f"/proc/{pid}/environ", "rb") as fh:
         assert b"sekret" not in fh.read()
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"  # nothing of the caller's directory
     job = env.wait_for(job_id, finished)
     assert job["status"] == "completed"
     assert "sekret" not in repr(env.rows())

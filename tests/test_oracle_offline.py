@@ -317,6 +317,19 @@ def test_error_predicates_on_real_error_objects():
     assert not b.is_transient(ValueError("not a driver error"))
 
 
+def test_a_connection_storm_is_transient_so_the_worker_waits_it_out():
+    b = backend()
+    assert b.is_transient(ora_error("ORA-00018: maximum number of sessions exceeded", 18))
+    assert b.is_transient(ora_error("ORA-00020: maximum number of processes (150) exceeded", 20))
+    for code in (12516, 12519, 12520):
+        assert b.is_transient(dpy_error(ora_errors.ERR_LISTENER_REFUSED_CONNECTION, error_code=code))
+    # an unknown service is a mistake to report at once, not a storm to wait out
+    assert not b.is_transient(dpy_error(ora_errors.ERR_LISTENER_REFUSED_CONNECTION, error_code=12514))
+    assert not b.is_transient(ora_error("ORA-01017: invalid username/password; logon denied", 1017))
+    err = b.translate_error(ora_error("ORA-00018: maximum number of sessions exceeded", 18))
+    assert err.exit_code == 4 and err.transient and "ORA-00018" in err.message
+
+
 def test_job_errors_keep_the_database_text_without_help_urls():
     b = backend()
     exc = ora_error('ORA-20001: boom\nORA-06512: at "SCOTT.DEMO_FAIL", line 3\nORA-06512: at line 1', 20001)
@@ -874,7 +887,8 @@ def test_sql_files_ship_inside_the_package():
         assert (root / "sql" / "oracle" / name).is_file()
 
 
-# == issue 8 (review defects), issue 7 (Oracle parts), issue 9 item 8 ===================
+# == issue 8 (review defects), issue 7 (Oracle parts), issue 9 item 8 ============
+
 
 class NoOutputCursor(FakeCursor):
     """DBMS_OUTPUT.GET_LINES answers "no lines", as for a procedure that
@@ -1515,3 +1529,19 @@ def test_number_values_bind_exactly_and_out_numbers_come_back_as_decimal(typed, 
     for mode in ("OUT", "IN/OUT"):
         p, t = _p("N", "NUMBER", mode)
         assert b._out_var(cur, p, t).type is Decimal
+
+
+def test_wallet_and_database_passwords_are_kept_out_of_the_workers_environment(tmp_path, monkeypatch):
+    """Offline half of the /proc/PID/environ test: every variable an Oracle
+    profile takes a secret from is one the worker starts without."""
+    from jobctl.config import resolve_settings
+
+    cfg = tmp_path / "config" / "jobctl" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('[profiles.adb]\ndsn = "oracle://scott@adb_high"\npassword_env = "ADB_PW"\n'
+                   'wallet_password_env = "ADB_WALLET_PW"\nconfig_dir = "~/wallet"\n')
+    monkeypatch.setenv("ADB_PW", "db-secret")
+    monkeypatch.setenv("ADB_WALLET_PW", "wallet-secret")
+    settings = resolve_settings(profile="adb")
+    assert {"ADB_PW", "ADB_WALLET_PW"} <= set(settings.secret_env)
+    assert settings.connection.password == "db-secret"

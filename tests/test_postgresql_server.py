@@ -481,3 +481,87 @@ def test_unreachable_server_is_one_line_exit_4_with_masked_dsn(pg):
     assert "s3cret" not in res.stderr
     assert "cannot connect to postgresql://someone:***@127.0.0.1:1/nowhere" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+# -- connection storms: the worker waits, says why, and fails with the reason ---------------
+
+def _storm_role(pg) -> tuple[str, str]:
+    """A role whose CONNECTION LIMIT the test turns down and up again (a
+    superuser ignores limits, so not the admin)."""
+    role = f"jobctl_storm_{uuid.uuid4().hex[:8]}"
+    pg["roles"].append(role)
+    run_sql(pg["dsn"], f"""
+        CREATE ROLE {role} LOGIN;
+        GRANT USAGE ON SCHEMA public TO {role};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON async_jobs TO {role};
+    """)
+    return role, _with_user(pg["dsn"], role)
+
+
+def _submit_into_a_storm(pg, role: str, role_dsn: str) -> str:
+    """Submit with a connection taken before the role's limit drops to 0, so
+    the worker's own connections are refused."""
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    api = Jobctl(resolve_settings(dsn=role_dsn))
+    assert api.conn is not None
+    run_sql(pg["dsn"], f"ALTER ROLE {role} CONNECTION LIMIT 0")
+    try:
+        return api.submit("demo_sleep", {"p_seconds": "1"}).job_id
+    finally:
+        api.close()
+
+
+def _row(dsn: str, job_id: str) -> tuple:
+    return run_sql(dsn, "SELECT status, error_msg FROM async_jobs WHERE job_id = %s", (job_id,))[0]
+
+
+def test_worker_waits_out_a_connection_storm_and_says_why_in_the_row(pg):
+    dsn = pg["dsn"]
+    role, role_dsn = _storm_role(pg)
+    job_id = _submit_into_a_storm(pg, role, role_dsn)
+    time.sleep(1.0)
+    assert _row(dsn, job_id)[0] == "queued"
+    # room for one connection: the worker gets its first and says what it waits for
+    run_sql(dsn, f"ALTER ROLE {role} CONNECTION LIMIT 1")
+    status_, error = wait_for(lambda: (r := _row(dsn, job_id))[1] and r, timeout=30)
+    assert status_ == "queued"
+    assert error.startswith("waiting for a connection: ") and "too many connections" in error
+    shown = status(dsn, job_id)
+    assert shown["status"] == "queued" and "too many connections" in shown["error_msg"]
+    run_sql(dsn, f"ALTER ROLE {role} CONNECTION LIMIT -1")
+    code, job = wait_job(dsn, job_id)
+    assert code == 0 and job["status"] == "completed" and job["error_msg"] is None
+
+
+def test_worker_that_never_gets_a_connection_ends_failed_with_the_reason(pg, monkeypatch):
+    monkeypatch.setenv("JOBCTL_START_TIMEOUT", "2")
+    dsn = pg["dsn"]
+    role, role_dsn = _storm_role(pg)
+    job_id = _submit_into_a_storm(pg, role, role_dsn)
+    time.sleep(3.0)  # past start_timeout: the worker no longer starts the job
+    assert _row(dsn, job_id)[0] == "queued"
+    # the storm passes: the first connection that works records why the job never ran
+    run_sql(dsn, f"ALTER ROLE {role} CONNECTION LIMIT -1")
+    status_, error = wait_for(lambda: (r := _row(dsn, job_id))[0] != "queued" and r, timeout=60)
+    assert status_ == "failed"
+    assert "start_timeout" in error and "too many connections" in error
+    assert run_sql(dsn, "SELECT count(*) FROM async_jobs WHERE job_id = %s AND end_time IS NOT NULL",
+                   (job_id,))[0][0] == 1
+
+
+def test_only_refusals_that_pass_are_waited_out(pg):
+    """The worker retries a transient connect error until start_timeout: a
+    storm yes, a database or role that does not exist no (it fails at once)."""
+    from jobctl.backends import get_backend
+    from jobctl.config import parse_dsn
+
+    role, role_dsn = _storm_role(pg)
+    run_sql(pg["dsn"], f"ALTER ROLE {role} CONNECTION LIMIT 0")
+    cases = {role_dsn: True, _with_db(pg["dsn"], "jobctl_no_such_db"): False,
+             _with_user(pg["dsn"], "jobctl_no_such_role"): False}
+    for dsn, transient in cases.items():
+        with pytest.raises(Exception) as info:
+            get_backend(parse_dsn(dsn)).connect()
+        assert info.value.exit_code == 4 and info.value.transient is transient, (dsn, info.value)

@@ -702,17 +702,22 @@ class OracleBackend:
 
     #: ORA-00060 deadlock, ORA-00054 resource busy (ORACLE_NOTES "Errors →
     #: what jobctl says"). ORA-04068/04061 are not here: `call` retries the
-    #: call itself once on them, and no bookkeeping write can raise them.
-    _TRANSIENT_CODES = frozenset({60, 54})
+    #: call itself once on them, and no bookkeeping write can raise them. A
+    #: connection storm: ORA-00018 sessions / ORA-00020 processes exceeded.
+    _TRANSIENT_CODES = frozenset({60, 54, 18, 20})
     #: connection lost, call timed out, cannot connect (database restarting)
     _TRANSIENT_DPY = frozenset({"DPY-4011", "DPY-4024", "DPY-6005"})
+    #: the listener refusing for now (thin mode: DPY-6000 "Similar to ORA-125xx"):
+    #: no free handler (12516, 12519) or instance blocked, e.g. starting (12520, 12528)
+    _TRANSIENT_LISTENER = re.compile(r"ORA-(12516|12519|12520|12528)\b")
 
     def is_transient(self, exc: BaseException) -> bool:
         err = _error_info(exc)
         if err is None:
             return False
         return bool(err.isrecoverable or err.code in self._TRANSIENT_CODES
-                    or err.full_code in self._TRANSIENT_DPY)
+                    or err.full_code in self._TRANSIENT_DPY
+                    or (err.full_code == "DPY-6000" and self._TRANSIENT_LISTENER.search(err.message)))
 
     def translate_error(self, exc: BaseException) -> JobctlError:
         """A driver exception as one line with the DSN (password masked) and

@@ -187,6 +187,12 @@ _IN_PREFIX = re.compile(r"(\(|, )IN ")  # `IN a integer` reads as `a integer`
 _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re.IGNORECASE)
 
 
+#: refusals at connect that pass on their own: max_connections or a role's
+#: CONNECTION LIMIT (53300), slots reserved for superusers, a restart
+_PASSING_FATAL = re.compile(r"too many (connections|clients)|remaining connection slots|"
+                            r"the database system is (starting up|shutting down|in recovery|"
+                            r"not yet accepting)|terminating connection")
+
 class PostgresBackend:
     name: ClassVar[str] = "postgresql"
     script_style: ClassVar[str] = "semicolon"
@@ -283,7 +289,12 @@ class PostgresBackend:
             return False
         state = exc.sqlstate
         if state is None:  # no server answer: connection refused, lost, closed
-            return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+            if not isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+                return False
+            # a refused connection carries no sqlstate, only the server's FATAL
+            # text: a storm or a restart passes, a bad password or database does not
+            text = str(exc)
+            return "FATAL:" not in text or bool(_PASSING_FATAL.search(text))
         return state.startswith("08") or state in self._TRANSIENT_STATES
 
     def translate_error(self, exc: BaseException) -> JobctlError:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import io
 import os
 import re
 import signal
 import sqlite3
+import stat
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,11 +23,23 @@ from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageE
 from ..model import Signature
 from ..params import to_json_value
 from ..sqlfiles import read_sql, split_script
+from ..store import COLUMNS
 from .base import CallContext
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _ENDS_TRANSACTION = re.compile(r"\s*(COMMIT|END)\b", re.IGNORECASE)
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+#: a command blocked by another writer says so after this long
+LOCK_NOTICE_AFTER_S = 2.0
+
+
+@functools.cache
+def _schema_indexes() -> frozenset[str]:
+    """The indexes the schema file creates: a database lacking one is half-made."""
+    text = read_sql("sqlite", "create_async_jobs_table.sql")
+    names = re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.IGNORECASE)
+    return frozenset(n.upper() for n in names)
 
 
 class CallInterrupted(Exception):
@@ -109,25 +124,60 @@ class SqliteBackend:
     # -- connections -----------------------------------------------------------
     def connect(self, *, job_id: str | None = None) -> sqlite3.Connection:
         path = self.path
+        memory = str(path) == ":memory:"
         if self.settings.is_default:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        is_new = str(path) != ":memory:" and not path.exists()
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._make_private(path)
         if path.is_dir():
             raise DatabaseError(f"cannot open database {self.settings.display}: {path} is a directory")
+        if not memory and not path.exists() and path.parent.is_dir():
+            # jobctl's own file, private from its first byte; SQLite gives the
+            # -wal and -shm files the mode of the database file
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        busy_s = self.settings.busy_timeout_s
         try:
-            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level="IMMEDIATE",
+            conn = sqlite3.connect(str(path), timeout=busy_s, isolation_level="IMMEDIATE",
                                    check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_s * 1000)}")
+            # WAL: readers never wait for writers, and a crash cannot corrupt the
+            # file; NORMAL syncs at checkpoints only, so a power cut may lose the
+            # last commits but never leaves a torn database
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.create_aggregate("percentile_cont", 2, _Percentile)
-            if is_new:
-                # "created on first use": a new file gets its schema right away
+            if not memory and (self.settings.is_default or path.stat().st_size == 0) \
+                    and self._schema_incomplete(conn):
+                # the default file is jobctl's own: (re)create what a first use
+                # or a full disk left missing
                 self._create_schema(conn)
             elif conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.Error as exc:
             raise self.translate_error(exc) from None
         return conn
+
+    def _make_private(self, path: Path) -> None:
+        """The default database holds every user's job parameters: tighten one
+        that an older jobctl (or a umask) left readable by others."""
+        loose = []
+        for p in (path.parent, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            try:
+                mode = stat.S_IMODE(p.stat().st_mode)
+            except OSError:
+                continue
+            if mode & 0o077:
+                with contextlib.suppress(OSError):
+                    p.chmod(0o700 if p.is_dir() else 0o600)
+                    loose.append(f"{p.name} {mode:o}")
+        if loose:
+            sys.stderr.write(f"jobctl: notice: made {path.parent} private to its owner "
+                             f"(was readable by others: {', '.join(loose)})\n")
+
+    def _schema_incomplete(self, conn: sqlite3.Connection) -> bool:
+        columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(ASYNC_JOBS)")}
+        indexes = {row[0].upper() for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ASYNC_JOBS'")}
+        return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         for stmt in split_script(read_sql(self.name, "create_async_jobs_table.sql"), self.script_style):
@@ -139,7 +189,24 @@ class SqliteBackend:
         conn.commit()
 
     def execute(self, conn, sql: str, binds: Mapping[str, Any] | None = None):
-        return conn.execute(sql, dict(binds or {}))
+        if conn.in_transaction or not sql.lstrip()[:7].upper().startswith(_WRITES):
+            return conn.execute(sql, dict(binds or {}))
+        # the first write of a transaction waits for the write lock, up to
+        # busy_timeout: say so rather than hang in silence
+        timer = threading.Timer(LOCK_NOTICE_AFTER_S, self._say_waiting)
+        timer.daemon = True
+        timer.start()
+        try:
+            return conn.execute(sql, dict(binds or {}))
+        finally:
+            timer.cancel()
+
+    def _say_waiting(self) -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"jobctl: waiting for the write lock on {self.path}: another process "
+                             f"is writing (giving up after {self.settings.busy_timeout_s:g} s, "
+                             "JOBCTL_BUSY_TIMEOUT)\n")
+            sys.stderr.flush()
 
     def limit_clause(self, bind: str) -> str:
         return f"LIMIT :{bind}"
@@ -189,6 +256,9 @@ class SqliteBackend:
         text = str(exc)
         if "unable to open database file" in text:
             text = f"cannot open database {self.path}: the file or its directory is not accessible"
+        elif self.is_transient(exc):
+            text = (f"the database {self.path} is locked by another writer: gave up after "
+                    f"{self.settings.busy_timeout_s:g} s (JOBCTL_BUSY_TIMEOUT)")
         elif "file is not a database" in text:
             text = f"cannot open database {self.path}: the file is not a SQLite database"
         else:
