@@ -206,6 +206,8 @@ class ConnectionSettings:
         """The DSN to print: `user:***@host` when a password is in use."""
         if is_keyword_dsn(self.dsn):
             return mask_dsn(self.dsn) + (" password=***" if self.password is not None else "")
+        if self.dsn == "postgresql://":
+            return "postgresql:// (libpq environment)"   # "cannot connect to postgresql://" says nothing
         if self.password is None or self.scheme == "sqlite" or self.external_auth:
             return mask_dsn(self.dsn)
         scheme, _, rest = self.dsn.partition("://")
