@@ -57,10 +57,14 @@ class CancelReport:
 
 
 class Jobctl:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, create: bool = True):
+        """`create=False`: a read that finds no default SQLite file says so
+        rather than create an empty one and answer from it, so a cron job
+        that lost its JOBCTL_DSN cannot look healthy."""
         self.settings = settings
         self.backend = get_backend(settings.connection)
         self._conn: Any = None
+        self._create = create
         self.lifecycle = Lifecycle(self.backend, settings.tunables)
 
     # -- plumbing --------------------------------------------------------------------
@@ -79,8 +83,16 @@ class Jobctl:
     @property
     def conn(self) -> Any:
         if self._conn is None:
+            self._require_default_database()
             self._conn = self.backend.connect()
         return self._conn
+
+    def _require_default_database(self) -> None:
+        settings = self.settings.connection
+        if self._create or not settings.is_default or os.path.exists(settings.database or ""):
+            return
+        raise DatabaseError(f"no jobs database at {settings.database}; "
+                            "set JOBCTL_DSN or run jobctl submit first")
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[Any]:

@@ -18,7 +18,7 @@ import typer.core
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError as ClickUsageError
 from typer.exceptions import Abort, Exit
 
-from . import __version__
+from . import __version__, talk
 from .errors import JobctlError, JobsNotCompleted
 from .formats import Format
 
@@ -28,8 +28,37 @@ MAX_LIST_LIMIT = 1_000_000
 
 
 def _say(message: str) -> None:
+    """A notice, summary or hint: silenced by -q."""
+    talk.say(message)
+
+
+def _alert(message: str) -> None:
+    """Something went wrong: said even under -q."""
     sys.stderr.write(f"jobctl: {message}\n")
     sys.stderr.flush()
+
+
+def _set_quiet(ctx, param, value) -> bool:
+    if value:
+        talk.set_quiet(True)
+    return value
+
+
+_QUIET_HELP = "Nothing on stderr unless something went wrong (for cron); errors still print."
+
+
+def _with_quiet(command):
+    """-q after the command name too (`jobctl list -q`), as before it."""
+    if command is not None and not any(p.name == "quiet" for p in command.params):
+        command.params.append(typer.core.TyperOption(
+            param_decls=["-q", "--quiet"], is_flag=True, default=False, expose_value=False,
+            callback=_set_quiet, help=_QUIET_HELP))
+    return command
+
+
+class _QuietGroup(typer.core.TyperGroup):
+    def get_command(self, ctx, cmd_name):
+        return _with_quiet(super().get_command(ctx, cmd_name))
 
 
 def _print_traceback() -> None:
@@ -38,10 +67,11 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
-class JobctlGroup(typer.core.TyperGroup):
+class JobctlGroup(_QuietGroup):
     """Every exit leaves through here: one line on stderr, the right code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        talk.set_quiet(False)  # one process may run several commands (tests, the library)
         # what jobctl creates (its directories, jobs.db and its -wal/-shm, the
         # worker's log) is private to the user: job parameters may be secrets
         umask = os.umask(0o077)
@@ -50,13 +80,13 @@ class JobctlGroup(typer.core.TyperGroup):
             rv = super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0
             if code == 130:
-                _say("interrupted (detached jobs keep running)")
+                _alert("interrupted (detached jobs keep running)")
         except Exit as exc:
             code = exc.exit_code
         except Abort:
             code = 130
         except KeyboardInterrupt:
-            _say("interrupted (detached jobs keep running)")
+            _alert("interrupted (detached jobs keep running)")
             code = 130
         except NoArgsIsHelpError as exc:
             exc.show()
@@ -65,19 +95,19 @@ class JobctlGroup(typer.core.TyperGroup):
             hint = ""
             if isinstance(exc, ClickUsageError) and exc.ctx is not None:
                 hint = f" (see `{exc.ctx.command_path} --help`)"
-            _say(f"error: {exc.format_message()}{hint}")
+            _alert(f"error: {exc.format_message()}{hint}")
             code = exc.exit_code
         except JobctlError as exc:
             if _state["debug"]:
                 _print_traceback()
-            _say(f"error: {exc.message}")
+            _alert(f"error: {exc.message}")
             code = exc.exit_code
         except BrokenPipeError:
             code = 1
         except Exception as exc:  # a bug: say so in one line, traceback on --debug
             if _state["debug"]:
                 _print_traceback()
-            _say(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
+            _alert(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
             code = 1
         finally:
             os.umask(umask)
@@ -92,7 +122,7 @@ app = typer.Typer(
     help="Run database stored procedures as detached background jobs, and keep their history "
          "in ASYNC_JOBS.",
 )
-db_app = typer.Typer(cls=typer.core.TyperGroup, no_args_is_help=True, rich_markup_mode=None,
+db_app = typer.Typer(cls=_QuietGroup, no_args_is_help=True, rich_markup_mode=None,
                      help="Create or upgrade the ASYNC_JOBS schema.")
 app.add_typer(db_app, name="db")
 
@@ -119,6 +149,7 @@ def main(
         "--profile", envvar="JOBCTL_PROFILE", show_envvar=True,
         help="Profile from ~/.config/jobctl/config.toml.")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet, help=_QUIET_HELP)] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
@@ -127,15 +158,29 @@ def main(
     Example: jobctl submit SUMA_SIMPLE --param vA=10
     """
     _state["debug"] = debug
-    ctx.obj = {"dsn": dsn, "profile": profile}
+
+    def typed(name: str, value: Optional[str]) -> Optional[str]:
+        # taken from JOBCTL_DSN / JOBCTL_PROFILE: resolve_settings reads those
+        # itself, and then `jobctl config` can say which one chose the database
+        source = ctx.get_parameter_source(name)
+        return None if source is not None and source.name == "ENVIRONMENT" else value
+
+    ctx.obj = {"dsn": typed("dsn", dsn), "profile": typed("profile", profile)}
 
 
-def _api(ctx: typer.Context):
-    from .api import Jobctl
+def _settings(ctx: typer.Context):
     from .config import resolve_settings
 
     root = ctx.find_root().obj or {}
-    api = Jobctl(resolve_settings(root.get("dsn"), root.get("profile")))
+    return resolve_settings(root.get("dsn"), root.get("profile"))
+
+
+def _api(ctx: typer.Context, *, create: bool = False):
+    """`create`: only submit and db init (and doctor) may bring the default
+    SQLite file into being; any other command on a missing one is exit 4."""
+    from .api import Jobctl
+
+    api = Jobctl(_settings(ctx), create=create)
     ctx.call_on_close(api.close)
     return api
 
@@ -343,18 +388,24 @@ def submit(
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
                     p.parse_assignments(param or []))
     timeout_s = _seconds(timeout, "--timeout")
-    api = _api(ctx)
+    api = _api(ctx, create=True)
     submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique)
     _out(submitted.job_id + "\n")
     if not submitted.created:
         _say(f"the same job is already queued or running: {submitted.job_id}")
     if wait:
         jobs = _wait_with_progress(api, [submitted.job_id], None)
-        for job in jobs:
-            detail = f": {job.error_msg}" if job.error_msg else ""
-            result = f" result {_compact(job.result)}" if job.result else ""
-            _say(f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}")
+        _tell_outcomes(jobs)
         _exit_for(jobs)
+
+
+def _tell_outcomes(jobs) -> None:
+    """One line per job on stderr; one that did not complete is said even under -q."""
+    for job in jobs:
+        detail = f": {job.error_msg}" if job.error_msg else ""
+        result = f" result {_compact(job.result)}" if job.result else ""
+        line = f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}"
+        (_say if job.status.value == "completed" else _alert)(line)
 
 
 def _compact(value) -> str:
@@ -370,7 +421,7 @@ def _exit_for(jobs) -> None:
 
 
 def _wait_with_progress(api, ids, timeout_s):
-    if not sys.stderr.isatty():
+    if talk.is_quiet() or not sys.stderr.isatty():
         return api.wait(ids, timeout_s=timeout_s)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -590,7 +641,10 @@ def wait_(
     job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes.")],
     timeout: Annotated[Optional[str], typer.Option(
         "--timeout", help="Give up waiting after this long (exit 5); the jobs keep running.")] = None,
-    fmt: FormatOpt = Format.table,
+    fmt: Annotated[Optional[Format], typer.Option(
+        "--format", "-f", case_sensitive=False,
+        help="Print the jobs in this format once they end; without it, nothing on stdout "
+             "(the outcome is on stderr and in the exit code).")] = None,
 ) -> None:
     """Wait for jobs to finish; exit 0 if all completed, 1 if any did not, 5 on --timeout.
 
@@ -598,7 +652,10 @@ def wait_(
     """
     api = _api(ctx)
     jobs = _wait_with_progress(api, job_ids, _seconds(timeout, "--timeout"))
-    _show_jobs(jobs, fmt)
+    if fmt is None:
+        _tell_outcomes(jobs)
+    else:
+        _show_jobs(jobs, fmt)
     _exit_for(jobs)
 
 
@@ -663,10 +720,8 @@ def doctor(
     """
     from . import render
     from .api import doctor as run_doctor
-    from .config import resolve_settings
 
-    root = ctx.find_root().obj or {}
-    report = run_doctor(resolve_settings(root.get("dsn"), root.get("profile")))
+    report = run_doctor(_settings(ctx))
     if fmt is Format.table:
         _print_details([render.doctor_context_pairs(report.context)])
         if _colour():
@@ -688,6 +743,37 @@ def doctor(
     _say("doctor: no check failed (" + ", ".join(f"{n} {r}" for r, n in counts.items() if n) + ")")
 
 
+@app.command("config")
+def config_(
+    ctx: typer.Context,
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Say which database jobctl would use, and why: DSN (password masked), profile,
+    config file, password source. Never connects.
+
+    Example: JOBCTL_PROFILE=prod jobctl config --format json
+    """
+    from . import render
+    from .config import describe
+
+    info = describe(_settings(ctx))
+    if fmt is Format.table:
+        file = info["config_file"] + ("" if info["config_file_exists"] else " (none)")
+        pairs = [("backend", info["backend"]), ("dsn", info["dsn"]),
+                 ("dsn from", info["dsn_source"]), ("profile", info["profile"] or "-"),
+                 ("config file", file), ("password", info["password_source"] or "none")]
+        if info["database_exists"] is not None:
+            pairs.append(("database", info["database"]
+                          + ("" if info["database_exists"] else " (does not exist yet)")))
+        pairs += [(name, value) for name, value in info["environment"].items()]
+        pairs += [("note", note) for note in info["notes"]]
+        _print_details([pairs])
+    else:
+        columns = ("backend", "dsn", "dsn_source", "profile", "config_file", "config_file_exists",
+                   "password_source", "database", "database_exists", "environment", "notes")
+        _out(render.records([info], fmt, columns, single=True))
+
+
 @db_app.command("init")
 def db_init(
     ctx: typer.Context,
@@ -698,7 +784,7 @@ def db_init(
 
     Example: jobctl --dsn postgresql://app@db1/prod db init --examples
     """
-    api = _api(ctx)
+    api = _api(ctx, create=True)
     if print_:
         _out(api.schema_sql(examples=examples))
         return

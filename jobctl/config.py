@@ -2,7 +2,9 @@
 
 Order of precedence for the DSN: `--dsn`, `JOBCTL_DSN`, the profile named by
 `--profile` / `JOBCTL_PROFILE` in `~/.config/jobctl/config.toml`, the file's
-`default_profile`, then the embedded SQLite default under `$XDG_DATA_HOME`.
+`default_profile`, the libpq environment (`PGHOST`, `PGDATABASE`,
+`PGSERVICE`) or Oracle's `TWO_TASK`, then the embedded SQLite default under
+`$XDG_DATA_HOME`.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def mask_dsn(dsn: str) -> str:
     """The DSN with every secret replaced by `***`, safe to print or log:
     whatever lies between the user name and the last `@` before the host,
     and any `password=` in the query string, on every backend."""
+    if is_keyword_dsn(str(dsn)):
+        return _KEYWORD_SECRET.sub(lambda m: m.group(1) + "***", str(dsn))
     text = _QUERY_SECRET.sub(lambda m: m.group(1) + "***", str(dsn))
     scheme, sep, rest = text.partition("://")
     if not sep:
@@ -90,6 +94,81 @@ def mask_dsn(dsn: str) -> str:
         return f"{scheme}://{user}/***@{host}"
     shown = re.split(r"[:/]", userinfo, maxsplit=1)[0]
     return f"{scheme}://{shown}:***@{host}"
+
+
+#: a libpq connection string, `host=db1 dbname=prod user=etl` (what psql
+#: takes): it starts with a keyword and `=`, which no URL scheme does
+_KEYWORD_START = re.compile(r"\s*[A-Za-z_]+\s*=")
+_KEYWORD = re.compile(r"([A-Za-z_]+)\s*=\s*")
+#: its password's value: quoted (`'it\'s'`, escapes included) or up to
+#: the next blank; a value that is cut short (`password='abc`) is masked to the end
+_KEYWORD_SECRET = re.compile(
+    r"(\b(?:password|passwd)\s*=\s*)('(?:[^'\\]|\\.)*(?:'|$)|(?:[^\s\\]|\\.)*)",
+    re.IGNORECASE | re.DOTALL)
+
+
+def is_keyword_dsn(dsn: str) -> bool:
+    return bool(_KEYWORD_START.match(dsn))
+
+
+def _keyword_pairs(dsn: str) -> dict[str, str]:
+    """`key=value ...` as libpq parses it: values are bare words or single-
+    quoted, and a backslash escapes the next character in either."""
+    pairs: dict[str, str] = {}
+    i, n = 0, len(dsn)
+    while True:
+        while i < n and dsn[i].isspace():
+            i += 1
+        if i >= n:
+            return pairs
+        m = _KEYWORD.match(dsn, i)
+        if not m:
+            raise UsageError(f"invalid DSN {mask_dsn(dsn)!r}: expected key=value pairs such as "
+                             "host=db1 dbname=prod user=etl")
+        key, i = m.group(1).lower(), m.end()
+        value: list[str] = []
+        quoted = i < n and dsn[i] == "'"
+        i += quoted
+        while i < n and (quoted or not dsn[i].isspace()):
+            if dsn[i] == "\\" and i + 1 < n:
+                value.append(dsn[i + 1])
+                i += 2
+                continue
+            if quoted and dsn[i] == "'":
+                break
+            value.append(dsn[i])
+            i += 1
+        if quoted:
+            if i >= n:
+                raise UsageError(f"invalid DSN {mask_dsn(dsn)!r}: unterminated quoted value of {key}")
+            i += 1
+        pairs[key] = "".join(value)
+
+
+def _keyword_value(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _parse_keyword_dsn(dsn: str, options: dict[str, Any] | None) -> ConnectionSettings:
+    """A libpq keyword string is PostgreSQL, as for psql. Its password is
+    taken out of the DSN kept (and printed, and sent to the worker); every
+    other keyword travels as a connection option."""
+    pairs = _keyword_pairs(dsn)
+    password = pairs.pop("password", None)
+    opts = dict(options or {})
+    port: int | None = None
+    if pairs.get("port", "").isdigit():
+        port = int(pairs["port"])
+    elif "port" in pairs:
+        opts["port"] = pairs["port"]           # `5432,5433` for several hosts
+    opts.update({k: v for k, v in pairs.items() if k not in ("host", "port", "dbname", "user")})
+    clean = " ".join(f"{k}={_keyword_value(v)}" for k, v in pairs.items())
+    return ConnectionSettings(scheme="postgresql", dsn=clean, user=pairs.get("user") or None,
+                              host=pairs.get("host") or None, port=port,
+                              database=pairs.get("dbname") or None, options=opts,
+                              password=password)
 
 
 def _without_query_secrets(query: str) -> tuple[str, str | None]:
@@ -125,6 +204,10 @@ class ConnectionSettings:
     @property
     def display(self) -> str:
         """The DSN to print: `user:***@host` when a password is in use."""
+        if is_keyword_dsn(self.dsn):
+            return mask_dsn(self.dsn) + (" password=***" if self.password is not None else "")
+        if self.dsn == "postgresql://":
+            return "postgresql:// (libpq environment)"   # "cannot connect to postgresql://" says nothing
         if self.password is None or self.scheme == "sqlite" or self.external_auth:
             return mask_dsn(self.dsn)
         scheme, _, rest = self.dsn.partition("://")
@@ -156,6 +239,8 @@ class ConnectionSettings:
 
 
 def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionSettings:
+    if is_keyword_dsn(dsn):
+        return _parse_keyword_dsn(dsn, options)
     scheme, sep, _ = dsn.partition("://")
     if not sep and re.fullmatch(r"[\w$#]*/\S*@\S+", dsn):
         # SQL*Plus's `user/password@connect_identifier` (ORACLE_NOTES: Found
@@ -165,7 +250,8 @@ def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionS
     if not sep or scheme.lower() not in SCHEMES:
         raise UsageError(
             f"invalid DSN {mask_dsn(dsn)!r}: expected sqlite:///path, "
-            "postgresql://user@host:port/db or oracle://user@host:port/service"
+            "postgresql://user@host:port/db, host=... dbname=... (libpq) "
+            "or oracle://user@host:port/service"
         )
     kind = SCHEMES[scheme.lower()]
     opts = dict(options or {})
@@ -308,6 +394,37 @@ class Settings:
     password_source: str | None = None
     #: environment variables that carried a secret; the worker's environment drops them
     secret_env: tuple[str, ...] = ()
+    #: how the DSN was chosen, for `jobctl config`: "--dsn", "JOBCTL_DSN",
+    #: "profile NAME (...)", "libpq environment: PGHOST=...", "TWO_TASK=...",
+    #: "SQLite default"
+    dsn_origin: str = "SQLite default"
+
+
+#: what makes psql connect without a connection string: with one of these
+#: set and no DSN, jobctl is PostgreSQL too, and libpq reads them itself
+LIBPQ_TARGET_ENV = ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE")
+#: what libpq also takes from the environment, shown by `jobctl config`
+LIBPQ_OTHER_ENV = ("PGPORT", "PGUSER", "PGSERVICEFILE", "PGSSLMODE", "PGCONNECT_TIMEOUT",
+                   "PGPASSFILE", "PGAPPNAME", "PGOPTIONS", "PGTARGETSESSIONATTRS")
+
+
+def _environment_dsn() -> tuple[str, str] | None:
+    """(DSN, origin) from the variables psql and sqlplus obey, when jobctl
+    was given no DSN and no profile names one."""
+    target = [name for name in LIBPQ_TARGET_ENV if os.environ.get(name)]
+    if target:
+        # no host, no database: libpq fills in every part from PG* itself,
+        # in this process and in the worker, which inherits the environment
+        shown = ", ".join(f"{name}={os.environ[name]}" for name in target
+                          + [n for n in ("PGPORT", "PGUSER") if os.environ.get(n)])
+        return "postgresql://", f"libpq environment: {shown}"
+    alias = os.environ.get("TWO_TASK", "").strip()
+    if alias:
+        # sqlplus's default connect identifier, a TNS alias that the driver
+        # looks up in $TNS_ADMIN (ORACLE_NOTES: Versions and connecting). It
+        # names no user: connecting then says to give a DSN with one
+        return f"oracle://{alias}", f"TWO_TASK={alias} (Oracle)"
+    return None
 
 
 def _secret_env(prof: dict[str, Any], scheme: str) -> tuple[str, ...]:
@@ -324,12 +441,15 @@ def _secret_env(prof: dict[str, Any], scheme: str) -> tuple[str, ...]:
 
 
 def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Settings:
+    origin = "--dsn" if dsn else "JOBCTL_DSN"
+    profile_origin = "--profile" if profile else "JOBCTL_PROFILE"
     dsn = dsn or os.environ.get("JOBCTL_DSN") or None
     profile = profile or os.environ.get("JOBCTL_PROFILE") or None
     cfg = load_config_file()
     profiles = cfg.get("profiles", {})
     if profile is None and dsn is None:
         profile = cfg.get("default_profile")
+        profile_origin = "default_profile"
     prof: dict[str, Any] = {}
     if profile is not None:
         if profile not in profiles:
@@ -340,8 +460,11 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
             if key in prof and not isinstance(prof[key], str):
                 raise UsageError(f"profile {profile!r} in {config_path()}: {key} must be a string "
                                  f"in quotes, not {prof[key]!r}")
-    if dsn is None:
-        dsn = prof.get("dsn")
+    if dsn is None and prof.get("dsn"):
+        dsn = prof["dsn"]
+        origin = f"profile {profile} ({profile_origin})"
+    if dsn is None and (from_env := _environment_dsn()) is not None:
+        dsn, origin = from_env
     options = {k: v for k, v in prof.items()
                if k not in ("dsn", "password_env", "password_file", "modules")}
     for where in (cfg, prof):
@@ -361,6 +484,7 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
         options["modules"] = modules
     tunables = Tunables.from_sources(prof)
     if dsn is None:
+        origin = "SQLite default"
         path = default_sqlite_path()
         conn = ConnectionSettings(scheme="sqlite", dsn=f"sqlite:///{path}", database=str(path),
                                   options=options, is_default=True)
@@ -386,7 +510,8 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
     conn = replace(conn, busy_timeout_s=tunables.busy_timeout_s)
 
     return Settings(connection=conn, tunables=tunables, profile_name=profile,
-                    password_source=source, secret_env=_secret_env(prof, conn.scheme))
+                    password_source=source, secret_env=_secret_env(prof, conn.scheme),
+                    dsn_origin=origin)
 
 
 def prompt_password(settings: ConnectionSettings) -> str | None:
@@ -396,3 +521,62 @@ def prompt_password(settings: ConnectionSettings) -> str | None:
     import getpass
 
     return getpass.getpass(f"Password for {settings.display}: ")
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """What `jobctl config` shows: where jobctl would connect and why, read
+    from the settings, the files and the environment only (never connects)."""
+    conn = settings.connection
+    path = config_path()
+    password = settings.password_source
+    if password is None:
+        password = _driver_password_source(conn)
+    notes: list[str] = []
+    database_exists = None
+    if conn.scheme == "sqlite":
+        database_exists = os.path.exists(conn.database or "")
+        if conn.is_default and not database_exists:
+            notes.append("the default SQLite file does not exist yet: jobctl submit or "
+                         "jobctl db init creates it; other commands exit 4 until then")
+    environment: dict[str, str] = {}
+    if conn.scheme == "postgresql":
+        for name in LIBPQ_TARGET_ENV + LIBPQ_OTHER_ENV:
+            if os.environ.get(name):
+                environment[name] = os.environ[name]
+        if environment and settings.dsn_origin.startswith("libpq"):
+            notes.append("libpq fills in what the DSN leaves out from the PG* variables")
+        elif environment:
+            notes.append("libpq fills in from the PG* variables only what the DSN leaves out")
+    if conn.scheme == "oracle":
+        for name in ("TWO_TASK", "TNS_ADMIN", "ORACLE_HOME", "JOBCTL_ORACLE_CLIENT"):
+            if os.environ.get(name):
+                environment[name] = os.environ[name]
+        if conn.port is None and not conn.database and conn.host:
+            where = conn.options.get("config_dir")
+            where = (f"config_dir {where}" if where else
+                     f"$TNS_ADMIN ({os.environ['TNS_ADMIN']})" if os.environ.get("TNS_ADMIN") else
+                     "$ORACLE_HOME/network/admin (TNS_ADMIN is not set)")
+            notes.append(f"{conn.host} is a TNS alias, looked up in tnsnames.ora in {where}")
+        if not conn.user and not conn.external_auth:
+            notes.append("the DSN names no user: connecting will fail; give a DSN such as "
+                         f"oracle://USER@{conn.host or 'host:port/service'}")
+    return {"backend": conn.scheme, "dsn": conn.display, "dsn_source": settings.dsn_origin,
+            "profile": settings.profile_name, "config_file": str(path),
+            "config_file_exists": path.exists(), "password_source": password,
+            "database": conn.database, "database_exists": database_exists,
+            "environment": environment, "notes": notes}
+
+
+def _driver_password_source(conn: ConnectionSettings) -> str | None:
+    """Where the driver itself would find a password, for `jobctl config`."""
+    if conn.scheme == "postgresql":
+        if os.environ.get("PGPASSWORD"):
+            return "PGPASSWORD (read by libpq)"
+        passfile = os.environ.get("PGPASSFILE") or os.path.join(os.path.expanduser("~"), ".pgpass")
+        if os.path.exists(passfile):
+            return f"{passfile} (read by libpq)"
+    if conn.scheme == "oracle" and conn.external_auth:
+        return "external (wallet or OS)"
+    if conn.scheme != "sqlite":
+        return "prompt at a terminal, if the database asks"
+    return None

@@ -442,6 +442,11 @@ class OracleBackend:
             # (src/oracledb/connect_params.py, `externalauth`)
             params["externalauth"] = True
         elif not s.user:
+            alias = os.environ.get("TWO_TASK", "").strip()
+            if alias and s.dsn == f"oracle://{alias}":
+                raise UsageError(f"TWO_TASK={alias} names a database but no user: set a DSN with "
+                                 f"a user, e.g. JOBCTL_DSN=oracle://USER@{alias} (or --dsn, or "
+                                 "a profile's dsn)")
             raise UsageError(f"DSN {s.display!r} names no user: write oracle://USER@host:port/service, "
                              "oracle://USER@tns_alias or USER/PASSWORD@connect_identifier "
                              "(external authentication: /@alias with thick mode)")

@@ -11,13 +11,12 @@ import re
 import signal
 import sqlite3
 import stat
-import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import local
+from .. import local, talk
 from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
@@ -170,8 +169,8 @@ class SqliteBackend:
                     p.chmod(0o700 if p.is_dir() else 0o600)
                     loose.append(f"{p.name} {mode:o}")
         if loose:
-            sys.stderr.write(f"jobctl: notice: made {path.parent} private to its owner "
-                             f"(was readable by others: {', '.join(loose)})\n")
+            talk.say(f"notice: made {path.parent} private to its owner "
+                     f"(was readable by others: {', '.join(loose)})")
 
     def _schema_incomplete(self, conn: sqlite3.Connection) -> bool:
         columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(ASYNC_JOBS)")}
@@ -203,10 +202,9 @@ class SqliteBackend:
 
     def _say_waiting(self) -> None:
         with contextlib.suppress(Exception):
-            sys.stderr.write(f"jobctl: waiting for the write lock on {self.path}: another process "
-                             f"is writing (giving up after {self.settings.busy_timeout_s:g} s, "
-                             "JOBCTL_BUSY_TIMEOUT)\n")
-            sys.stderr.flush()
+            talk.say(f"waiting for the write lock on {self.path}: another process "
+                     f"is writing (giving up after {self.settings.busy_timeout_s:g} s, "
+                     "JOBCTL_BUSY_TIMEOUT)")
 
     def limit_clause(self, bind: str) -> str:
         return f"LIMIT :{bind}"
