@@ -171,11 +171,12 @@ class Jobctl:
 
             job_id = uuid.uuid4().hex
             try:
-                store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
-                                 params_json=params_json, timeout_s=timeout_s,
-                                 max_attempts=retries + 1, submitted_by=submitted_by or _submitter(),
-                                 unique_key=unique_key,
-                                 signature_json=jsontext.dumps(sig.record()))
+                self.lifecycle.enqueue(conn, job_id=job_id, procedure_name=name, now=utcnow(),
+                                       params_json=params_json, timeout_s=timeout_s,
+                                       max_attempts=retries + 1,
+                                       submitted_by=submitted_by or _submitter(),
+                                       unique_key=unique_key,
+                                       signature_json=jsontext.dumps(sig.record()))
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -191,7 +192,7 @@ class Jobctl:
         except OSError as exc:
             reason = f"could not start the worker: {exc}"
             with self._db() as conn:
-                store.fail_queued(self.backend, conn, job_id, utcnow(), reason)
+                self.lifecycle.fail_unstarted(conn, job_id, utcnow(), reason)
                 conn.commit()
             raise JobctlError(f"job {job_id} failed: {reason}") from exc
         return Submitted(job_id, created=True)
@@ -307,10 +308,11 @@ class Jobctl:
                     action = "cancelled"
                 elif job.external:
                     action = "external"  # another application's row: not ours to write
-                elif job.status is JobStatus.QUEUED and store.cancel_queued(self.backend, conn, job.job_id, utcnow()):
+                elif job.status is JobStatus.QUEUED and \
+                        self.lifecycle.cancel_queued(conn, job.job_id, utcnow()):
                     action = "cancelled"
                 elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
-                        store.request_cancel(self.backend, conn, job.job_id):
+                        self.lifecycle.request_cancel(conn, job.job_id):
                     action = "requested"
                 else:
                     action = "lost" if job.status is JobStatus.LOST else "finished"

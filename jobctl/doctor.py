@@ -29,6 +29,7 @@ from typing import Any
 from . import __version__, store
 from .config import Settings, config_path
 from .errors import JobctlError, JobsUnfinished, NotFound
+from .lifecycle import Lifecycle
 from .model import Job, JobStatus, utcnow
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -395,11 +396,12 @@ class Doctor:
         job_id = uuid.uuid4().hex
         step = "INSERT"
         try:
-            store.insert_job(self.backend, self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
-                             now=utcnow(), params_json="{}", timeout_s=None, max_attempts=1,
-                             submitted_by=self.tag, unique_key=None)
+            jobs = Lifecycle(self.backend, self.settings.tunables)
+            jobs.enqueue(self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
+                         now=utcnow(), params_json="{}", timeout_s=None, max_attempts=1,
+                         submitted_by=self.tag, unique_key=None)
             step = "UPDATE"
-            updated = store.fail_queued(self.backend, self.conn, job_id, utcnow(), "jobctl doctor probe")
+            updated = jobs.fail_unstarted(self.conn, job_id, utcnow(), "jobctl doctor probe")
             step = "DELETE"
             deleted = self.backend.execute(self.conn, DELETE_JOB_SQL, {"job_id": job_id}).rowcount
         except Exception as exc:

@@ -145,6 +145,7 @@ class Worker:
         self.token = uuid.uuid4().hex
         #: the server session running the call (DB_SESSION), when the backend has one
         self.session: str | None = None
+        self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
         self.live_path = lifecycle.liveness_path(self.backend, job_id)
         self.stop_retrying = False
 
@@ -188,8 +189,8 @@ class Worker:
             progress, output, changed = self.ctx.snapshot()
             try:
                 with self.db_lock:
-                    flag = store.heartbeat(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                           progress=progress, output=output, write_progress=changed)
+                    flag = self.lifecycle.heartbeat(self.watch_conn, self.job_id, now=utcnow(),
+                                                    progress=progress, output=output, changed=changed)
             except Exception as exc:
                 _log(self.job_id, f"heartbeat failed: {describe_exception(exc)}")
                 self._reconnect_watch()
@@ -252,9 +253,8 @@ class Worker:
         if self.live_path is not None:
             threading.Thread(target=self._pulse, daemon=True, name="pulse").start()
         with self.db_lock:
-            claimed = store.claim(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                  host=os.uname().nodename, pid=os.getpid(),
-                                  token=self.token, session=self.session)
+            claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
+                                           pid=os.getpid(), token=self.token, session=self.session)
             self.watch_conn.commit()
         if not claimed:
             _log(self.job_id, "not claimed: the job is no longer queued")
@@ -289,8 +289,8 @@ class Worker:
                     or self.stop_retrying):
                 break
             with self.db_lock:
-                store.next_attempt(self.backend, self.watch_conn, self.job_id, attempt + 1,
-                                   f"attempt {attempt} failed: {error}")
+                self.lifecycle.next_attempt(self.watch_conn, self.job_id, attempt + 1,
+                                            f"attempt {attempt} failed: {error}")
                 self.watch_conn.commit()
             backoff = self.tunables.retry_backoff_s * 2 ** (attempt - 1)
             if self.ctx.stop_requested.wait(backoff):
@@ -355,7 +355,7 @@ class Worker:
 
     def _note_queued(self, text: str | None) -> bool:
         try:
-            store.note_queued(self.backend, self.watch_conn, self.job_id, text)
+            self.lifecycle.note_waiting(self.watch_conn, self.job_id, text)
             self.watch_conn.commit()
             return True
         except Exception as exc:
@@ -375,7 +375,7 @@ class Worker:
             try:
                 if self.watch_conn is None:
                     self.watch_conn = self.backend.connect(job_id=self.job_id)
-                store.fail_queued(self.backend, self.watch_conn, self.job_id, utcnow(), reason)
+                self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), reason)
                 self.watch_conn.commit()
                 return
             except Exception as exc:
@@ -425,7 +425,7 @@ class Worker:
         outcome, and its work is rolled back."""
         fields = self._outcome_fields(JobStatus.COMPLETED, result, None)
         try:
-            written = store.finish(self.backend, self.call_conn, self.job_id, token=self.token, **fields)
+            written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token, **fields)
             if not written:
                 self.call_conn.rollback()
                 note = ("work rolled back: the job is no longer running under this worker's "
@@ -506,8 +506,8 @@ class Worker:
                         except Exception:
                             pass
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
-                    written = store.finish(self.backend, self.watch_conn, self.job_id,
-                                           token=self.token, **fields)
+                    written = self.lifecycle.finish(self.watch_conn, self.job_id,
+                                                    token=self.token, **fields)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")
@@ -539,11 +539,13 @@ def main(argv: list[str]) -> int:
         _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
         try:
             backend = get_backend(ConnectionSettings.from_payload(payload["connection"]))
+            jobs = lifecycle.Lifecycle(backend)
             conn = backend.connect(job_id=job_id)
-            if not store.fail_queued(backend, conn, job_id, utcnow(), f"worker crashed: {describe_exception(exc)}"):
-                store.finish(backend, conn, job_id, status=JobStatus.FAILED, end_time=utcnow(),
-                             duration=None, elapsed_s=None, result=None, output=None, progress=None,
-                             error=f"worker crashed: {describe_exception(exc)}")
+            crashed = f"worker crashed: {describe_exception(exc)}"
+            if not jobs.fail_unstarted(conn, job_id, utcnow(), crashed):
+                jobs.finish(conn, job_id, status=JobStatus.FAILED, end_time=utcnow(),
+                            duration=None, elapsed_s=None, result=None, output=None, progress=None,
+                            error=crashed)
             conn.commit()
         except BaseException:
             pass

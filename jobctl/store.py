@@ -147,9 +147,9 @@ def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int
 def note_queued(backend, conn, job_id: str, note: str | None) -> int:
     """Why a queued job has not started yet (its worker waits for a connection),
     shown in ERROR_MSG until the claim; None clears it."""
-    cur = backend.execute(conn, f"""
+    cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET error_msg = :note
-        WHERE job_id = :job_id AND status = 'queued'""",
+        WHERE job_id = :job_id AND status = :st_queued""",
         {"job_id": job_id, "note": note})
     return cur.rowcount
 
