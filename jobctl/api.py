@@ -101,8 +101,7 @@ class Jobctl:
         """After a failed statement: how many of jobctl's columns an
         original-shaped ASYNC_JOBS lacks (0 when that was not the cause).
         Asked only on the error path, so the normal path costs nothing."""
-        undefined_column = getattr(self.backend, "is_undefined_column", None)
-        if undefined_column is not None and not undefined_column(exc):
+        if not self.backend.is_undefined_column(exc):
             return 0
         if self.backend.is_missing_table(exc) or self._conn is None:
             return 0
@@ -144,18 +143,17 @@ class Jobctl:
             # a backend may refuse, before any row is written, a procedure whose
             # parameters it can neither pass nor read back (Oracle: REF CURSOR
             # OUT, records, collections); `describe` still shows it
-            check_submit = getattr(self.backend, "check_submit", None)
-            if check_submit is not None:
-                check_submit(sig)
+            self.backend.check_submit(sig)
             values = params_mod.bind(sig, given)
             conn.commit()  # resolve may have opened a read transaction
             # one name per procedure: the one the database resolved, so every
             # spelling of it is the same work for --unique, list and stats
             name = sig.name
             params_json = params_mod.params_json(values)
-            unique_key = None
+            unique_key: str | None = None
 
             def already_active() -> Submitted | None:
+                assert unique_key is not None  # asked with --unique only
                 existing = store.find_active_unique(self.backend, conn, unique_key)
                 conn.commit()
                 return Submitted(existing[0].job_id, created=False) if existing else None
@@ -338,9 +336,9 @@ class Jobctl:
         while True:
             now = utcnow()
             with self._db() as conn:
-                jobs = [store.get(self.backend, conn, i) for i in ids]
+                rows = [store.get(self.backend, conn, i) for i in ids]
                 conn.commit()
-            jobs = [self._effective(j, now) for j in jobs if j is not None]
+            jobs = [self._effective(j, now) for j in rows if j is not None]
             if on_poll:
                 on_poll(jobs)
             if all(j.status.finished for j in jobs):

@@ -207,7 +207,7 @@ class Doctor:
     def context(self) -> dict[str, Any]:
         s = self.settings
         source = s.password_source
-        backend_settings = getattr(self.backend, "settings", None)
+        backend_settings = self.backend.settings if self.backend is not None else None
         if source is None and backend_settings is not None and backend_settings.password is not None:
             source = "prompt"   # the backend asked on the terminal
         path = config_path()

@@ -66,8 +66,8 @@ def pid_alive(pid: int) -> bool:
 
 # -- the worker's side: a sign of life nothing in the database can block -------
 
-def liveness_path(backend: Any, job_id: str) -> Path | None:
-    where = getattr(backend, "liveness_dir", lambda: None)()
+def liveness_path(backend: Backend, job_id: str) -> Path | None:
+    where = backend.liveness_dir()
     return None if where is None else where / job_id
 
 
@@ -189,11 +189,10 @@ class Lifecycle:
 
     def session_running(self, conn: Any, job: Job) -> bool | None:
         """Does the job's server session still execute the call? None: unknown."""
-        check = getattr(self.backend, "session_alive", None)
-        if not job.db_session or check is None:
+        if not job.db_session:
             return False
         try:
-            return check(conn, job.db_session)
+            return self.backend.session_alive(conn, job.db_session)
         except Exception:  # noqa: BLE001 - a view we may not read is "cannot tell"
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -282,10 +281,9 @@ class Lifecycle:
         `cancelled` (guarded by the claim token, as the worker's own write).
         Returns (ended, the statement a DBA runs when it could not)."""
         session = job.db_session or ""
-        statement = getattr(self.backend, "kill_session_sql", lambda s: "")(session)
-        end = getattr(self.backend, "end_session", None)
+        statement = self.backend.kill_session_sql(session)
         try:
-            ended = bool(end and end(conn, session))
+            ended = bool(self.backend.end_session(conn, session))
         except Exception:  # noqa: BLE001 - not privileged: the DBA's statement says what to do
             with contextlib.suppress(Exception):
                 conn.rollback()

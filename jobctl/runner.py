@@ -209,21 +209,21 @@ class Worker:
             # exiting ends our side only: the server may go on running the
             # statement (and commit nothing, but hold its locks) until it next
             # talks to us, so say which session and how to end it
-            kill = getattr(self.backend, "kill_session_sql", lambda s: "")(self.session)
+            kill = self.backend.kill_session_sql(self.session)
             message += (f"; interrupt did not take; server session {self.session} may still be running"
                         + (f" (to end it: {kill})" if kill else ""))
         self._finish(self.stop_reason or JobStatus.CANCELLED, None, message)
         lifecycle.remove_liveness(self.live_path)
         os._exit(1)
 
-    def _pulse(self) -> None:
+    def _pulse(self, path: Path) -> None:
         """Touch the liveness file: a sign of life that the job's own
         transaction cannot block (SQLite). A stopped process touches nothing."""
         while True:
             try:
-                lifecycle.touch_liveness(self.live_path)
+                lifecycle.touch_liveness(path)
             except OSError as exc:
-                _log(self.job_id, f"liveness file {self.live_path}: {exc}")
+                _log(self.job_id, f"liveness file {path}: {exc}")
                 return
             if self.done.wait(self.tunables.heartbeat_s):
                 return
@@ -251,7 +251,8 @@ class Worker:
         # records the server session that will run the call
         self.session = self._session_id()
         if self.live_path is not None:
-            threading.Thread(target=self._pulse, daemon=True, name="pulse").start()
+            threading.Thread(target=self._pulse, args=(self.live_path,), daemon=True,
+                             name="pulse").start()
         with self.db_lock:
             claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
                                            pid=os.getpid(), token=self.token, session=self.session)
@@ -264,6 +265,7 @@ class Worker:
         self.started_mono = time.monotonic()
         job = store.get(self.backend, self.watch_conn, self.job_id)
         self.watch_conn.commit()
+        assert job is not None  # just claimed, and only cleanup deletes (finished rows)
         self.timeout_s = job.timeout_s
         max_attempts = max(1, job.max_attempts or 1)
 
@@ -302,11 +304,8 @@ class Worker:
         return 0 if status is JobStatus.COMPLETED else 1
 
     def _session_id(self) -> str | None:
-        get = getattr(self.backend, "session_id", None)
-        if get is None:
-            return None
         try:
-            return get(self.call_conn)
+            return self.backend.session_id(self.call_conn)
         except Exception as exc:  # noqa: BLE001 - unknown session: lost stays heartbeat-only
             _log(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
             try:

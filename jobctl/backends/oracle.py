@@ -508,7 +508,8 @@ class OracleBackend:
         thick mode asks V$SESSION (best effort: SERIAL# may stay unknown)."""
         info = self._session_info(conn)
         instance = info.get("instance")
-        sid = serial = None
+        sid: Any = None
+        serial: Any = None
         try:
             sid, serial = conn.session_id, conn.serial_num
         except (AttributeError, oracledb.Error):
@@ -1141,7 +1142,7 @@ class OracleBackend:
             sid, serial = call_conn.session_id, call_conn.serial_num
         except (AttributeError, oracledb.Error):
             return             # thick mode: no local SID/SERIAL#; progress via the package
-        instance = self._session_info(call_conn).get("instance")
+        instance: Any = self._session_info(call_conn).get("instance")
         while self._longops_views:
             sql = self._longops_views[0]
             if sql is GV_LONGOPS_SQL and instance is None:

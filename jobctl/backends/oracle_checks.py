@@ -310,7 +310,7 @@ class _OracleChecks:
     # "Output, identity, progress" and "Found in a line-by-line review" (RAC):
     # LONGOPS is optional; GV$ covers every instance
     def longops(self, name: str) -> Check:
-        readable = {}
+        readable: dict[str, oracledb.Error | None] = {}
         for view, sql in (("GV$SESSION_LONGOPS", GV_LONGOPS_SQL), ("V$SESSION_LONGOPS", V_LONGOPS_SQL)):
             try:
                 self._execute(sql).fetchone()
