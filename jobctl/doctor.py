@@ -11,7 +11,7 @@ is rolled back, and demo jobs tagged `submitted_by = 'jobctl-doctor@<host>'`
 that it deletes by job id when it is done, whatever happened.
 
 The catalog SQL each backend needs lives here (SQLite, PostgreSQL) and in
-`backends/oracle_checks.py` (Oracle), as named constants, like the backends'
+`backends/oracle/checks.py` (Oracle), as named constants, like the backends'
 own catalog queries.
 """
 
@@ -158,7 +158,7 @@ POSTGRESQL = Catalog(
 
 def _catalog(backend_name: str) -> Catalog:
     if backend_name == "oracle":
-        from .backends import oracle_checks
+        from .backends.oracle import checks as oracle_checks
 
         return oracle_checks.CATALOG
     return {"sqlite": SQLITE, "postgresql": POSTGRESQL}[backend_name]
@@ -238,7 +238,7 @@ class Doctor:
     def _oracle_checks(self):
         if self.settings.connection.scheme != "oracle":
             return None
-        from .backends import oracle_checks
+        from .backends.oracle import checks as oracle_checks
 
         return oracle_checks
 

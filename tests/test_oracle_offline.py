@@ -1413,7 +1413,9 @@ def test_client_library_is_loaded_once_per_process(monkeypatch):
     """Defect 11: init_oracle_client runs once however many connections the
     CLI or worker opens (the driver refuses a second call with other args)."""
     calls = []
-    monkeypatch.setattr(ob, "_client_loaded", False)
+    from jobctl.backends.oracle import connect as oracle_connect
+
+    monkeypatch.setattr(oracle_connect, "_client_loaded", False)
     monkeypatch.setattr(oracledb, "init_oracle_client",
                         lambda lib_dir=None, config_dir=None: calls.append((lib_dir, config_dir)))
     ob.load_client("/opt/oracle/ic", "/etc/tns")

@@ -19,11 +19,11 @@ from typing import Any
 
 import oracledb
 
-from ..doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
-from ..errors import JobctlError
-from ..lifecycle import Lifecycle
-from ..model import NUMBER, utcnow
-from .base import CallContext
+from ...doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
+from ...errors import JobctlError
+from ...lifecycle import Lifecycle
+from ...model import NUMBER, utcnow
+from ..base import CallContext
 
 CHECKS = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
           "oracle_dbms_output", "oracle_timestamp_binds", "oracle_clob_update",
