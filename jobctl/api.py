@@ -113,8 +113,7 @@ class Jobctl:
         """After a failed statement: how many of jobctl's columns an
         original-shaped ASYNC_JOBS lacks (0 when that was not the cause).
         Asked only on the error path, so the normal path costs nothing."""
-        undefined_column = getattr(self.backend, "is_undefined_column", None)
-        if undefined_column is not None and not undefined_column(exc):
+        if not self.backend.is_undefined_column(exc):
             return 0
         if self.backend.is_missing_table(exc) or self._conn is None:
             return 0
@@ -156,18 +155,17 @@ class Jobctl:
             # a backend may refuse, before any row is written, a procedure whose
             # parameters it can neither pass nor read back (Oracle: REF CURSOR
             # OUT, records, collections); `describe` still shows it
-            check_submit = getattr(self.backend, "check_submit", None)
-            if check_submit is not None:
-                check_submit(sig)
+            self.backend.check_submit(sig)
             values = params_mod.bind(sig, given)
             conn.commit()  # resolve may have opened a read transaction
             # one name per procedure: the one the database resolved, so every
             # spelling of it is the same work for --unique, list and stats
             name = sig.name
             params_json = params_mod.params_json(values)
-            unique_key = None
+            unique_key: str | None = None
 
             def already_active() -> Submitted | None:
+                assert unique_key is not None  # asked with --unique only
                 existing = store.find_active_unique(self.backend, conn, unique_key)
                 conn.commit()
                 return Submitted(existing[0].job_id, created=False) if existing else None
@@ -183,11 +181,12 @@ class Jobctl:
 
             job_id = uuid.uuid4().hex
             try:
-                store.insert_job(self.backend, conn, job_id=job_id, procedure_name=name, now=utcnow(),
-                                 params_json=params_json, timeout_s=timeout_s,
-                                 max_attempts=retries + 1, submitted_by=submitted_by or _submitter(),
-                                 unique_key=unique_key,
-                                 signature_json=jsontext.dumps(sig.record()))
+                self.lifecycle.enqueue(conn, job_id=job_id, procedure_name=name, now=utcnow(),
+                                       params_json=params_json, timeout_s=timeout_s,
+                                       max_attempts=retries + 1,
+                                       submitted_by=submitted_by or _submitter(),
+                                       unique_key=unique_key,
+                                       signature_json=jsontext.dumps(sig.record()))
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -203,7 +202,7 @@ class Jobctl:
         except OSError as exc:
             reason = f"could not start the worker: {exc}"
             with self._db() as conn:
-                store.fail_queued(self.backend, conn, job_id, utcnow(), reason)
+                self.lifecycle.fail_unstarted(conn, job_id, utcnow(), reason)
                 conn.commit()
             raise JobctlError(f"job {job_id} failed: {reason}") from exc
         return Submitted(job_id, created=True)
@@ -319,10 +318,11 @@ class Jobctl:
                     action = "cancelled"
                 elif job.external:
                     action = "external"  # another application's row: not ours to write
-                elif job.status is JobStatus.QUEUED and store.cancel_queued(self.backend, conn, job.job_id, utcnow()):
+                elif job.status is JobStatus.QUEUED and \
+                        self.lifecycle.cancel_queued(conn, job.job_id, utcnow()):
                     action = "cancelled"
                 elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
-                        store.request_cancel(self.backend, conn, job.job_id):
+                        self.lifecycle.request_cancel(conn, job.job_id):
                     action = "requested"
                 else:
                     action = "lost" if job.status is JobStatus.LOST else "finished"
@@ -348,9 +348,9 @@ class Jobctl:
         while True:
             now = utcnow()
             with self._db() as conn:
-                jobs = [store.get(self.backend, conn, i) for i in ids]
+                rows = [store.get(self.backend, conn, i) for i in ids]
                 conn.commit()
-            jobs = [self._effective(j, now) for j in jobs if j is not None]
+            jobs = [self._effective(j, now) for j in rows if j is not None]
             if on_poll:
                 on_poll(jobs)
             if all(j.status.finished for j in jobs):

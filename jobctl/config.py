@@ -266,11 +266,12 @@ def parse_dsn(dsn: str, *, options: dict[str, Any] | None = None) -> ConnectionS
         if not path:
             raise UsageError("invalid DSN: sqlite needs a file path, e.g. sqlite:///var/lib/jobs.db")
         # absolute now, so a detached worker in another directory finds the same file
-        database = os.path.abspath(os.path.expanduser(unquote(path)))
-        return ConnectionSettings(scheme=kind, dsn=dsn, database=database, options=opts)
+        return ConnectionSettings(scheme=kind, dsn=dsn, options=opts,
+                                  database=os.path.abspath(os.path.expanduser(unquote(path))))
     rest = dsn[len(scheme) + 3:]
     userinfo, hostpart = _userinfo_split(rest)
-    user = password = None
+    user: str | None = None
+    password: str | None = None
     sqlplus = False
     if userinfo is not None:
         user, password, sqlplus = _user_password(scheme, userinfo)

@@ -11,7 +11,7 @@ is rolled back, and demo jobs tagged `submitted_by = 'jobctl-doctor@<host>'`
 that it deletes by job id when it is done, whatever happened.
 
 The catalog SQL each backend needs lives here (SQLite, PostgreSQL) and in
-`backends/oracle_checks.py` (Oracle), as named constants, like the backends'
+`backends/oracle/checks.py` (Oracle), as named constants, like the backends'
 own catalog queries.
 """
 
@@ -29,6 +29,7 @@ from typing import Any
 from . import __version__, store
 from .config import Settings, config_path
 from .errors import JobctlError, JobsUnfinished, NotFound
+from .lifecycle import Lifecycle
 from .model import Job, JobStatus, utcnow
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -157,7 +158,7 @@ POSTGRESQL = Catalog(
 
 def _catalog(backend_name: str) -> Catalog:
     if backend_name == "oracle":
-        from .backends import oracle_checks
+        from .backends.oracle import checks as oracle_checks
 
         return oracle_checks.CATALOG
     return {"sqlite": SQLITE, "postgresql": POSTGRESQL}[backend_name]
@@ -206,7 +207,7 @@ class Doctor:
     def context(self) -> dict[str, Any]:
         s = self.settings
         source = s.password_source
-        backend_settings = getattr(self.backend, "settings", None)
+        backend_settings = self.backend.settings if self.backend is not None else None
         if source is None and backend_settings is not None and backend_settings.password is not None:
             source = "prompt"   # the backend asked on the terminal
         path = config_path()
@@ -237,7 +238,7 @@ class Doctor:
     def _oracle_checks(self):
         if self.settings.connection.scheme != "oracle":
             return None
-        from .backends import oracle_checks
+        from .backends.oracle import checks as oracle_checks
 
         return oracle_checks
 
@@ -395,11 +396,12 @@ class Doctor:
         job_id = uuid.uuid4().hex
         step = "INSERT"
         try:
-            store.insert_job(self.backend, self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
-                             now=utcnow(), params_json="{}", timeout_s=None, max_attempts=1,
-                             submitted_by=self.tag, unique_key=None)
+            jobs = Lifecycle(self.backend, self.settings.tunables)
+            jobs.enqueue(self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
+                         now=utcnow(), params_json="{}", timeout_s=None, max_attempts=1,
+                         submitted_by=self.tag, unique_key=None)
             step = "UPDATE"
-            updated = store.fail_queued(self.backend, self.conn, job_id, utcnow(), "jobctl doctor probe")
+            updated = jobs.fail_unstarted(self.conn, job_id, utcnow(), "jobctl doctor probe")
             step = "DELETE"
             deleted = self.backend.execute(self.conn, DELETE_JOB_SQL, {"job_id": job_id}).rowcount
         except Exception as exc:

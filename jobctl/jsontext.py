@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -72,7 +72,7 @@ def _key(key: Any) -> str:
     return str(key)
 
 
-def _container(out: list[str], opening: str, closing: str, items: list[tuple[str | None, Any]],
+def _container(out: list[str], opening: str, closing: str, items: Sequence[tuple[str | None, Any]],
                indent: int | None, level: int, sort_keys: bool,
                default: Callable[[Any], Any] | None, *, keyed: bool) -> None:
     if not items:

@@ -1,4 +1,11 @@
-"""The job lifecycle: the one rule for `lost`, and the transitions made on it.
+"""The job lifecycle: every transition of a job, and the one rule for `lost`.
+
+Every write of a job's state goes through `Lifecycle`, whoever makes it (the
+CLI through api.py, the worker, doctor's probes): enqueue at submit,
+fail-unstarted, claim, heartbeat (with progress and output), retry (next
+attempt), finish, cancel (queued, requested, orphaned) and mark lost.
+store.py keeps the SQL; status names are bound from JobStatus, never spelled
+in a statement.
 
 Every command that shows or acts on a job's liveness asks this module:
 `status`, `list` and `wait` (`effective`), `stats` (`adjust_stats`),
@@ -33,11 +40,14 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import store
 from .config import Tunables
 from .model import Job, JobStatus, utcnow
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 
 def pid_alive(pid: int) -> bool:
@@ -56,8 +66,8 @@ def pid_alive(pid: int) -> bool:
 
 # -- the worker's side: a sign of life nothing in the database can block -------
 
-def liveness_path(backend: Any, job_id: str) -> Path | None:
-    where = getattr(backend, "liveness_dir", lambda: None)()
+def liveness_path(backend: Backend, job_id: str) -> Path | None:
+    where = backend.liveness_dir()
     return None if where is None else where / job_id
 
 
@@ -75,10 +85,71 @@ def remove_liveness(path: Path | None) -> None:
 
 
 class Lifecycle:
-    def __init__(self, backend: Any, tunables: Tunables, host: str | None = None):
+    def __init__(self, backend: Backend, tunables: Tunables | None = None,
+                 host: str | None = None):
         self.backend = backend
-        self.tunables = tunables
+        # the transitions need no timing; only the rule does
+        self.tunables = tunables or Tunables()
         self.host = host or os.uname().nodename
+
+    # -- transitions: queued ------------------------------------------------------------
+    def enqueue(self, conn: Any, *, job_id: str, procedure_name: str, now: dt.datetime,
+                params_json: str, timeout_s: float | None, max_attempts: int,
+                submitted_by: str, unique_key: str | None,
+                signature_json: str | None = None) -> None:
+        """submit: a new `queued` row (the caller commits)."""
+        store.insert_job(self.backend, conn, job_id=job_id, procedure_name=procedure_name,
+                         now=now, params_json=params_json, timeout_s=timeout_s,
+                         max_attempts=max_attempts, submitted_by=submitted_by,
+                         unique_key=unique_key, signature_json=signature_json)
+
+    def note_waiting(self, conn: Any, job_id: str, note: str | None) -> int:
+        """Why a queued job has not started yet (None clears it); it stays queued."""
+        return store.note_queued(self.backend, conn, job_id, note)
+
+    def fail_unstarted(self, conn: Any, job_id: str, now: dt.datetime, reason: str) -> int:
+        """queued → failed: the job never ran (no worker, no connection), so
+        it is not left to read lost. 0 when it is no longer queued."""
+        return store.fail_queued(self.backend, conn, job_id, now, reason)
+
+    def cancel_queued(self, conn: Any, job_id: str, now: dt.datetime) -> int:
+        """queued → cancelled, before any worker claimed it."""
+        return store.cancel_queued(self.backend, conn, job_id, now)
+
+    def claim(self, conn: Any, job_id: str, *, now: dt.datetime, pid: int, token: str,
+              session: str | None) -> int:
+        """queued → running, once, by the worker on this host."""
+        return store.claim(self.backend, conn, job_id, now=now, host=self.host, pid=pid,
+                           token=token, session=session)
+
+    # -- transitions: running -----------------------------------------------------------
+    def heartbeat(self, conn: Any, job_id: str, *, now: dt.datetime, progress: float | None,
+                  output: str | None, changed: bool) -> bool | None:
+        """The worker's sign of life, carrying progress and output when they
+        changed. Returns the cancel flag, or None when the job is no longer
+        running (commits)."""
+        return store.heartbeat(self.backend, conn, job_id, now=now, progress=progress,
+                               output=output, write_progress=changed)
+
+    def request_cancel(self, conn: Any, job_id: str) -> int:
+        """Ask a running job's worker to stop (it records the outcome)."""
+        return store.request_cancel(self.backend, conn, job_id)
+
+    def next_attempt(self, conn: Any, job_id: str, attempt: int, error: str) -> None:
+        """--retries: the job stays running, under attempt number `attempt`."""
+        store.next_attempt(self.backend, conn, job_id, attempt, error)
+
+    def finish(self, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
+               duration: str | None, elapsed_s: float | None, result: str | None,
+               error: str | None, output: str | None, progress: float | None,
+               token: str | None = None) -> int:
+        """running → a final status, written once: 0 when the row is no
+        longer running (or, given the claim token, no longer ours)."""
+        if not status.finished:
+            raise ValueError(f"{status.value} is not a final status")
+        return store.finish(self.backend, conn, job_id, status=status, end_time=end_time,
+                            duration=duration, elapsed_s=elapsed_s, result=result, error=error,
+                            output=output, progress=progress, token=token)
 
     # -- the rule ------------------------------------------------------------------
     @staticmethod
@@ -118,11 +189,10 @@ class Lifecycle:
 
     def session_running(self, conn: Any, job: Job) -> bool | None:
         """Does the job's server session still execute the call? None: unknown."""
-        check = getattr(self.backend, "session_alive", None)
-        if not job.db_session or check is None:
+        if not job.db_session:
             return False
         try:
-            return check(conn, job.db_session)
+            return self.backend.session_alive(conn, job.db_session)
         except Exception:  # noqa: BLE001 - a view we may not read is "cannot tell"
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -211,20 +281,19 @@ class Lifecycle:
         `cancelled` (guarded by the claim token, as the worker's own write).
         Returns (ended, the statement a DBA runs when it could not)."""
         session = job.db_session or ""
-        statement = getattr(self.backend, "kill_session_sql", lambda s: "")(session)
-        end = getattr(self.backend, "end_session", None)
+        statement = self.backend.kill_session_sql(session)
         try:
-            ended = bool(end and end(conn, session))
+            ended = bool(self.backend.end_session(conn, session))
         except Exception:  # noqa: BLE001 - not privileged: the DBA's statement says what to do
             with contextlib.suppress(Exception):
                 conn.rollback()
             ended = False
         if not ended:
             return False, statement
-        store.finish(self.backend, conn, job.job_id, status=JobStatus.CANCELLED, end_time=now,
-                     duration=None, elapsed_s=None, result=None, output=job.output, progress=None,
-                     error=f"cancelled by `jobctl cancel`: the worker was gone and its server "
-                           f"session {session} was ended (its work rolled back)",
-                     token=job.claim_token)
+        self.finish(conn, job.job_id, status=JobStatus.CANCELLED, end_time=now,
+                    duration=None, elapsed_s=None, result=None, output=job.output, progress=None,
+                    error=f"cancelled by `jobctl cancel`: the worker was gone and its server "
+                          f"session {session} was ended (its work rolled back)",
+                    token=job.claim_token)
         conn.commit()
         return True, statement

@@ -111,7 +111,7 @@ def load_modules(modules: list[str] | tuple[str, ...]) -> None:
                 path = Path(spec).expanduser()
                 mod_name = f"jobctl_user_{path.stem}"
                 loader = importlib.util.spec_from_file_location(mod_name, path)
-                if loader is None or not path.exists():
+                if loader is None or loader.loader is None or not path.exists():
                     raise FileNotFoundError(f"no such file {path}")
                 module = importlib.util.module_from_spec(loader)
                 sys.modules[mod_name] = module

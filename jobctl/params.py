@@ -148,7 +148,7 @@ def _number(raw: Any) -> int | Decimal:
         parsed = Decimal(text)
         if not parsed.is_finite():
             raise ValueError
-        plain = isinstance(raw, str) and not any(c in text for c in ".eE")
+        plain = isinstance(raw, str) and not any(c in str(text) for c in ".eE")
         value = int(parsed) if plain else parsed
     _check_range(Decimal(value))
     return value

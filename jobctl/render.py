@@ -222,6 +222,14 @@ def _other(r: dict[str, Any]) -> int:
     return int(r["total"]) - int(r["completed"]) - int(r["failed"])
 
 
+def _duration_cell(key: str) -> Callable[[Any, dt.datetime], str]:
+    return lambda r, now: display_duration(r[key])
+
+
+def _count_cell(key: str) -> Callable[[Any, dt.datetime], str]:
+    return lambda r, now: str(r.get(key, 0))
+
+
 STATS_TABLE_DEFAULT = ("procedure", "total", "completed", "failed", "other", "success_pct",
                        "avg_s", "p50_s", "p95_s", "max_s")
 STATS_TABLE_COLUMNS = {c.key: c for c in [
@@ -231,9 +239,8 @@ STATS_TABLE_COLUMNS = {c.key: c for c in [
     Column("failed", "FAIL", lambda r, now: str(r["failed"])),
     Column("other", "OTHER", lambda r, now: str(_other(r))),
     Column("success_pct", "OK%", lambda r, now: whole_percent(r["success_pct"]).rstrip("%")),
-    *(Column(k, k[:-2].upper(), lambda r, now, k=k: display_duration(r[k]))
-      for k in ("avg_s", "p50_s", "p95_s", "max_s")),
-    *(Column(k, k.upper(), lambda r, now, k=k: str(r.get(k, 0)))
+    *(Column(k, k[:-2].upper(), _duration_cell(k)) for k in ("avg_s", "p50_s", "p95_s", "max_s")),
+    *(Column(k, k.upper(), _count_cell(k))
       for k in ("queued", "running", "cancelled", "timed_out", "lost", "orphaned")),
     Column("last_run", "LAST_RUN", lambda r, now: local_time(r["last_run"], SHORT_TIME)),
 ]}

@@ -145,6 +145,7 @@ class Worker:
         self.token = uuid.uuid4().hex
         #: the server session running the call (DB_SESSION), when the backend has one
         self.session: str | None = None
+        self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
         self.live_path = lifecycle.liveness_path(self.backend, job_id)
         self.stop_retrying = False
 
@@ -188,8 +189,8 @@ class Worker:
             progress, output, changed = self.ctx.snapshot()
             try:
                 with self.db_lock:
-                    flag = store.heartbeat(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                           progress=progress, output=output, write_progress=changed)
+                    flag = self.lifecycle.heartbeat(self.watch_conn, self.job_id, now=utcnow(),
+                                                    progress=progress, output=output, changed=changed)
             except Exception as exc:
                 _log(self.job_id, f"heartbeat failed: {describe_exception(exc)}")
                 self._reconnect_watch()
@@ -208,21 +209,21 @@ class Worker:
             # exiting ends our side only: the server may go on running the
             # statement (and commit nothing, but hold its locks) until it next
             # talks to us, so say which session and how to end it
-            kill = getattr(self.backend, "kill_session_sql", lambda s: "")(self.session)
+            kill = self.backend.kill_session_sql(self.session)
             message += (f"; interrupt did not take; server session {self.session} may still be running"
                         + (f" (to end it: {kill})" if kill else ""))
         self._finish(self.stop_reason or JobStatus.CANCELLED, None, message)
         lifecycle.remove_liveness(self.live_path)
         os._exit(1)
 
-    def _pulse(self) -> None:
+    def _pulse(self, path: Path) -> None:
         """Touch the liveness file: a sign of life that the job's own
         transaction cannot block (SQLite). A stopped process touches nothing."""
         while True:
             try:
-                lifecycle.touch_liveness(self.live_path)
+                lifecycle.touch_liveness(path)
             except OSError as exc:
-                _log(self.job_id, f"liveness file {self.live_path}: {exc}")
+                _log(self.job_id, f"liveness file {path}: {exc}")
                 return
             if self.done.wait(self.tunables.heartbeat_s):
                 return
@@ -250,11 +251,11 @@ class Worker:
         # records the server session that will run the call
         self.session = self._session_id()
         if self.live_path is not None:
-            threading.Thread(target=self._pulse, daemon=True, name="pulse").start()
+            threading.Thread(target=self._pulse, args=(self.live_path,), daemon=True,
+                             name="pulse").start()
         with self.db_lock:
-            claimed = store.claim(self.backend, self.watch_conn, self.job_id, now=utcnow(),
-                                  host=os.uname().nodename, pid=os.getpid(),
-                                  token=self.token, session=self.session)
+            claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
+                                           pid=os.getpid(), token=self.token, session=self.session)
             self.watch_conn.commit()
         if not claimed:
             _log(self.job_id, "not claimed: the job is no longer queued")
@@ -264,6 +265,7 @@ class Worker:
         self.started_mono = time.monotonic()
         job = store.get(self.backend, self.watch_conn, self.job_id)
         self.watch_conn.commit()
+        assert job is not None  # just claimed, and only cleanup deletes (finished rows)
         self.timeout_s = job.timeout_s
         max_attempts = max(1, job.max_attempts or 1)
 
@@ -289,8 +291,8 @@ class Worker:
                     or self.stop_retrying):
                 break
             with self.db_lock:
-                store.next_attempt(self.backend, self.watch_conn, self.job_id, attempt + 1,
-                                   f"attempt {attempt} failed: {error}")
+                self.lifecycle.next_attempt(self.watch_conn, self.job_id, attempt + 1,
+                                            f"attempt {attempt} failed: {error}")
                 self.watch_conn.commit()
             backoff = self.tunables.retry_backoff_s * 2 ** (attempt - 1)
             if self.ctx.stop_requested.wait(backoff):
@@ -302,11 +304,8 @@ class Worker:
         return 0 if status is JobStatus.COMPLETED else 1
 
     def _session_id(self) -> str | None:
-        get = getattr(self.backend, "session_id", None)
-        if get is None:
-            return None
         try:
-            return get(self.call_conn)
+            return self.backend.session_id(self.call_conn)
         except Exception as exc:  # noqa: BLE001 - unknown session: lost stays heartbeat-only
             _log(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
             try:
@@ -355,7 +354,7 @@ class Worker:
 
     def _note_queued(self, text: str | None) -> bool:
         try:
-            store.note_queued(self.backend, self.watch_conn, self.job_id, text)
+            self.lifecycle.note_waiting(self.watch_conn, self.job_id, text)
             self.watch_conn.commit()
             return True
         except Exception as exc:
@@ -375,7 +374,7 @@ class Worker:
             try:
                 if self.watch_conn is None:
                     self.watch_conn = self.backend.connect(job_id=self.job_id)
-                store.fail_queued(self.backend, self.watch_conn, self.job_id, utcnow(), reason)
+                self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), reason)
                 self.watch_conn.commit()
                 return
             except Exception as exc:
@@ -425,7 +424,7 @@ class Worker:
         outcome, and its work is rolled back."""
         fields = self._outcome_fields(JobStatus.COMPLETED, result, None)
         try:
-            written = store.finish(self.backend, self.call_conn, self.job_id, token=self.token, **fields)
+            written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token, **fields)
             if not written:
                 self.call_conn.rollback()
                 note = ("work rolled back: the job is no longer running under this worker's "
@@ -506,8 +505,8 @@ class Worker:
                         except Exception:
                             pass
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
-                    written = store.finish(self.backend, self.watch_conn, self.job_id,
-                                           token=self.token, **fields)
+                    written = self.lifecycle.finish(self.watch_conn, self.job_id,
+                                                    token=self.token, **fields)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")
@@ -539,11 +538,13 @@ def main(argv: list[str]) -> int:
         _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
         try:
             backend = get_backend(ConnectionSettings.from_payload(payload["connection"]))
+            jobs = lifecycle.Lifecycle(backend)
             conn = backend.connect(job_id=job_id)
-            if not store.fail_queued(backend, conn, job_id, utcnow(), f"worker crashed: {describe_exception(exc)}"):
-                store.finish(backend, conn, job_id, status=JobStatus.FAILED, end_time=utcnow(),
-                             duration=None, elapsed_s=None, result=None, output=None, progress=None,
-                             error=f"worker crashed: {describe_exception(exc)}")
+            crashed = f"worker crashed: {describe_exception(exc)}"
+            if not jobs.fail_unstarted(conn, job_id, utcnow(), crashed):
+                jobs.finish(conn, job_id, status=JobStatus.FAILED, end_time=utcnow(),
+                            duration=None, elapsed_s=None, result=None, output=None, progress=None,
+                            error=crashed)
             conn.commit()
         except BaseException:
             pass

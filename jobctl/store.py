@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .jsontext import loads
 from .model import Job, JobStatus
+
+if TYPE_CHECKING:
+    from .backends.base import Database
 
 TABLE = "ASYNC_JOBS"
 
@@ -39,7 +42,7 @@ COLUMNS = (
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 
 
-def _exec(backend, conn, sql: str, binds: dict[str, Any] | None = None):
+def _exec(backend: Database, conn: Any, sql: str, binds: dict[str, Any] | None = None):
     """execute() with the status names the statement refers to (`:st_running`,
     ...) bound from JobStatus, so no status is spelled twice. Only the ones
     used are bound: Oracle refuses binds a statement does not name."""
@@ -50,7 +53,7 @@ def _exec(backend, conn, sql: str, binds: dict[str, Any] | None = None):
     return backend.execute(conn, sql, binds)
 
 
-def _rows(backend, cur) -> list[dict[str, Any]]:
+def _rows(backend: Database, cur) -> list[dict[str, Any]]:
     names = [d[0].lower() for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -79,7 +82,7 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def row_to_job(backend, row: dict[str, Any]) -> Job:
+def row_to_job(backend: Database, row: dict[str, Any]) -> Job:
     status = row["status"]
     try:
         status = JobStatus(str(status).lower())
@@ -115,13 +118,13 @@ def row_to_job(backend, row: dict[str, Any]) -> Job:
     )
 
 
-def _t(backend, value: dt.datetime | None) -> Any:
+def _t(backend: Database, value: dt.datetime | None) -> Any:
     return None if value is None else backend.to_db_time(value)
 
 
 # -- writes from submit ------------------------------------------------------
 
-def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datetime,
+def insert_job(backend: Database, conn: Any, *, job_id: str, procedure_name: str, now: dt.datetime,
                params_json: str, timeout_s: float | None, max_attempts: int,
                submitted_by: str, unique_key: str | None, signature_json: str | None = None) -> None:
     _exec(backend, conn, f"""
@@ -135,7 +138,7 @@ def insert_job(backend, conn, *, job_id: str, procedure_name: str, now: dt.datet
          "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json})
 
 
-def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int:
+def fail_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime, error: str) -> int:
     """The spawn failed: the job must not be left `queued` for ever."""
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET status = :st_failed, end_time = :now, error_msg = :error
@@ -144,17 +147,17 @@ def fail_queued(backend, conn, job_id: str, now: dt.datetime, error: str) -> int
     return cur.rowcount
 
 
-def note_queued(backend, conn, job_id: str, note: str | None) -> int:
+def note_queued(backend: Database, conn: Any, job_id: str, note: str | None) -> int:
     """Why a queued job has not started yet (its worker waits for a connection),
     shown in ERROR_MSG until the claim; None clears it."""
-    cur = backend.execute(conn, f"""
+    cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET error_msg = :note
-        WHERE job_id = :job_id AND status = 'queued'""",
+        WHERE job_id = :job_id AND status = :st_queued""",
         {"job_id": job_id, "note": note})
     return cur.rowcount
 
 
-def find_active_unique(backend, conn, unique_key: str) -> list[Job]:
+def find_active_unique(backend: Database, conn: Any, unique_key: str) -> list[Job]:
     cur = _exec(backend, conn, f"""{_SELECT}
         WHERE unique_key = :unique_key AND status IN (:st_queued, :st_running)""",
         {"unique_key": unique_key})
@@ -163,7 +166,7 @@ def find_active_unique(backend, conn, unique_key: str) -> list[Job]:
 
 # -- writes from the worker --------------------------------------------------
 
-def claim(backend, conn, job_id: str, *, now: dt.datetime, host: str, pid: int,
+def claim(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, host: str, pid: int,
           token: str, session: str | None) -> int:
     """queued → running, once: the token guards every later write of the
     outcome, the session is the server session that will run the call."""
@@ -178,7 +181,7 @@ def claim(backend, conn, job_id: str, *, now: dt.datetime, host: str, pid: int,
     return cur.rowcount
 
 
-def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float | None,
+def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, progress: float | None,
               output: str | None, write_progress: bool) -> bool | None:
     """Write the heartbeat (and progress/output when they changed); return the
     cancel flag, or None when the job is no longer ours to run."""
@@ -202,14 +205,14 @@ def heartbeat(backend, conn, job_id: str, *, now: dt.datetime, progress: float |
     return bool(row and row[0])
 
 
-def next_attempt(backend, conn, job_id: str, attempt: int, error: str) -> None:
+def next_attempt(backend: Database, conn: Any, job_id: str, attempt: int, error: str) -> None:
     _exec(backend, conn, f"""
         UPDATE {TABLE} SET attempt = :attempt, error_msg = :error, progress = 0
          WHERE job_id = :job_id AND status = :st_running""",
         {"job_id": job_id, "attempt": attempt, "error": error})
 
 
-def finish(backend, conn, job_id: str, *, status: JobStatus, end_time: dt.datetime,
+def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
            duration: str | None, elapsed_s: float | None, result: str | None,
            error: str | None, output: str | None, progress: float | None,
            token: str | None = None) -> int:
@@ -244,13 +247,13 @@ def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
 
 # -- reads -------------------------------------------------------------------
 
-def get(backend, conn, job_id: str) -> Job | None:
+def get(backend: Database, conn: Any, job_id: str) -> Job | None:
     cur = backend.execute(conn, f"{_SELECT} WHERE job_id = :job_id", {"job_id": job_id})
     rows = _rows(backend, cur)
     return row_to_job(backend, rows[0]) if rows else None
 
 
-def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
+def get_by_prefix(backend: Database, conn: Any, prefix: str) -> list[Job]:
     """Up to two jobs whose id starts with `prefix` (ids are lower-case hex, so
     the range [prefix, prefix+'g') is exactly the prefix, and uses the PK)."""
     cur = backend.execute(conn, f"""{_SELECT}
@@ -259,7 +262,7 @@ def get_by_prefix(backend, conn, prefix: str) -> list[Job]:
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
-def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[str] | None,
+def list_jobs(backend: Database, conn: Any, *, since: dt.datetime | None, statuses: Sequence[str] | None,
               procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
     """Newest first. `since` bounds finished jobs only: a queued or running
     job is listed however long ago it started (None: no bound at all)."""
@@ -301,7 +304,7 @@ def list_jobs(backend, conn, *, since: dt.datetime | None, statuses: Sequence[st
 STAT_STATUSES = tuple(s.value for s in JobStatus)
 
 
-def stats(backend, conn, *, since: dt.datetime | None,
+def stats(backend: Database, conn: Any, *, since: dt.datetime | None,
           procedure: ProcedureFilter | str | None) -> list[dict[str, Any]]:
     """Per procedure: counts by stored status, duration figures. The counts
     are what the rows say; lifecycle corrects the few running/queued ones
@@ -339,7 +342,7 @@ def stats(backend, conn, *, since: dt.datetime | None,
     return out
 
 
-def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
+def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
                   host: str, since: dt.datetime | None = None) -> list[Job]:
     """Every job the lifecycle rule could show as lost or orphaned: running
     (claimed by a jobctl worker) with a stale heartbeat or a worker on this
@@ -359,7 +362,7 @@ def lost_suspects(backend, conn, *, stale_before: dt.datetime, unclaimed_before:
 
 # -- writes from cancel / cleanup -----------------------------------------------
 
-def mark_lost(backend, conn, job: Job, *, now: dt.datetime, reason: str) -> int:
+def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str) -> int:
     """Guarded on the heartbeat read, so a worker that just came back to life
     is not marked lost under its feet."""
     hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
@@ -373,7 +376,7 @@ def mark_lost(backend, conn, job: Job, *, now: dt.datetime, reason: str) -> int:
     return cur.rowcount
 
 
-def cancel_queued(backend, conn, job_id: str, now: dt.datetime) -> int:
+def cancel_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime) -> int:
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET status = :st_cancelled, end_time = :now, cancel_requested = 1,
                            error_msg = 'cancelled before it started'
@@ -382,7 +385,7 @@ def cancel_queued(backend, conn, job_id: str, now: dt.datetime) -> int:
     return cur.rowcount
 
 
-def request_cancel(backend, conn, job_id: str) -> int:
+def request_cancel(backend: Database, conn: Any, job_id: str) -> int:
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = :st_running""",
         {"job_id": job_id})
@@ -394,7 +397,8 @@ def _finished_where(statuses: Iterable[str]) -> tuple[str, dict[str, Any]]:
     return f"status IN ({', '.join(':' + k for k in binds)})", binds
 
 
-def count_finished_before(backend, conn, *, before: dt.datetime, statuses: Sequence[str]) -> int:
+def count_finished_before(backend: Database, conn: Any, *, before: dt.datetime,
+                          statuses: Sequence[str]) -> int:
     cond, binds = _finished_where(statuses)
     binds["before"] = _t(backend, before)
     cur = backend.execute(conn, f"SELECT COUNT(*) FROM {TABLE} WHERE start_time < :before AND {cond}",
@@ -402,7 +406,7 @@ def count_finished_before(backend, conn, *, before: dt.datetime, statuses: Seque
     return int(cur.fetchone()[0])
 
 
-def delete_finished_batch(backend, conn, *, before: dt.datetime, statuses: Sequence[str],
+def delete_finished_batch(backend: Database, conn: Any, *, before: dt.datetime, statuses: Sequence[str],
                           batch: int) -> int:
     """Delete up to `batch` finished jobs older than `before`; commit per batch
     so a large cleanup never holds one long transaction."""
@@ -420,7 +424,7 @@ def delete_finished_batch(backend, conn, *, before: dt.datetime, statuses: Seque
     return len(ids)
 
 
-def table_columns(backend, conn) -> set[str]:
+def table_columns(backend: Database, conn: Any) -> set[str]:
     cur = backend.execute(conn, f"SELECT * FROM {TABLE} WHERE 1 = 0")
     cur.fetchall()
     return {d[0].lower() for d in cur.description}

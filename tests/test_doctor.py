@@ -79,7 +79,7 @@ def test_doctor_passes_a_healthy_database_and_leaves_no_rows(env):
     checks = by_name(report)
     expected = list(COMMON_CHECKS)
     if env.backend == "oracle":
-        from jobctl.backends.oracle_checks import CHECKS
+        from jobctl.backends.oracle.checks import CHECKS
 
         expected = ["oracle_driver", *expected, *CHECKS]
     assert list(checks) == expected
@@ -258,7 +258,7 @@ def test_doctor_reports_where_the_password_came_from(tmp_path, monkeypatch):
 
 def _oracle_statements():
     from jobctl import doctor as d
-    from jobctl.backends import oracle_checks as oc
+    from jobctl.backends.oracle import checks as oc
 
     cat = oc.CATALOG
     return [(cat.identity_sql, set()), (cat.timezone_sql, set()), (cat.indexes_sql, set()),
@@ -286,7 +286,7 @@ def test_oracle_check_statements_parse_as_oracle_and_bind_what_is_supplied():
 def test_oracle_check_plsql_blocks_bind_what_is_supplied():
     import re
 
-    from jobctl.backends import oracle_checks as oc
+    from jobctl.backends.oracle import checks as oc
 
     for block, names in ((oc.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink",
                                                 "part1_type", "object_number"}),
@@ -398,7 +398,7 @@ class Answers:
 
     # the database
     def answer(self, sql, binds, session):
-        from jobctl.backends import oracle_checks as oc
+        from jobctl.backends.oracle import checks as oc
 
         if sql == oc.NAME_RESOLVE_SQL:
             parts = {"SUMA_SIMPLE": ("SCOTT", None, "SUMA_SIMPLE", 7),
@@ -449,7 +449,7 @@ class Answers:
 
 
 def _run_oracle_checks(db):
-    from jobctl.backends import oracle_checks as oc
+    from jobctl.backends.oracle import checks as oc
 
     return {c.name: c for c in oc.checks(db, _Session(db), table_ok=True, demos_ok=True,
                                           tag="jobctl-doctor@test")}

@@ -39,6 +39,7 @@ from jobctl.backends.base import CallContext
 from jobctl.cli import app
 from jobctl.config import parse_dsn
 from jobctl.errors import DatabaseError, NotFound, SchemaMissing, UsageError
+from jobctl.lifecycle import Lifecycle
 from jobctl.model import JobStatus, Param, Signature
 from jobctl.sqlfiles import read_sql, split_script
 
@@ -632,18 +633,21 @@ def _store_statements() -> list[tuple[str, dict]]:
             pass
 
     c = C()
-    store.insert_job(rec, c, job_id="a" * 32, procedure_name="SUMA_SIMPLE", now=now, params_json="{}",
-                     timeout_s=None, max_attempts=1, submitted_by="me@host", unique_key=None)
-    store.fail_queued(rec, c, "a" * 32, now, "x")
+    # the transitions as every caller makes them, through the lifecycle
+    jobs = Lifecycle(rec, host="h")
+    jobs.enqueue(c, job_id="a" * 32, procedure_name="SUMA_SIMPLE", now=now, params_json="{}",
+                 timeout_s=None, max_attempts=1, submitted_by="me@host", unique_key=None)
+    jobs.note_waiting(c, "a" * 32, "waiting for a connection")
+    jobs.fail_unstarted(c, "a" * 32, now, "x")
     store.find_active_unique(rec, c, "k")
-    store.claim(rec, c, "a" * 32, now=now, host="h", pid=1, token="b" * 32, session="1:2")
+    jobs.claim(c, "a" * 32, now=now, pid=1, token="b" * 32, session="1:2")
     for progress in (None, 40.0):
-        store.heartbeat(rec, c, "a" * 32, now=now, progress=progress, output="o", write_progress=True)
-        store.finish(rec, c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s",
-                     elapsed_s=1.0, result=None, error="e", output=None, progress=progress,
-                     token="b" * 32 if progress else None)
-    store.heartbeat(rec, c, "a" * 32, now=now, progress=None, output=None, write_progress=False)
-    store.next_attempt(rec, c, "a" * 32, 2, "e")
+        jobs.heartbeat(c, "a" * 32, now=now, progress=progress, output="o", changed=True)
+        jobs.finish(c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s",
+                    elapsed_s=1.0, result=None, error="e", output=None, progress=progress,
+                    token="b" * 32 if progress else None)
+    jobs.heartbeat(c, "a" * 32, now=now, progress=None, output=None, changed=False)
+    jobs.next_attempt(c, "a" * 32, 2, "e")
     store.get(rec, c, "a" * 32)
     store.get_by_prefix(rec, c, "abcd")
     store.list_jobs(rec, c, since=now, statuses=["running", "failed"], procedure="P", limit=50)
@@ -657,8 +661,8 @@ def _store_statements() -> list[tuple[str, dict]]:
     job = model.Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=now)
     store.mark_lost(rec, c, job, now=now, reason="r")
     store.mark_lost(rec, c, model.Job(**{**job.__dict__, "heartbeat_at": now}), now=now, reason="r")
-    store.cancel_queued(rec, c, "a" * 32, now)
-    store.request_cancel(rec, c, "a" * 32)
+    jobs.cancel_queued(c, "a" * 32, now)
+    jobs.request_cancel(c, "a" * 32)
     store.count_finished_before(rec, c, before=now, statuses=["completed", "failed"])
     store.delete_finished_batch(rec, c, before=now, statuses=["completed"], batch=500)
     store.table_columns(rec, c)
@@ -727,6 +731,18 @@ def test_store_uses_timestamp_binds_for_every_time():
     for sql, binds in _store_statements():
         for name, value in binds.items():
             assert not (isinstance(value, dt.datetime) and value.tzinfo is not None), (name, sql)
+
+
+def test_no_status_name_is_spelled_in_sql():
+    """Status names reach SQL only as binds from JobStatus (`:st_<name>`), so
+    renaming or adding one cannot leave a statement behind."""
+    spelled = re.compile("'(?:%s)'" % "|".join(s.value for s in JobStatus), re.IGNORECASE)
+    sent = _store_statements()
+    assert any(":st_queued" in sql for sql, _ in sent)
+    for sql, binds in sent:
+        assert not spelled.search(sql), sql
+        for name in re.findall(r":st_(\w+)", sql):
+            assert binds[f"st_{name}"] == JobStatus(name).value, sql
 
 
 def test_cleanup_batch_fits_oracle_in_list_limit():
@@ -1397,7 +1413,9 @@ def test_client_library_is_loaded_once_per_process(monkeypatch):
     """Defect 11: init_oracle_client runs once however many connections the
     CLI or worker opens (the driver refuses a second call with other args)."""
     calls = []
-    monkeypatch.setattr(ob, "_client_loaded", False)
+    from jobctl.backends.oracle import connect as oracle_connect
+
+    monkeypatch.setattr(oracle_connect, "_client_loaded", False)
     monkeypatch.setattr(oracledb, "init_oracle_client",
                         lambda lib_dir=None, config_dir=None: calls.append((lib_dir, config_dir)))
     ob.load_client("/opt/oracle/ic", "/etc/tns")

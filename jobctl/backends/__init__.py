@@ -4,12 +4,17 @@ no driver loads on the way to a SQLite command."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..config import ConnectionSettings
+
+if TYPE_CHECKING:
+    from .base import Backend
 
 _MODULES = {"sqlite": "sqlite", "postgresql": "postgresql", "oracle": "oracle"}
 
 
-def get_backend(settings: ConnectionSettings):
+def get_backend(settings: ConnectionSettings) -> Backend:
     module = importlib.import_module(f"{__name__}.{_MODULES[settings.scheme]}")
-    return module.BACKEND(settings)
+    backend: Backend = module.BACKEND(settings)
+    return backend

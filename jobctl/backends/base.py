@@ -1,9 +1,14 @@
 """The seam between jobctl and a database.
 
 Everything that differs between SQLite, PostgreSQL and Oracle lives behind
-`Backend`; `store.py`, `api.py` and `runner.py` never ask which database they
-talk to. SQL passed to `execute` is written with named binds (`:name`); a
-backend converts them to its driver's paramstyle.
+`Backend`, split by role: `Database` (connecting, SQL dialect, errors,
+server sessions) and `Procedures` (resolving, calling, interrupting and
+progress). `store.py`, `api.py` and `runner.py` never ask which database
+they talk to, nor whether it has a method: every backend implements both
+(checked by mypy through backends/checked.py).
+
+SQL passed to `execute` is written with named binds (`:name`); a backend
+converts them to its driver's paramstyle.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import datetime as dt
 import threading
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol
 
 from ..config import ConnectionSettings
 from ..errors import JobctlError
@@ -76,8 +81,10 @@ class CallContext:
             return self._progress, text, changed
 
 
-@runtime_checkable
-class Backend(Protocol):
+class Database(Protocol):
+    """The database as a place that holds ASYNC_JOBS: connecting, running
+    SQL in its dialect, translating its errors, and its server sessions."""
+
     #: scheme name, also the folder under sql/ holding this backend's scripts
     name: ClassVar[str]
     #: how the sql/ files separate statements: "semicolon" or "sqlplus" (`/` lines)
@@ -95,6 +102,7 @@ class Backend(Protocol):
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
         """Run one statement written with `:name` binds; return the cursor."""
 
+    # -- dialect -------------------------------------------------------------
     def limit_clause(self, bind: str) -> str:
         """Row limit for the end of a SELECT, taking the bind `:<bind>`."""
 
@@ -107,12 +115,17 @@ class Backend(Protocol):
     def from_db_time(self, value: Any) -> dt.datetime | None:
         """A fetched time column as an aware UTC datetime."""
 
+    def schema_files(self, *, examples: bool) -> list[str]:
+        """Files under sql/<name>/ that `db init` runs, in order."""
+
     # -- errors --------------------------------------------------------------
     def is_missing_table(self, exc: BaseException) -> bool: ...
     def is_unique_violation(self, exc: BaseException) -> bool: ...
-    # optional: `is_undefined_column(exc) -> bool` (a column the statement
-    # names is not in the table): lets an original-shaped ASYNC_JOBS be told
-    # apart cheaply; without it any failed statement checks the columns
+
+    def is_undefined_column(self, exc: BaseException) -> bool:
+        """A column the statement names is not in the table: tells an
+        original-shaped ASYNC_JOBS apart without reading its columns."""
+
     def is_already_exists(self, exc: BaseException) -> bool:
         """DDL that `db init` may ignore because the object is already there."""
 
@@ -121,30 +134,6 @@ class Backend(Protocol):
 
     def is_transient(self, exc: BaseException) -> bool:
         """Connection lost, deadlock, ... worth retrying a bookkeeping write."""
-
-    # -- procedures ----------------------------------------------------------
-    def normalize_name(self, name: str) -> str:
-        """Validate a procedure name (UsageError, before any connection) and
-        return it as stored in PROCEDURE_NAME."""
-
-    def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
-        """The signature of procedure `name`; `given` (casefolded input names)
-        picks among overloads. NotFound when there is none."""
-
-    def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
-             ctx: CallContext) -> dict[str, Any]:
-        """Run the procedure with coerced input values keyed by parameter name.
-        Returns OUT / IN OUT values, keys lower-case, JSON-ready. Does not
-        commit or roll back: the runner does."""
-
-    def interrupt(self, conn: Any) -> None:
-        """From another thread: make the in-flight `call` on `conn` stop."""
-
-    def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
-        """Optional: read progress published out of band (called by the watchdog)."""
-
-    def schema_files(self, *, examples: bool) -> list[str]:
-        """Files under sql/<name>/ that `db init` runs, in order."""
 
     # -- sessions: who runs the call on the server (at-most-once) ------------
     def session_id(self, conn: Any) -> str | None:
@@ -157,7 +146,7 @@ class Backend(Protocol):
         when this connection cannot tell (no privilege, no such view)."""
 
     def kill_session_sql(self, session: str) -> str:
-        """The exact statement a DBA runs to end `session`."""
+        """The exact statement a DBA runs to end `session` ("" when none can)."""
 
     def end_session(self, conn: Any, session: str) -> bool:
         """Stop what `session` runs and end it; True once it is gone, False
@@ -166,3 +155,38 @@ class Backend(Protocol):
     def liveness_dir(self) -> Path | None:
         """Where a worker on this host touches a per-job file each heartbeat
         when its own transaction can block the heartbeat row (SQLite), or None."""
+
+
+class Procedures(Protocol):
+    """The database as a place that runs stored procedures: naming,
+    resolving, calling, interrupting them and reading their progress."""
+
+    def normalize_name(self, name: str) -> str:
+        """Validate a procedure name (UsageError, before any connection) and
+        return it as stored in PROCEDURE_NAME."""
+
+    def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
+        """The signature of procedure `name`; `given` (casefolded input names)
+        picks among overloads. NotFound when there is none."""
+
+    def check_submit(self, sig: Signature) -> None:
+        """Refuse at submit (UsageError, before any row is written) a procedure
+        whose parameters the backend can neither pass nor read back; `describe`
+        still shows it. Nothing to refuse: return."""
+
+    def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
+             ctx: CallContext) -> dict[str, Any]:
+        """Run the procedure with coerced input values keyed by parameter name.
+        Returns OUT / IN OUT values, keys lower-case, JSON-ready. Does not
+        commit or roll back: the runner does."""
+
+    def interrupt(self, conn: Any) -> None:
+        """From another thread: make the in-flight `call` on `conn` stop."""
+
+    def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
+        """Read progress published out of band (called by the watchdog); a
+        backend whose procedures report progress in-band does nothing."""
+
+
+class Backend(Database, Procedures, Protocol):
+    """One database module (backends/<name>.py): both roles."""

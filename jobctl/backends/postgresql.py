@@ -154,7 +154,7 @@ def _one_line(text: str) -> str:
 
 
 def _diag_message(exc: BaseException) -> str:
-    diag = getattr(exc, "diag", None)
+    diag: Any = getattr(exc, "diag", None)
     primary = getattr(diag, "message_primary", None) if diag is not None else None
     if not primary:
         text = re.sub(r"\s+", " ", _one_line(str(exc)))  # libpq's "FATAL:  ..." and tabs
@@ -431,6 +431,9 @@ class PostgresBackend:
             overload=f"{_render(row['nspname'])}.{_render(row['proname'])}({row['identity']})",
             extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"]},
         )
+
+    def check_submit(self, sig: Signature) -> None:
+        return None  # nothing to refuse before the call
 
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:

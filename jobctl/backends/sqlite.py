@@ -143,7 +143,8 @@ class SqliteBackend:
             # file; NORMAL syncs at checkpoints only, so a power cut may lose the
             # last commits but never leaves a torn database
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.create_aggregate("percentile_cont", 2, _Percentile)
+            # typeshed knows only aggregates of one int argument
+            conn.create_aggregate("percentile_cont", 2, _Percentile)  # type: ignore[arg-type]
             if not memory and (self.settings.is_default or path.stat().st_size == 0) \
                     and self._schema_incomplete(conn):
                 # the default file is jobctl's own: (re)create what a first use
@@ -283,6 +284,9 @@ class SqliteBackend:
             raise NotFound(f"procedure {name} not found (local procedures: {known})")
         return proc.signature
 
+    def check_submit(self, sig: Signature) -> None:
+        return None  # nothing to refuse before the call
+
     def call(self, conn, sig: Signature, values: Mapping[str, Any], ctx: CallContext) -> dict[str, Any]:
         self._load()
         proc = local.REGISTRY[sig.name]
@@ -319,7 +323,9 @@ class SqliteBackend:
         with contextlib.suppress(Exception):
             conn.interrupt()
         if threading.current_thread() is not threading.main_thread():
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
+            main = threading.main_thread().ident
+            if main is not None:  # always: the main thread is running
+                signal.pthread_kill(main, signal.SIGUSR1)
 
     def _on_interrupt_signal(self, signum, frame):
         # only inside the procedure: a late signal must not break the commit

@@ -19,11 +19,11 @@ from typing import Any
 
 import oracledb
 
-from .. import store
-from ..doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
-from ..errors import JobctlError
-from ..model import NUMBER, utcnow
-from .base import CallContext
+from ...doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
+from ...errors import JobctlError
+from ...lifecycle import Lifecycle
+from ...model import NUMBER, utcnow
+from ..base import CallContext
 
 CHECKS = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
           "oracle_dbms_output", "oracle_timestamp_binds", "oracle_clob_update",
@@ -217,9 +217,9 @@ class _OracleChecks:
 
     def _insert_probe(self, now: dt.datetime) -> str:
         job_id = uuid.uuid4().hex
-        store.insert_job(self.backend, self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
-                         now=now, params_json="{}", timeout_s=None, max_attempts=1,
-                         submitted_by=self.tag, unique_key=None)
+        Lifecycle(self.backend).enqueue(self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
+                                        now=now, params_json="{}", timeout_s=None, max_attempts=1,
+                                        submitted_by=self.tag, unique_key=None)
         return job_id
 
     # "Reading the signature" / "SQL": a datetime bound without
@@ -278,8 +278,8 @@ class _OracleChecks:
         job_id = self._insert_probe(utcnow())
         # committed and running, as a real job is: the autonomous transaction
         # in SET_PROGRESS cannot see (and would wait on) an uncommitted row
-        store.claim(self.backend, self.conn, job_id, now=utcnow(), host=os.uname().nodename,
-                    pid=os.getpid(), token=uuid.uuid4().hex, session=None)
+        Lifecycle(self.backend).claim(self.conn, job_id, now=utcnow(), pid=os.getpid(),
+                                      token=uuid.uuid4().hex, session=None)
         self.conn.commit()
         try:
             call_conn = self.backend.connect(job_id=job_id)
@@ -310,7 +310,7 @@ class _OracleChecks:
     # "Output, identity, progress" and "Found in a line-by-line review" (RAC):
     # LONGOPS is optional; GV$ covers every instance
     def longops(self, name: str) -> Check:
-        readable = {}
+        readable: dict[str, oracledb.Error | None] = {}
         for view, sql in (("GV$SESSION_LONGOPS", GV_LONGOPS_SQL), ("V$SESSION_LONGOPS", V_LONGOPS_SQL)):
             try:
                 self._execute(sql).fetchone()

@@ -1,0 +1,114 @@
+"""Running jobctl's SQL on Oracle: binds, times, row limits, percentiles,
+PL/SQL compiled with errors, and the schema scripts (ORACLE_NOTES "SQL")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import oracledb
+
+from ...errors import DatabaseError
+from .errors import _code, _created_object
+from .shared import UTC as _UTC
+from .shared import OracleBase
+
+COMPILE_ERRORS_SQL = """
+SELECT line, position, text
+  FROM user_errors
+ WHERE name = :name AND type = :type AND attribute = 'ERROR'
+ ORDER BY sequence
+ FETCH FIRST 5 ROWS ONLY"""
+
+
+class OracleDialect(OracleBase):
+    def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
+        """Named `:name` binds are Oracle's own. Datetimes bind as TIMESTAMP,
+        not the driver's default DATE, which drops fractional seconds
+        (src/oracledb/impl/base/metadata.pyx `from_value`) and would make
+        `heartbeat_at = :hb` never match a stored heartbeat. Booleans bind as
+        1/0: SQL has no BOOLEAN before 23ai. Long strings for CLOB columns
+        are left to the driver, which sends them as LONG binds
+        (tests/test_1900_lob_var.py binds str into CLOB columns)."""
+        values: dict[str, Any] = {}
+        sizes: dict[str, Any] = {}
+        for key, value in (binds or {}).items():
+            if isinstance(value, bool):
+                value = int(value)
+            elif isinstance(value, dt.datetime):
+                sizes[key] = oracledb.DB_TYPE_TIMESTAMP
+            values[key] = value
+        cur = conn.cursor()
+        if sizes:
+            cur.setinputsizes(**sizes)
+        try:
+            cur.execute(sql, values, fetch_lobs=False)
+        except oracledb.Error as exc:
+            created = _created_object(sql)
+            if _code(exc)[0] == 955 and created and created[2]:
+                # CREATE OR REPLACE replaces its own kind only: ORA-00955 means
+                # another object type owns the name (ORACLE_NOTES: Found in a
+                # line-by-line review, "ORA-00955 on CREATE OR REPLACE")
+                obj_type, obj_name, _ = created
+                raise DatabaseError(
+                    f"cannot create {obj_type} {obj_name}: another kind of object already has "
+                    f"that name (ORA-00955); see SELECT object_type FROM user_objects WHERE "
+                    f"object_name = '{obj_name}', then rename or drop it") from None
+            raise
+        warning = cur.warning
+        if warning is not None and warning.full_code == "DPY-7000":
+            error = self._compile_error(conn, sql)
+            if error is not None:
+                raise error
+        return cur
+
+    def _compile_error(self, conn: Any, sql: str) -> DatabaseError | None:
+        """A PL/SQL unit created with compilation errors: DDL "succeeds" with
+        warning DPY-7000 (ORACLE_NOTES "SQL"; src/oracledb/errors.py maps
+        ORA-24344 to it). Name the object and its first errors. With
+        PLSQL_WARNINGS enabled the same warning comes for warnings alone:
+        no ATTRIBUTE = 'ERROR' row in USER_ERRORS means the unit is valid
+        (ORACLE_NOTES: Found in a line-by-line review), so None."""
+        created = _created_object(sql)
+        if not created:
+            return DatabaseError(f"{self.settings.display}: PL/SQL compiled with errors")
+        obj_type, obj_name, _ = created
+        try:
+            with conn.cursor() as cur:
+                cur.execute(COMPILE_ERRORS_SQL, {"name": obj_name, "type": obj_type})
+                details = [f"line {line}:{pos} {text.strip()}" for line, pos, text in cur]
+        except oracledb.Error:
+            return DatabaseError(f"{obj_type} {obj_name} was created with compilation errors "
+                                 "(see USER_ERRORS)")
+        if not details:
+            return None
+        return DatabaseError(f"{obj_type} {obj_name} was created with compilation errors: "
+                             + "; ".join(details))
+
+    def limit_clause(self, bind: str) -> str:
+        return f"FETCH FIRST :{bind} ROWS ONLY"
+
+    def percentile_sql(self, fraction: float, expr: str) -> str:
+        return f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP (ORDER BY {expr})"
+
+    def to_db_time(self, value: dt.datetime) -> dt.datetime:
+        """TIMESTAMP columns hold UTC wall time, naive."""
+        if value.tzinfo is not None:
+            value = value.astimezone(_UTC).replace(tzinfo=None)
+        return value
+
+    def from_db_time(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime):   # a DATE-only value from elsewhere
+            value = dt.datetime(value.year, value.month, value.day)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_UTC)
+        return value.astimezone(_UTC)
+
+    def schema_files(self, *, examples: bool) -> list[str]:
+        files = ["create_async_jobs_table.sql"]
+        if examples:
+            files.append("examples.sql")
+        return files

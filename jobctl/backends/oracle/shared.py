@@ -1,0 +1,33 @@
+"""What the role modules of the Oracle backend share: the state
+OracleBackend.__init__ sets, and, for the type checker, the methods one role
+calls on another (each is implemented in exactly one role module)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import weakref
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ... import config
+
+if TYPE_CHECKING:
+    from ...errors import JobctlError
+
+UTC = dt.timezone.utc
+
+
+class OracleBase:
+    settings: config.ConnectionSettings
+    #: which LONGOPS view still answers: GV$, then V$, then none (not granted)
+    _longops_views: list[str]
+    #: per connection: (current schema, instance number, SID) learnt at connect
+    _sessions: weakref.WeakKeyDictionary[Any, dict[str, Any]]
+
+    if TYPE_CHECKING:
+        def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any: ...
+        def translate_error(self, exc: BaseException) -> JobctlError: ...
+        def is_transient(self, exc: BaseException) -> bool: ...
+        def normalize_name(self, name: str) -> str: ...
+        def _remember(self, conn: Any, info: Mapping[str, Any]) -> None: ...
+        def _session_info(self, conn: Any) -> dict[str, Any]: ...
