@@ -1563,3 +1563,30 @@ def test_wallet_and_database_passwords_are_kept_out_of_the_workers_environment(t
     settings = resolve_settings(profile="adb")
     assert {"ADB_PW", "ADB_WALLET_PW"} <= set(settings.secret_env)
     assert settings.connection.password == "db-secret"
+
+
+@pytest.mark.parametrize("code, ended", [(1031, False), (30, True)])
+def test_cancel_of_an_orphaned_session_kills_it_or_hands_the_statement_to_a_dba(code, ended):
+    """Issue 9 item 2 on Oracle: `jobctl cancel` of an orphaned job sends the
+    exact ALTER SYSTEM KILL SESSION for the recorded session; ORA-01031 (not
+    privileged) means "print it for a DBA" (False) and ORA-00030 (no such
+    session) means it is already gone (True). Proves the statement sent and
+    how the driver's own error objects are read, not what a server does."""
+    sent = []
+
+    class Cur(FakeCursor):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def execute(self, sql, binds=None, **kw):
+            sent.append(sql)
+            raise ora_error(f"ORA-{code:05d}: refused", code)
+
+    assert backend().end_session(FakeConn(Cur), "123,4567,@2") is ended
+    assert sent == ["ALTER SYSTEM KILL SESSION '123,4567,@2' IMMEDIATE"]
+    # a session recorded without SERIAL# (thick mode, V$SESSION not granted)
+    # is never guessed at: only a DBA can pick it
+    assert backend().end_session(FakeConn(Cur), "123,,@2") is False
