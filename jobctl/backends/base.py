@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..config import ConnectionSettings
@@ -27,8 +27,11 @@ class CallContext:
     """What a running procedure can reach: progress, output lines, the stop flag.
 
     The worker's watchdog thread reads `progress` and `output` and writes them
-    to the job row with each heartbeat; backends call `progress()`/`log()` from
-    the thread that runs the procedure (PostgreSQL notices, SQLite callables).
+    to the job row, at most once a second while they change; backends call
+    `progress()`/`log()` from the thread that runs the procedure (PostgreSQL
+    notices, SQLite callables). `on_change`, when set, is called (outside the
+    lock, from that thread) the first time something changes after a
+    snapshot: it wakes the watchdog without a write per notice.
     """
 
     def __init__(self, job_id: str, *, output_cap: int = 1_000_000):
@@ -41,6 +44,7 @@ class CallContext:
         self._truncated = False
         self._progress: float | None = None
         self._dirty = False
+        self.on_change: Callable[[], None] | None = None
         #: the procedure committed inside its own transaction (when the backend
         #: can tell): that work is outside at-most-once
         self.self_committed = False
@@ -53,8 +57,11 @@ class CallContext:
     def progress(self, pct: float) -> None:
         pct = max(0.0, min(100.0, float(pct)))
         with self._lock:
+            if self._progress == pct:
+                return  # the same figure again: nothing for status to show
             self._progress = pct
-            self._dirty = True
+            woke, self._dirty = not self._dirty, True
+        self._changed(woke)
 
     def log(self, line: str) -> None:
         line = str(line).rstrip("\n")
@@ -64,7 +71,18 @@ class CallContext:
             else:
                 self._lines.append(line)
                 self._size += len(line) + 1
-            self._dirty = True
+            woke, self._dirty = not self._dirty, True
+        self._changed(woke)
+
+    def _changed(self, first: bool) -> None:
+        if first and self.on_change is not None:
+            self.on_change()
+
+    @property
+    def dirty(self) -> bool:
+        """Something changed since the last snapshot (not yet written)."""
+        with self._lock:
+            return self._dirty
 
     def snapshot(self) -> tuple[float | None, str | None, bool]:
         """(progress, output text, changed since the last snapshot)."""
@@ -142,6 +160,16 @@ class Backend(Protocol):
 
     def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
         """Optional: read progress published out of band (called by the watchdog)."""
+
+    # optional, a cancel that reaches the worker at once instead of at its next
+    # poll of CANCEL_REQUESTED (PostgreSQL: LISTEN/NOTIFY):
+    #   announce_cancel(conn, job_id): in the transaction that sets the flag,
+    #       so the news is delivered when, and only if, the flag is committed
+    #   listen_cancel(conn): on the worker's watch connection, in its claim's
+    #       transaction (and again on every new watch connection)
+    #   cancel_wait_fd(conn) -> int: a descriptor readable when news may have come
+    #   cancel_announced(conn, job_id) -> bool: without waiting, did news of a
+    #       cancel of job_id arrive (raises when the connection is gone)
 
     def schema_files(self, *, examples: bool) -> list[str]:
         """Files under sql/<name>/ that `db init` runs, in order."""
