@@ -54,6 +54,9 @@ INTERRUPT_GRACE_S = 10.0
 
 #: at most one write of progress/output per this many seconds while they change
 FLUSH_S = 1.0
+#: a change is written this long after it is first seen, so that what a
+#: procedure says in one breath (a progress notice and its line) lands together
+BATCH_S = 0.05
 
 
 #: The worker's first lines, run as `python -I -c`. Isolated mode puts neither
@@ -206,10 +209,13 @@ class Worker:
         grace = max(INTERRUPT_GRACE_S, 3 * hb)
         now = time.monotonic()
         next_hb, next_poll, next_flush = now + hb, now + poll, now
+        dirty_since: float | None = None
         while not self.done.is_set():
             due = [next_hb, next_poll]
             if self.ctx.dirty:
-                due.append(next_flush)
+                if dirty_since is None:
+                    dirty_since = time.monotonic()
+                due.append(max(next_flush, dirty_since + BATCH_S))
             if self.interrupted_at is not None:
                 due.append(self.interrupted_at + grace)
             heard = self._sleep(max(0.0, min(due) - time.monotonic()))
@@ -229,8 +235,10 @@ class Worker:
                         with self.db_lock:
                             flags.append(store.cancel_flag(self.backend, self.watch_conn, self.job_id))
                 beat = now >= next_hb
-                if beat or (self.ctx.dirty and now >= next_flush):
+                flush = dirty_since is not None and now >= max(next_flush, dirty_since + BATCH_S)
+                if beat or flush:
                     progress, output, changed = self.ctx.snapshot()
+                    dirty_since = None
                     with self.db_lock:
                         flags.append(store.heartbeat(self.backend, self.watch_conn, self.job_id,
                                                      now=utcnow(), progress=progress, output=output,
