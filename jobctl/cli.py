@@ -370,23 +370,51 @@ def _exit_for(jobs) -> None:
 
 
 def _wait_with_progress(api, ids, timeout_s):
+    """At a terminal: a bar per job on stderr, its ETA, its latest output line under it."""
     if not sys.stderr.isatty():
         return api.wait(ids, timeout_s=timeout_s)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+    from rich.text import Text
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=False)
+    from . import eta, render
+
+    class JobBars(Progress):
+        def get_renderables(self):
+            for task in self.tasks:
+                yield self.make_tasks_table([task])
+                if task.fields["line"]:
+                    yield Text(f"  {task.fields['line']}", style="dim", no_wrap=True, overflow="ellipsis")
+
+    def fixed(width):
+        return Column(width=width, no_wrap=True, overflow="ellipsis")
+
+    progress = JobBars(TextColumn("{task.description}", markup=False, table_column=fixed(28)),
+                       BarColumn(), TaskProgressColumn(),
+                       TextColumn("{task.fields[status]}", markup=False, table_column=fixed(9)),
+                       TextColumn("{task.fields[eta]}", markup=False, table_column=fixed(22)),
+                       TimeElapsedColumn(), console=Console(stderr=True), transient=False)
     tasks = {}
+    typical = {}
 
     def on_poll(jobs):
+        now = _now()
         for job in jobs:
             if job.job_id not in tasks:
                 tasks[job.job_id] = progress.add_task(f"{job.job_id[:8]} {job.procedure_name}",
-                                                      total=100, status="")
+                                                      total=100, status="", eta="", line="")
+            if job.procedure_name not in typical:
+                typical[job.procedure_name] = api.typical_duration(job.procedure_name)
+            left, source = eta.estimate(job, now, typical[job.procedure_name])
+            shown = "" if left is None else f"ETA {render.display_duration(left)}" + (
+                " (typical)" if source == "typical" else "")
+            lines = (job.output or "").rstrip("\n").splitlines()
             pct = 100 if job.status.value == "completed" else job.progress
-            progress.update(tasks[job.job_id], completed=pct, status=job.status.value)
+            # a running job that reports no progress pulses rather than sit at 0 %
+            total = None if job.status.value == "running" and not pct else 100
+            progress.update(tasks[job.job_id], completed=pct, total=total, status=job.status.value,
+                            eta=shown, line=lines[-1] if lines else "")
 
     with progress:
         return api.wait(ids, timeout_s=timeout_s, on_poll=on_poll)
