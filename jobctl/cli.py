@@ -378,6 +378,8 @@ def _wait_with_progress(api, ids, timeout_s):
     from rich.table import Column
     from rich.text import Text
 
+    import math
+
     from . import eta, render
 
     class JobBars(Progress):
@@ -407,7 +409,8 @@ def _wait_with_progress(api, ids, timeout_s):
             if job.procedure_name not in typical:
                 typical[job.procedure_name] = api.typical_duration(job.procedure_name)
             left, source = eta.estimate(job, now, typical[job.procedure_name])
-            shown = "" if left is None else f"ETA {render.display_duration(left)}" + (
+            shown = "" if left is None else "ETA " + (
+                f"{math.ceil(left)}s" if left < 60 else render.display_duration(left)) + (
                 " (typical)" if source == "typical" else "")
             lines = (job.output or "").rstrip("\n").splitlines()
             pct = 100 if job.status.value == "completed" else job.progress
