@@ -263,3 +263,24 @@ def test_wait_eta_comes_from_past_runs_when_the_job_reports_no_progress(sqlite_e
     code, _, screen = _run_at_a_terminal(["wait", job_id], {"JOBCTL_POLL": "0.2"})
     assert code == 0, screen
     assert "ETA" in screen and "(typical)" in screen, screen
+
+
+def test_eta_is_the_progress_rate_else_the_typical_run():
+    import datetime as dt
+
+    from jobctl.eta import estimate
+    from jobctl.model import Job, JobStatus
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = start + dt.timedelta(seconds=30)
+    job = Job(job_id="a" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=start,
+              progress=25)
+    assert estimate(job, now, typical_s=500) == (90.0, "rate")       # 30 s for 25 %: 90 s more
+    quiet = Job(job_id="b" * 32, status=JobStatus.RUNNING, procedure_name="P", start_time=start,
+                progress=0)
+    assert estimate(quiet, now, typical_s=50) == (20.0, "typical")
+    assert estimate(quiet, now, typical_s=10) == (0.0, "typical")    # overdue: no negative ETA
+    assert estimate(quiet, now, typical_s=None) == (None, "")
+    done = Job(job_id="c" * 32, status=JobStatus.COMPLETED, procedure_name="P", start_time=start,
+               progress=100)
+    assert estimate(done, now, typical_s=50) == (None, "")

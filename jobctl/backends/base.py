@@ -57,8 +57,6 @@ class CallContext:
     def progress(self, pct: float) -> None:
         pct = max(0.0, min(100.0, float(pct)))
         with self._lock:
-            if self._progress == pct:
-                return  # the same figure again: nothing for status to show
             self._progress = pct
             woke, self._dirty = not self._dirty, True
         self._changed(woke)
