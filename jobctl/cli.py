@@ -374,7 +374,7 @@ def _wait_with_progress(api, ids, timeout_s):
     if not sys.stderr.isatty():
         return api.wait(ids, timeout_s=timeout_s)
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
     from rich.table import Column
     from rich.text import Text
 
@@ -396,7 +396,8 @@ def _wait_with_progress(api, ids, timeout_s):
                        BarColumn(), TaskProgressColumn(),
                        TextColumn("{task.fields[status]}", markup=False, table_column=fixed(9)),
                        TextColumn("{task.fields[eta]}", markup=False, table_column=fixed(22)),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+                       TextColumn("{task.fields[elapsed]}", markup=False),
+                       console=Console(stderr=True), transient=False)
     tasks = {}
     typical = {}
 
@@ -405,7 +406,8 @@ def _wait_with_progress(api, ids, timeout_s):
         for job in jobs:
             if job.job_id not in tasks:
                 tasks[job.job_id] = progress.add_task(f"{job.job_id[:8]} {job.procedure_name}",
-                                                      total=100, status="", eta="", line="")
+                                                      total=100, status="", eta="", line="",
+                                                      elapsed="")
             if job.procedure_name not in typical:
                 typical[job.procedure_name] = api.typical_duration(job.procedure_name)
             left, source = eta.estimate(job, now, typical[job.procedure_name])
@@ -413,11 +415,17 @@ def _wait_with_progress(api, ids, timeout_s):
                 f"{math.ceil(left)}s" if left < 60 else render.display_duration(left)) + (
                 " (typical)" if source == "typical" else "")
             lines = (job.output or "").rstrip("\n").splitlines()
+            if job.status.finished and job.status.value != "completed" and job.error_msg:
+                lines.append(job.error_msg)   # why it ended says more than its last line
             pct = 100 if job.status.value == "completed" else job.progress
             # a running job that reports no progress pulses rather than sit at 0 %
             total = None if job.status.value == "running" and not pct else 100
+            # the job's own run time (since its worker claimed it), not this command's
+            ran = ((job.end_time or now) - job.start_time).total_seconds() \
+                if job.start_time and job.status.value != "queued" else None
             progress.update(tasks[job.job_id], completed=pct, total=total, status=job.status.value,
-                            eta=shown, line=lines[-1] if lines else "")
+                            eta=shown, line=lines[-1] if lines else "",
+                            elapsed="" if ran is None else render.display_duration(ran))
 
     with progress:
         return api.wait(ids, timeout_s=timeout_s, on_poll=on_poll)
