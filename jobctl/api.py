@@ -280,6 +280,15 @@ class Jobctl:
             conn.commit()
             return self.lifecycle.adjust_stats(conn, rows, now, since=since)
 
+    def typical_duration(self, procedure_name: str, *, since_s: float = 30 * 86400) -> float | None:
+        """The median run time of the procedure's completed jobs in the last
+        `since_s` (its canonical name, as stored); None without any."""
+        with self._db() as conn:
+            rows = store.stats(self.backend, conn, since=_ago(utcnow(), since_s),
+                               procedure=store.ProcedureFilter(procedure_name))
+            conn.commit()
+        return rows[0]["p50_s"] if rows else None
+
     def _procedure_filter(self, procedure: str | None) -> store.ProcedureFilter | None:
         """`--procedure`: any spelling of a procedure means its canonical
         name, as submit stored it; with a `%` it is a LIKE pattern in which

@@ -421,23 +421,62 @@ def _exit_for(jobs) -> None:
 
 
 def _wait_with_progress(api, ids, timeout_s):
+    """At a terminal: a bar per job on stderr, its ETA, its latest output line under it."""
     if talk.is_quiet() or not sys.stderr.isatty():
         return api.wait(ids, timeout_s=timeout_s)
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+    from rich.table import Column
+    from rich.text import Text
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                        console=Console(stderr=True), transient=False)
+    import math
+
+    from . import eta, render
+
+    class JobBars(Progress):
+        def get_renderables(self):
+            for task in self.tasks:
+                yield self.make_tasks_table([task])
+                if task.fields["line"]:
+                    yield Text(f"  {task.fields['line']}", style="dim", no_wrap=True, overflow="ellipsis")
+
+    def fixed(width):
+        return Column(width=width, no_wrap=True, overflow="ellipsis")
+
+    progress = JobBars(TextColumn("{task.description}", markup=False, table_column=fixed(28)),
+                       BarColumn(), TaskProgressColumn(),
+                       TextColumn("{task.fields[status]}", markup=False, table_column=fixed(9)),
+                       TextColumn("{task.fields[eta]}", markup=False, table_column=fixed(22)),
+                       TextColumn("{task.fields[elapsed]}", markup=False),
+                       console=Console(stderr=True), transient=False)
     tasks = {}
+    typical = {}
 
     def on_poll(jobs):
+        now = _now()
         for job in jobs:
             if job.job_id not in tasks:
                 tasks[job.job_id] = progress.add_task(f"{job.job_id[:8]} {job.procedure_name}",
-                                                      total=100, status="")
+                                                      total=100, status="", eta="", line="",
+                                                      elapsed="")
+            if job.procedure_name not in typical:
+                typical[job.procedure_name] = api.typical_duration(job.procedure_name)
+            left, source = eta.estimate(job, now, typical[job.procedure_name])
+            shown = "" if left is None else "ETA " + (
+                f"{math.ceil(left)}s" if left < 60 else render.display_duration(left)) + (
+                " (typical)" if source == "typical" else "")
+            lines = (job.output or "").rstrip("\n").splitlines()
+            if job.status.finished and job.status.value != "completed" and job.error_msg:
+                lines.append(job.error_msg)   # why it ended says more than its last line
             pct = 100 if job.status.value == "completed" else job.progress
-            progress.update(tasks[job.job_id], completed=pct, status=job.status.value)
+            # a running job that reports no progress pulses rather than sit at 0 %
+            total = None if job.status.value == "running" and not pct else 100
+            # the job's own run time (since its worker claimed it), not this command's
+            ran = ((job.end_time or now) - job.start_time).total_seconds() \
+                if job.start_time and job.status.value != "queued" else None
+            progress.update(tasks[job.job_id], completed=pct, total=total, status=job.status.value,
+                            eta=shown, line=lines[-1] if lines else "",
+                            elapsed="" if ran is None else render.display_duration(ran))
 
     with progress:
         return api.wait(ids, timeout_s=timeout_s, on_poll=on_poll)
@@ -675,7 +714,7 @@ def cancel(
     rows = [{"job_id": r.job.job_id, "action": r.action, "status": r.job.status.value} for r in reports]
     for r in reports:
         if r.action == "requested":
-            _say(f"{r.job.job_id[:8]}: cancel requested; the worker interrupts the call at its next heartbeat")
+            _say(f"{r.job.job_id[:8]}: cancel requested; the worker interrupts the call within a second")
         elif r.action == "external":
             _say(f"{r.job.job_id[:8]}: running (external): written by another application, "
                  "not a jobctl worker; nothing to cancel")

@@ -341,7 +341,9 @@ MAX_TUNABLE_S = 30 * 86400.0
 class Tunables:
     """Timing knobs; tests shorten them through the environment."""
 
-    heartbeat_s: float = 5.0       # watchdog: heartbeat, cancel check, progress flush
+    heartbeat_s: float = 5.0       # watchdog: the heartbeat row (a sign of life for `lost`)
+    cancel_poll_s: float = 1.0     # watchdog: how often it reads the cancel flag where no
+                                   # notification brings it (SQLite, Oracle)
     lost_after_s: float = 60.0     # a running job with an older heartbeat is lost
     start_timeout_s: float = 60.0  # a queued job no worker claimed by then is lost
     poll_s: float = 0.5            # `wait` polling
@@ -360,8 +362,8 @@ class Tunables:
         jobs declared lost. Errors name the variable (or profile key) to fix."""
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        for f in ("heartbeat_s", "lost_after_s", "start_timeout_s", "poll_s", "retry_backoff_s",
-                  "busy_timeout_s"):
+        for f in ("heartbeat_s", "cancel_poll_s", "lost_after_s", "start_timeout_s", "poll_s",
+                  "retry_backoff_s", "busy_timeout_s"):
             env = os.environ.get(cls.env_name(f))
             raw = env if env is not None else profile.get(f)
             if raw is None:

@@ -568,7 +568,7 @@ class Doctor:
 
     def _cancel_check(self) -> None:
         hb = self.jc.settings.tunables.heartbeat_s
-        # the worker interrupts at its next heartbeat; give ten times more
+        # the worker hears a cancel within a second; give far more
         limit = max(10.0, 10 * hb)
         try:
             job_id = self._submit("DEMO_SLEEP", {"p_seconds": str(CANCEL_SLEEP_S)}, CANCEL_SLEEP_S * 2)

@@ -131,6 +131,11 @@ class Lifecycle:
         return store.heartbeat(self.backend, conn, job_id, now=now, progress=progress,
                                output=output, write_progress=changed)
 
+    def cancel_flag(self, conn: Any, job_id: str) -> bool | None:
+        """The worker's cheap poll between heartbeats: the cancel flag, or
+        None when the job is no longer running (commits)."""
+        return store.cancel_flag(self.backend, conn, job_id)
+
     def request_cancel(self, conn: Any, job_id: str) -> int:
         """Ask a running job's worker to stop (it records the outcome)."""
         return store.request_cancel(self.backend, conn, job_id)

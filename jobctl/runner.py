@@ -9,8 +9,15 @@ never the environment, from which every variable that carried a secret is
 dropped. It connects (waiting out a connection storm until start_timeout),
 claims the job (`queued → running`), runs the procedure
 on one connection while a watchdog thread on a second connection writes the
-heartbeat, polls the cancel flag, enforces the timeout and records progress
-and output; then writes the outcome once, guarded and retried.
+heartbeat, hears of a cancel and records progress and output, and a timer
+enforces the timeout; then writes the outcome once, guarded and retried.
+
+Reacting within a second, with the heartbeat row still written every
+heartbeat_s: a cancel is heard at once where the database announces it
+(PostgreSQL NOTIFY, on the watch connection), else by reading the flag every
+cancel_poll_s; the timeout is a timer of its own, which no database round
+trip can delay; progress and output are written at most once a second while
+they change (FLUSH_S), whatever the number of notices.
 
 This module must import quickly: the budget from `submit` to `running` is
 half a second, so no typer, no rich here.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -43,6 +51,12 @@ from .params import from_stored
 #: after an interrupt, how long the call may take to give up before the
 #: watchdog writes the outcome itself and ends the process
 INTERRUPT_GRACE_S = 10.0
+
+#: at most one write of progress/output per this many seconds while they change
+FLUSH_S = 1.0
+#: a change is written this long after it is first seen, so that what a
+#: procedure says in one breath (a progress notice and its line) lands together
+BATCH_S = 0.05
 
 
 #: The worker's first lines, run as `python -I -c`. Isolated mode puts neither
@@ -134,7 +148,6 @@ class Worker:
         self.stop_reason: JobStatus | None = None
         self.stop_message: str | None = None
         self.interrupted_at: float | None = None
-        self.deadline: float | None = None
         self.timeout_s: float | None = None
         self.done = threading.Event()
         self.finished = False
@@ -148,6 +161,24 @@ class Worker:
         self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
         self.live_path = lifecycle.liveness_path(self.backend, job_id)
         self.stop_retrying = False
+        #: the watchdog sleeps in select() on this pipe (and on the watch
+        #: connection's socket where cancels are announced): new progress or
+        #: output, and the end of the run, wake it at once
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.ctx.on_change = self._wake
+        #: counts attempts, so a timer left from an earlier attempt stops nothing
+        self.attempt_no = 0
+        self.listening = False
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"!")   # a full pipe is awake enough
+
+    def _end_watch(self) -> None:
+        self.done.set()
+        self._wake()
 
     # -- stopping ----------------------------------------------------------------
     def request_stop(self, reason: JobStatus, message: str) -> None:
@@ -169,36 +200,96 @@ class Worker:
             self.request_stop(JobStatus.CANCELLED, f"worker received {signal.Signals(signum).name}")
 
     def _watchdog(self) -> None:
-        hb = self.tunables.heartbeat_s
-        while True:
-            wait = hb
-            if self.deadline is not None:
-                wait = max(0.01, min(wait, self.deadline - time.monotonic()))
-            if self.done.wait(wait):
+        """Until the run ends: hear a cancel (announced at once, or read every
+        cancel_poll_s), write progress/output within FLUSH_S of a change and
+        the heartbeat every heartbeat_s, and give up on a call that ignores
+        its interrupt. Sleeps in select() in between, woken by changes."""
+        tun = self.tunables
+        hb, poll = tun.heartbeat_s, tun.cancel_poll_s
+        gap = min(FLUSH_S, hb)
+        grace = max(INTERRUPT_GRACE_S, 3 * hb)
+        now = time.monotonic()
+        next_hb, next_poll, next_flush = now + hb, now + poll, now
+        dirty_since: float | None = None
+        while not self.done.is_set():
+            due = [next_hb, next_poll]
+            if self.ctx.dirty:
+                if dirty_since is None:
+                    dirty_since = time.monotonic()
+                due.append(max(next_flush, dirty_since + BATCH_S))
+            if self.interrupted_at is not None:
+                due.append(self.interrupted_at + grace)
+            heard = self._sleep(max(0.0, min(due) - time.monotonic()))
+            if self.done.is_set():
                 return
-            now_mono = time.monotonic()
-            if self.deadline is not None and now_mono >= self.deadline and self.in_call:
-                self.request_stop(JobStatus.TIMED_OUT, f"timed out after {format_duration(self.timeout_s)}")
-            if (self.interrupted_at is not None and self.in_call
-                    and now_mono - self.interrupted_at > max(INTERRUPT_GRACE_S, 3 * hb)):
+            now = time.monotonic()
+            if self.interrupted_at is not None and self.in_call and now - self.interrupted_at > grace:
                 self._give_up()
+            #: cancel flags read this round: True, False, or None (the row is no longer ours)
+            flags: list[bool | None] = []
             try:
-                self.backend.poll_progress(self.watch_conn, self.call_conn, self.ctx)
-            except Exception:
-                pass
-            progress, output, changed = self.ctx.snapshot()
-            try:
-                with self.db_lock:
-                    flag = self.lifecycle.heartbeat(self.watch_conn, self.job_id, now=utcnow(),
-                                                    progress=progress, output=output, changed=changed)
+                if now >= next_poll:
+                    next_poll = now + poll
+                    with contextlib.suppress(Exception):
+                        self.backend.poll_progress(self.watch_conn, self.call_conn, self.ctx)
+                    if not self.listening:
+                        with self.db_lock:
+                            flags.append(self.lifecycle.cancel_flag(self.watch_conn, self.job_id))
+                beat = now >= next_hb
+                flush = dirty_since is not None and now >= max(next_flush, dirty_since + BATCH_S)
+                if beat or flush:
+                    progress, output, changed = self.ctx.snapshot()
+                    dirty_since = None
+                    with self.db_lock:
+                        flags.append(self.lifecycle.heartbeat(
+                            self.watch_conn, self.job_id, now=utcnow(), progress=progress,
+                            output=output, changed=changed))
+                    if beat:
+                        next_hb = now + hb
+                    if changed:
+                        next_flush = now + gap
+                if self.listening and (heard or flags):
+                    # news that came with the socket, or during the statements above
+                    with self.db_lock:
+                        flags.append(self.backend.cancel_announced(self.watch_conn, self.job_id))
             except Exception as exc:
-                _log(self.job_id, f"heartbeat failed: {describe_exception(exc)}")
+                _log(self.job_id, f"watchdog: {describe_exception(exc)}")
                 self._reconnect_watch()
+                # a dead server: try again at the next poll, not in a hot loop
+                next_poll = time.monotonic() + poll
+                next_hb = min(next_hb, next_poll)
                 continue
-            if flag is None:
+            if any(f is None for f in flags):
                 self.request_stop(JobStatus.CANCELLED, "the job row is no longer running")
-            elif flag:
+            elif any(flags):
                 self.request_stop(JobStatus.CANCELLED, "cancelled by `jobctl cancel`")
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait up to `seconds` for a wake-up; True when the watch connection
+        has something to read (a cancel may have been announced)."""
+        fds = [self._wake_r]
+        if self.listening:
+            with contextlib.suppress(Exception):
+                fds.append(self.backend.cancel_wait_fd(self.watch_conn))
+        try:
+            ready, _, _ = select.select(fds, [], [], seconds)
+        except (OSError, ValueError):   # the watch connection closed under us
+            ready = []
+            self.done.wait(seconds)
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._wake_r, 512):
+                pass
+        return any(fd != self._wake_r for fd in ready)
+
+    def _listen(self) -> None:
+        """Ask for cancel news on the watch connection (the caller commits)."""
+        self.listening = self.backend.listen_cancel(self.watch_conn)
+
+    def _expire(self, attempt_no: int) -> None:
+        """The timeout's timer: a thread of its own, so no database round
+        trip can delay it past the deadline."""
+        if attempt_no == self.attempt_no and self.in_call:
+            self.request_stop(JobStatus.TIMED_OUT, f"timed out after {format_duration(self.timeout_s)}")
 
     def _give_up(self) -> None:
         """The call ignored the interrupt: record the outcome and end the
@@ -236,6 +327,9 @@ class Worker:
                 pass
             try:
                 self.watch_conn = self.backend.connect(job_id=self.job_id)
+                if self.listening:
+                    self._listen()
+                    self.watch_conn.commit()
             except Exception:
                 pass
 
@@ -256,10 +350,14 @@ class Worker:
         with self.db_lock:
             claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
                                            pid=os.getpid(), token=self.token, session=self.session)
+            if claimed:
+                # in the claim's transaction: a cancel can only be requested
+                # of a running job, and by then this connection hears it
+                self._listen()
             self.watch_conn.commit()
         if not claimed:
             _log(self.job_id, "not claimed: the job is no longer queued")
-            self.done.set()
+            self._end_watch()
             lifecycle.remove_liveness(self.live_path)
             return 0
         self.started_mono = time.monotonic()
@@ -298,7 +396,7 @@ class Worker:
             if self.ctx.stop_requested.wait(backoff):
                 status, error = self.stop_reason or JobStatus.CANCELLED, self.stop_message
                 break
-        self.done.set()
+        self._end_watch()
         self._finish(status, result, error)
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
@@ -389,12 +487,16 @@ class Worker:
             delay = min(delay * 2, 30.0)
 
     def _attempt(self, sig, values) -> tuple[JobStatus, dict | None, str | None]:
-        if self.timeout_s:
-            self.deadline = time.monotonic() + self.timeout_s
+        timer = None
         with self.state_lock:
             if self.stop_reason:
                 return self.stop_reason, None, self.stop_message
+            self.attempt_no += 1
             self.in_call = True
+            if self.timeout_s:
+                timer = threading.Timer(self.timeout_s, self._expire, (self.attempt_no,))
+                timer.daemon = True
+                timer.start()
         try:
             result = self.backend.call(self.call_conn, sig, values, self.ctx)
             with self.state_lock:
@@ -414,7 +516,8 @@ class Worker:
                 return self.stop_reason, None, self.stop_message
             return JobStatus.FAILED, None, describe_exception(exc)
         finally:
-            self.deadline = None
+            if timer is not None:
+                timer.cancel()
         return self._commit_with_outcome(result)
 
     def _commit_with_outcome(self, result: dict | None) -> tuple[JobStatus, dict | None, str | None]:

@@ -205,6 +205,20 @@ def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, pr
     return bool(row and row[0])
 
 
+def cancel_flag(backend: Database, conn: Any, job_id: str) -> bool | None:
+    """The worker's cheap poll between heartbeats: the cancel flag, or None
+    when the job is no longer running. A read only: it never waits for a
+    writer (SQLite WAL), and ends its transaction at once."""
+    cur = _exec(backend, conn, f"""
+        SELECT cancel_requested, CASE WHEN status = :st_running THEN 1 ELSE 0 END
+          FROM {TABLE} WHERE job_id = :job_id""", {"job_id": job_id})
+    row = cur.fetchone()
+    conn.commit()
+    if row is None or not row[1]:
+        return None
+    return bool(row[0])
+
+
 def next_attempt(backend: Database, conn: Any, job_id: str, attempt: int, error: str) -> None:
     _exec(backend, conn, f"""
         UPDATE {TABLE} SET attempt = :attempt, error_msg = :error, progress = 0
@@ -386,9 +400,14 @@ def cancel_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime) -
 
 
 def request_cancel(backend: Database, conn: Any, job_id: str) -> int:
+    """Set the cancel flag of a running job; where the backend can announce
+    it (PostgreSQL: NOTIFY), the announcement commits with the flag, so the
+    worker hears of it at once rather than at its next poll."""
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = :st_running""",
         {"job_id": job_id})
+    if cur.rowcount:
+        backend.announce_cancel(conn, job_id)
     return cur.rowcount
 
 

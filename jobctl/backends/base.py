@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol
 
 from ..config import ConnectionSettings
@@ -32,8 +32,11 @@ class CallContext:
     """What a running procedure can reach: progress, output lines, the stop flag.
 
     The worker's watchdog thread reads `progress` and `output` and writes them
-    to the job row with each heartbeat; backends call `progress()`/`log()` from
-    the thread that runs the procedure (PostgreSQL notices, SQLite callables).
+    to the job row, at most once a second while they change; backends call
+    `progress()`/`log()` from the thread that runs the procedure (PostgreSQL
+    notices, SQLite callables). `on_change`, when set, is called (outside the
+    lock, from that thread) the first time something changes after a
+    snapshot: it wakes the watchdog without a write per notice.
     """
 
     def __init__(self, job_id: str, *, output_cap: int = 1_000_000):
@@ -46,6 +49,7 @@ class CallContext:
         self._truncated = False
         self._progress: float | None = None
         self._dirty = False
+        self.on_change: Callable[[], None] | None = None
         #: the procedure committed inside its own transaction (when the backend
         #: can tell): that work is outside at-most-once
         self.self_committed = False
@@ -59,7 +63,8 @@ class CallContext:
         pct = max(0.0, min(100.0, float(pct)))
         with self._lock:
             self._progress = pct
-            self._dirty = True
+            woke, self._dirty = not self._dirty, True
+        self._changed(woke)
 
     def log(self, line: str) -> None:
         line = str(line).rstrip("\n")
@@ -69,7 +74,18 @@ class CallContext:
             else:
                 self._lines.append(line)
                 self._size += len(line) + 1
-            self._dirty = True
+            woke, self._dirty = not self._dirty, True
+        self._changed(woke)
+
+    def _changed(self, first: bool) -> None:
+        if first and self.on_change is not None:
+            self.on_change()
+
+    @property
+    def dirty(self) -> bool:
+        """Something changed since the last snapshot (not yet written)."""
+        with self._lock:
+            return self._dirty
 
     def snapshot(self) -> tuple[float | None, str | None, bool]:
         """(progress, output text, changed since the last snapshot)."""
@@ -155,6 +171,25 @@ class Database(Protocol):
     def liveness_dir(self) -> Path | None:
         """Where a worker on this host touches a per-job file each heartbeat
         when its own transaction can block the heartbeat row (SQLite), or None."""
+
+    # -- a cancel that reaches the worker at once, not at its next poll of
+    #    CANCEL_REQUESTED (PostgreSQL: LISTEN/NOTIFY); elsewhere no-ops -------
+    def announce_cancel(self, conn: Any, job_id: str) -> None:
+        """In the transaction that sets the flag, so the news is delivered
+        when, and only if, the flag is committed."""
+
+    def listen_cancel(self, conn: Any) -> bool:
+        """On the worker's watch connection, in its claim's transaction (and
+        again on every new watch connection); False: the backend cannot, the
+        worker polls CANCEL_REQUESTED instead."""
+
+    def cancel_wait_fd(self, conn: Any) -> int:
+        """A descriptor readable when news may have come (only asked of a
+        connection listen_cancel returned True for)."""
+
+    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+        """Without waiting: did news of a cancel of job_id arrive? Raises when
+        the connection is gone."""
 
 
 class Procedures(Protocol):

@@ -193,6 +193,10 @@ _PASSING_FATAL = re.compile(r"too many (connections|clients)|remaining connectio
                             r"the database system is (starting up|shutting down|in recovery|"
                             r"not yet accepting)|terminating connection")
 
+#: the channel `jobctl cancel` notifies and workers listen on
+CANCEL_CHANNEL = "jobctl_cancel"
+
+
 class PostgresBackend:
     name: ClassVar[str] = "postgresql"
     script_style: ClassVar[str] = "semicolon"
@@ -494,6 +498,29 @@ class PostgresBackend:
 
     def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
         return None  # notices arrive on the call's own connection
+
+    # -- cancel news: LISTEN/NOTIFY ------------------------------------------------
+    # A NOTIFY is delivered when its transaction commits, and only then: the
+    # worker that hears one knows CANCEL_REQUESTED is set, within milliseconds
+    # of `jobctl cancel` committing. Every worker hears every cancel on the
+    # channel; the payload (the job id) says whose it is.
+    def announce_cancel(self, conn: Any, job_id: str) -> None:
+        self.execute(conn, f"SELECT pg_notify('{CANCEL_CHANNEL}', :job_id)", {"job_id": job_id})
+
+    def listen_cancel(self, conn: Any) -> bool:
+        self.execute(conn, f"LISTEN {CANCEL_CHANNEL}")
+        return True
+
+    def cancel_wait_fd(self, conn: Any) -> int:
+        return conn.fileno()
+
+    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+        # timeout=0: what arrived during other statements (psycopg keeps those
+        # aside), then whatever the socket holds now, without waiting
+        heard = False
+        for notify in conn.notifies(timeout=0.0):
+            heard = heard or notify.payload == job_id
+        return heard
 
     def schema_files(self, *, examples: bool) -> list[str]:
         return ["create_async_jobs_table.sql"] + (["examples.sql"] if examples else [])

@@ -361,5 +361,19 @@ class SqliteBackend:
             return None
         return self.path.with_name(self.path.name + "-live")
 
+    # no cancel news on this backend: the worker polls CANCEL_REQUESTED
+    # every cancel_poll_s instead
+    def announce_cancel(self, conn: Any, job_id: str) -> None:
+        return None
+
+    def listen_cancel(self, conn: Any) -> bool:
+        return False
+
+    def cancel_wait_fd(self, conn: Any) -> int:
+        raise NotImplementedError("no cancel news: listen_cancel returned False")
+
+    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+        return False
+
 
 BACKEND = SqliteBackend

@@ -124,3 +124,17 @@ class OracleSessions(OracleBase):
 
     def liveness_dir(self) -> None:
         return None  # the heartbeat row is written on its own connection, never blocked by the call
+
+    # no cancel news on this backend: the worker polls CANCEL_REQUESTED
+    # every cancel_poll_s instead
+    def announce_cancel(self, conn: Any, job_id: str) -> None:
+        return None
+
+    def listen_cancel(self, conn: Any) -> bool:
+        return False
+
+    def cancel_wait_fd(self, conn: Any) -> int:
+        raise NotImplementedError("no cancel news: listen_cancel returned False")
+
+    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+        return False
