@@ -131,6 +131,12 @@ class Backend(Protocol):
         """The signature of procedure `name`; `given` (casefolded input names)
         picks among overloads. NotFound when there is none."""
 
+    def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
+        """Every procedure the connected user can call (one Signature per
+        overload), named as `resolve` names them. `like` is a LIKE pattern
+        (`\\` escapes) on the name, matched without regard to case, that a
+        backend may use to narrow a large catalog; the caller filters again."""
+
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         """Run the procedure with coerced input values keyed by parameter name.

@@ -281,9 +281,13 @@ class SqliteBackend:
         self._load()
         proc = local.REGISTRY.get(name.upper())
         if proc is None:
-            known = ", ".join(sorted(local.REGISTRY))
-            raise NotFound(f"procedure {name} not found (local procedures: {known})")
+            # the caller adds the closest names (api: "did you mean ...?")
+            raise NotFound(f"procedure {name} not found among the local procedures")
         return proc.signature
+
+    def list_procedures(self, conn, like: str | None) -> list[Signature]:
+        self._load()
+        return [local.REGISTRY[name].signature for name in sorted(local.REGISTRY)]
 
     def call(self, conn, sig: Signature, values: Mapping[str, Any], ctx: CallContext) -> dict[str, Any]:
         self._load()
