@@ -415,8 +415,21 @@ def complete_job_id(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]
 
 def complete_procedure(ctx: typer.Context, incomplete: str) -> list[str]:
     wanted = incomplete.casefold()
-    return [name for name in _complete_from_db(ctx, lambda api: api.procedure_names())
+    return [_in_typed_case(name, incomplete)
+            for name in _complete_from_db(ctx, lambda api: api.procedure_names())
             if name.casefold().startswith(wanted)]
+
+
+def _in_typed_case(name: str, typed: str) -> str:
+    """`suma<Tab>` → suma_simple: the shell keeps only completions that start
+    with what was typed, and an unquoted name means the same in any case."""
+    if name.startswith(typed) or '"' in name:
+        return name
+    if typed == typed.lower():
+        return name.lower()
+    if typed == typed.upper():
+        return name.upper()
+    return typed + name[len(typed):]
 
 
 def complete_status(incomplete: str) -> list[str]:
