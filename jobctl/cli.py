@@ -5,8 +5,6 @@ Errors are translated in one place, `JobctlGroup.main`: a domain error becomes
 `jobctl: error: <message>` on stderr and its exit code.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated, Optional
