@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
 import os
 import re
 import time
@@ -602,6 +601,8 @@ def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:
 
 
 def _submitter() -> str:
+    import getpass  # lazily: only submit needs it (start-up time)
+
     try:
         user = getpass.getuser()
     except Exception:

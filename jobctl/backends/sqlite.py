@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import local
 from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
@@ -272,13 +271,18 @@ class SqliteBackend:
             raise UsageError(f"invalid procedure name {name!r}: expected NAME, PKG.NAME or SCHEMA.PKG.NAME")
         return name.upper()
 
-    def _load(self) -> None:
+    def _load(self):
+        """The local procedures' registry, user modules loaded. Imported here,
+        not at the top: reading commands never need it (start-up time)."""
+        from .. import local
+
         if not self._modules_loaded:
             local.load_modules(self.settings.options.get("modules") or [])
             self._modules_loaded = True
+        return local
 
     def resolve(self, conn, name: str, given: frozenset[str]) -> Signature:
-        self._load()
+        local = self._load()
         proc = local.REGISTRY.get(name.upper())
         if proc is None:
             # the caller adds the closest names (api: "did you mean ...?")
@@ -286,11 +290,11 @@ class SqliteBackend:
         return proc.signature
 
     def list_procedures(self, conn, like: str | None) -> list[Signature]:
-        self._load()
+        local = self._load()
         return [local.REGISTRY[name].signature for name in sorted(local.REGISTRY)]
 
     def call(self, conn, sig: Signature, values: Mapping[str, Any], ctx: CallContext) -> dict[str, Any]:
-        self._load()
+        local = self._load()
         proc = local.REGISTRY[sig.name]
         writer = _LineWriter(ctx)
         on_main = threading.current_thread() is threading.main_thread()
