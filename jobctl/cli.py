@@ -57,6 +57,18 @@ def _option_at(args: list[str], i: int, known: dict[str, bool]) -> int:
     return 2 if i + 1 < len(args) else 1
 
 
+def invoked_command(args: list[str]) -> Optional[str]:
+    """The command word of a command line (`list` in `jobctl --dsn X list`),
+    or None when there is none before an option the root does not share."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        n = _option_at(args, i, GLOBAL_OPTIONS) or _option_at(args, i, COMMAND_OPTIONS)
+        if not n:
+            return None
+        i += n
+    return args[i] if i < len(args) and args[i] != "--" else None
+
+
 def hoist_global_options(args: list[str]) -> list[str]:
     """The root's options in front of the command, the command's --format
     after it, the rest in order. Nothing moves past `--`."""
@@ -842,7 +854,7 @@ def describe(
 def procedures(
     ctx: typer.Context,
     pattern: Annotated[Optional[str], typer.Argument(
-        help="Only names matching this: * or % any run, ? one character; without a wildcard, "
+        metavar="[PATTERN]", help="Only names matching this: * or % any run, ? one character; without a wildcard, "
              "names containing it. Case does not matter.")] = None,
     fmt: FormatOpt = Format.table,
     no_headers: NoHeadersOpt = False,
@@ -922,5 +934,27 @@ def db_init(
     _say(f"schema ready in {api.settings.connection.display} ({len(ran)} statement(s) run)")
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command this run invokes. Typer inspects the
+    signature of every command on every run (about half a millisecond each),
+    and a run needs one; help, completion and an unknown word get them all."""
+    name = invoked_command(args)
+    if name is None or os.environ.get("_JOBCTL_COMPLETE"):
+        return app
+    import copy
+
+    if any(group.name == name for group in app.registered_groups):
+        only = copy.copy(app)
+        only.registered_commands = []
+        return only
+    chosen = [info for info in app.registered_commands
+              if (info.name or info.callback.__name__.lower().replace("_", "-")) == name]
+    if not chosen:
+        return app  # click says "No such command" with the full list in mind
+    only = copy.copy(app)
+    only.registered_commands, only.registered_groups = chosen, []
+    return only
+
+
 def run() -> None:
-    app()
+    _app_for(sys.argv[1:])()

@@ -191,6 +191,19 @@ def test_global_options_are_accepted_after_the_command(env, monkeypatch, tmp_pat
     assert by_profile.exit_code == 0, by_profile.stderr
 
 
+def test_the_installed_command_runs_each_command_and_refuses_unknown_ones(sqlite_env):
+    # a real process builds only the command it runs: every path still works
+    job_id = sqlite_env.submit("SUMA_SIMPLE", "-p", "vA=1")
+    listed = sqlite_env.sh("list", "--since", "all", "-f", "json", "--dsn", sqlite_env.dsn)
+    assert listed.returncode == 0 and json.loads(listed.stdout)[0]["job_id"] == job_id
+    assert sqlite_env.sh("--debug", "db", "init").returncode == 0
+    assert sqlite_env.sh("-f", "json", "procedures", "suma").returncode == 0
+    unknown = sqlite_env.sh("stauts", job_id)
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "stauts" in unknown.stderr
+    root_help = sqlite_env.sh("-h")
+    assert root_help.returncode == 0 and "resubmit" in root_help.stdout and "procedures" in root_help.stdout
+
+
 def test_options_after_double_dash_are_not_moved():
     assert hoist_global_options(["list", "--dsn", "X", "-n", "3"]) == ["--dsn", "X", "list", "-n", "3"]
     assert hoist_global_options(["-f", "json", "list"]) == ["list", "-f", "json"]
