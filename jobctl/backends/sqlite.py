@@ -21,7 +21,6 @@ from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
 from ..params import to_json_value
-from ..sqlfiles import read_sql, split_script
 from ..store import COLUMNS
 from .base import CallContext
 
@@ -36,6 +35,8 @@ LOCK_NOTICE_AFTER_S = 2.0
 @functools.cache
 def _schema_indexes() -> frozenset[str]:
     """The indexes the schema file creates: a database lacking one is half-made."""
+    from ..sqlfiles import read_sql  # only when a database is checked (start-up time)
+
     text = read_sql("sqlite", "create_async_jobs_table.sql")
     names = re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.IGNORECASE)
     return frozenset(n.upper() for n in names)
@@ -179,6 +180,8 @@ class SqliteBackend:
         return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
+        from ..sqlfiles import read_sql, split_script
+
         for stmt in split_script(read_sql(self.name, "create_async_jobs_table.sql"), self.script_style):
             try:
                 conn.execute(stmt)
