@@ -86,6 +86,35 @@ def test_postgresql_procedures_shows_other_schemas_qualified_and_no_functions(en
         env.sql("DROP FUNCTION find_not_a_procedure(integer)")
 
 
+def test_postgresql_procedures_leaves_out_what_the_role_may_not_execute(env):
+    if env.backend != "postgresql":
+        pytest.skip("roles and grants: PostgreSQL")
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    role = f"jobctl_find_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(env.dsn, autocommit=True)
+    try:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute("CREATE PROCEDURE find_secret() LANGUAGE plpgsql AS $$ BEGIN NULL; END $$")
+        admin.execute("REVOKE EXECUTE ON PROCEDURE find_secret() FROM PUBLIC")
+        parts = urlsplit(env.dsn)
+        dsn = parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}").geturl()
+        as_role = [p["procedure"] for p in env.json("procedures", "--dsn", dsn)]
+        assert "suma_simple" in as_role and "find_secret" not in as_role
+        assert "find_secret" in [p["procedure"] for p in env.json("procedures", "find")]
+        admin.execute(f"GRANT EXECUTE ON PROCEDURE find_secret() TO {role}")
+        assert "find_secret" in [p["procedure"] for p in env.json("procedures", "--dsn", dsn)]
+    finally:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                      (role,))
+        admin.execute("DROP PROCEDURE IF EXISTS find_secret()")
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.close()
+
+
 # -- did you mean -------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["submit", "SUMA_SIMPEL", "-p", "vA=1"], ["describe", "suma_simpel"]])
