@@ -54,7 +54,8 @@ def _option_at(args: list[str], i: int, known: dict[str, bool]) -> int:
         return 0
     if eq or not known[name]:
         return 1
-    return 2 if i + 1 < len(args) else 1
+    # without its value it stays where it is (Tab after `--dsn` completes it)
+    return 2 if i + 1 < len(args) else 0
 
 
 def invoked_command(args: list[str]) -> Optional[str]:
@@ -101,7 +102,10 @@ class JobctlGroup(typer.core.TyperGroup):
     """Every exit leaves through here: one line on stderr, the right code."""
 
     def parse_args(self, ctx, args):
-        return super().parse_args(ctx, hoist_global_options(list(args)))
+        args = list(args)
+        if args and not ctx.resilient_parsing and GLOBAL_OPTIONS.get(args[-1]):
+            ctx.fail(f"Option '{args[-1]}' requires an argument.")
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         # what jobctl creates (its directories, jobs.db and its -wal/-shm, the

@@ -238,6 +238,12 @@ def test_options_after_double_dash_are_not_moved():
     assert hoist_global_options(["-f", "json", "list"]) == ["list", "-f", "json"]
     assert hoist_global_options(["submit", "P", "--", "--dsn", "X"]) == ["submit", "P", "--", "--dsn", "X"]
     assert hoist_global_options(["--version"]) == ["--version"]
+    assert hoist_global_options(["list", "--dsn"]) == ["list", "--dsn"]  # Tab completes its value
+
+
+def test_a_global_option_without_its_value_is_a_usage_error(sqlite_env):
+    result = sqlite_env.cli("list", "--dsn")
+    assert result.exit_code == 2 and "--dsn" in _one_error_line(result)
 
 
 # -- shell completion, as the shells ask for it ----------------------------------------
