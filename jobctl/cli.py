@@ -961,4 +961,34 @@ def _app_for(args: list[str]) -> typer.Typer:
 
 
 def run() -> None:
-    _app_for(sys.argv[1:])()
+    try:
+        _app_for(sys.argv[1:])()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    _leave(code)
+
+
+def _leave(code) -> None:
+    """Exit as Python would, without tearing the interpreter down module by
+    module (a tenth of a short command's run, for a process about to vanish):
+    atexit handlers run and stdout/stderr are flushed first. With a thread
+    still working, the ordinary exit waits for it."""
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):  # `jobctl list | head -1`: the reader left
+        code = code or 1
+    os._exit(code)
