@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
 import os
 import re
 import time
@@ -147,11 +146,11 @@ class Jobctl:
         with self._db() as conn:
             try:
                 sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
-            except NotFound:
+            except NotFound as exc:
                 # on a database without ASYNC_JOBS the first thing to do is
                 # `db init`, not to hunt for the procedure
                 self._require_table(conn)
-                raise
+                raise self._with_suggestion(conn, name, exc) from None
             # a backend may refuse, before any row is written, a procedure whose
             # parameters it can neither pass nor read back (Oracle: REF CURSOR
             # OUT, records, collections); `describe` still shows it
@@ -206,6 +205,26 @@ class Jobctl:
                 conn.commit()
             raise JobctlError(f"job {job_id} failed: {reason}") from exc
         return Submitted(job_id, created=True)
+
+    def resubmit(self, ref: str, overrides: dict[str, Any] | None = None, *,
+                 timeout_s: float | None = None, retries: int | None = None,
+                 unique: bool = False) -> tuple[Job, Submitted]:
+        """Submit job `ref`'s procedure again with its parameters as stored
+        (exact: numbers stay Decimal), `overrides` replacing values by name
+        (case-insensitive). The timeout and retries are the original job's
+        unless given. Validated as `submit` validates; returns (the original
+        job, the new submission)."""
+        job = self.get(ref)
+        if job.external:
+            raise UsageError(f"job {job.job_id} was written by another application, not by "
+                             "jobctl: its parameters are not known")
+        if job.timeout_s is not None and timeout_s is None:
+            timeout_s = float(job.timeout_s)
+        if retries is None:
+            retries = max(0, int(job.max_attempts or 1) - 1)
+        given = params_mod.merge(dict(job.params or {}), dict(overrides or {}))
+        return job, self.submit(job.procedure_name, given, timeout_s=timeout_s, retries=retries,
+                                unique=unique)
 
     def _require_table(self, conn) -> None:
         try:
@@ -312,9 +331,56 @@ class Jobctl:
     def describe(self, procedure: str) -> Signature:
         name = self.backend.normalize_name(procedure)
         with self._db() as conn:
-            sig = self.backend.resolve(conn, name, frozenset())
+            try:
+                sig = self.backend.resolve(conn, name, frozenset())
+            except NotFound as exc:
+                raise self._with_suggestion(conn, name, exc) from None
             conn.commit()
         return sig
+
+    def procedures(self, pattern: str | None = None) -> list[Signature]:
+        """The procedures the connected user can call, one Signature per
+        overload, sorted by name. `pattern` matches names without regard to
+        case: `*` or `%` any run, `?` one character; with neither, any name
+        containing it. A schema or owner in front of a name may be left out."""
+        like, matches = name_pattern(pattern)
+        with self._db() as conn:
+            sigs = self.backend.list_procedures(conn, like)
+            conn.commit()
+        return sorted((s for s in sigs if matches(s.name)),
+                      key=lambda s: (s.name.casefold(), s.overload or ""))
+
+    def procedure_names(self) -> list[str]:
+        """Every callable procedure's name once (shell completion)."""
+        return sorted({s.name for s in self.procedures()}, key=str.casefold)
+
+    def recent_jobs(self, limit: int = 50) -> list[tuple[str, str, str]]:
+        """(id, procedure, status as stored) of the newest jobs, for shell
+        completion: one cheap indexed read; the status is the row's, without
+        the lifecycle's reading of it."""
+        with self._db() as conn:
+            jobs = store.recent_jobs(self.backend, conn, limit)
+            conn.commit()
+        return jobs
+
+    def _with_suggestion(self, conn, name: str, exc: NotFound) -> NotFound:
+        """The backend's "not found", with the closest callable names."""
+        import difflib
+
+        conn.rollback()  # the failed lookup may have left a transaction open
+        try:
+            names = {s.name for s in self.backend.list_procedures(conn, None)}
+            conn.commit()
+        except Exception:  # no right to read the catalog: the message without hints
+            self._rollback()
+            return exc
+        by_folded = {n.casefold(): n for n in names}
+        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=3, cutoff=0.6)
+        if close:
+            hint = "did you mean " + " or ".join(by_folded[c] for c in close) + "?"
+        else:
+            hint = "`jobctl procedures` lists the ones you can call"
+        return NotFound(f"{exc.message}; {hint}")
 
     # -- acting ----------------------------------------------------------------------------
     def cancel(self, refs: Sequence[str]) -> list[CancelReport]:
@@ -484,6 +550,38 @@ def doctor(settings: Settings):
     return checks.run(settings)
 
 
+def name_pattern(pattern: str | None) -> tuple[str | None, Callable[[str], bool]]:
+    """`procedures PATTERN` as (a LIKE pattern with `\\` escapes, for a
+    backend to narrow its catalog with; a test on a whole name). `*`/`%` is
+    any run and `?` one character, `_` is itself (names are full of it);
+    without a wildcard the pattern matches names that contain it. A name
+    also matches when one of its dotted tails does (PKG.PROC for
+    SCOTT.PKG.PROC)."""
+    if not pattern or not pattern.strip():
+        return None, lambda name: True
+    text = pattern.strip()
+    if not any(c in text for c in "*%?"):
+        text = f"*{text}*"
+    like, rx = [], []
+    for c in text:
+        if c in "*%":
+            like.append("%")
+            rx.append(".*")
+        elif c == "?":
+            like.append("_")
+            rx.append(".")
+        else:
+            like.append("\\" + c if c in "\\_" else c)
+            rx.append(re.escape(c))
+    compiled = re.compile("".join(rx), re.IGNORECASE | re.DOTALL)
+
+    def matches(name: str) -> bool:
+        parts = name.split(".")
+        return any(compiled.fullmatch(".".join(parts[i:])) for i in range(len(parts)))
+
+    return "".join(like), matches
+
+
 def _ago(now: dt.datetime, seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else now - dt.timedelta(seconds=seconds)
 
@@ -524,6 +622,8 @@ def _parse_statuses(statuses: Sequence[str] | None) -> list[JobStatus]:
 
 
 def _submitter() -> str:
+    import getpass  # lazily: only submit needs it (start-up time)
+
     try:
         user = getpass.getuser()
     except Exception:

@@ -5,8 +5,6 @@ Errors are translated in one place, `JobctlGroup.main`: a domain error becomes
 `jobctl: error: <message>` on stderr and its exit code.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated, Optional
@@ -67,8 +65,76 @@ def _print_traceback() -> None:
     traceback.print_exc()
 
 
+#: root options that may also follow the command (`jobctl list --dsn X`):
+#: before parsing they are moved in front of it. True: the option takes a
+#: value. A new global option is one more entry here.
+GLOBAL_OPTIONS = {"--dsn": True, "--profile": True, "--debug": False}
+#: command options that may also come before the command (`jobctl -f json
+#: list`): moved after it, where the command declares them
+COMMAND_OPTIONS = {"--format": True, "-f": True}
+
+
+def _option_at(args: list[str], i: int, known: dict[str, bool]) -> int:
+    """How many words at args[i] are one of `known` (0: none): `--dsn X`,
+    `--dsn=X` or a flag."""
+    word = args[i]
+    name, eq, _ = word.partition("=")
+    if name not in known:
+        return 0
+    if eq or not known[name]:
+        return 1
+    # without its value it stays where it is (Tab after `--dsn` completes it)
+    return 2 if i + 1 < len(args) else 0
+
+
+def invoked_command(args: list[str]) -> Optional[str]:
+    """The command word of a command line (`list` in `jobctl --dsn X list`),
+    or None when there is none before an option the root does not share."""
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":
+        n = _option_at(args, i, GLOBAL_OPTIONS) or _option_at(args, i, COMMAND_OPTIONS)
+        if not n:
+            return None
+        i += n
+    return args[i] if i < len(args) and args[i] != "--" else None
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """The root's options in front of the command, the command's --format
+    after it, the rest in order. Nothing moves past `--`."""
+    front: list[str] = []
+    moved_down: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-") and args[i] != "--":  # up to the command
+        if n := _option_at(args, i, GLOBAL_OPTIONS):
+            front += args[i:i + n]
+        elif n := _option_at(args, i, COMMAND_OPTIONS):
+            moved_down += args[i:i + n]
+        else:
+            return front + moved_down + args[i:]  # --version, -h, a mistake: click says
+        i += n
+    if i >= len(args) or args[i] == "--":
+        return front + moved_down + args[i:]
+    command, rest = args[i], []
+    i += 1
+    while i < len(args) and args[i] != "--":
+        if n := _option_at(args, i, GLOBAL_OPTIONS):
+            front += args[i:i + n]
+        else:
+            rest.append(args[i])
+            n = 1
+        i += n
+    return front + [command] + moved_down + rest + args[i:]
+
+
 class JobctlGroup(_QuietGroup):
     """Every exit leaves through here: one line on stderr, the right code."""
+
+    def parse_args(self, ctx, args):
+        args = list(args)
+        if args and not ctx.resilient_parsing and GLOBAL_OPTIONS.get(args[-1]):
+            ctx.fail(f"Option '{args[-1]}' requires an argument.")
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         talk.set_quiet(False)  # one process may run several commands (tests, the library)
@@ -117,7 +183,8 @@ class JobctlGroup(_QuietGroup):
 
 
 app = typer.Typer(
-    cls=JobctlGroup, add_completion=False, no_args_is_help=True,
+    cls=JobctlGroup, add_completion=True, no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False, pretty_exceptions_show_locals=False, rich_markup_mode=None,
     help="Run database stored procedures as detached background jobs, and keep their history "
          "in ASYNC_JOBS.",
@@ -360,12 +427,101 @@ def _watch_or_once(api, show_once, build, interval_s: float, what: str) -> None:
     _watch(api, build, interval_s, what)
 
 
+# -- shell completion: called by the shell on Tab, never on a normal run -----------
+
+#: how many of the newest job ids Tab offers
+COMPLETION_IDS = 50
+
+
+def _completion_api(ctx: typer.Context):
+    """A Jobctl for the database the command line names, or None. Completion
+    never asks for a password (stdin is the user's terminal while the shell
+    waits), never creates a SQLite file, and gives up quickly."""
+    from dataclasses import replace
+
+    from .api import Jobctl
+    from .config import resolve_settings
+
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - the process ends after completing
+    root = ctx.find_root().params
+    settings = resolve_settings(root.get("dsn"), root.get("profile"))
+    conn = settings.connection
+    if conn.scheme == "sqlite" and not os.path.exists(conn.database or ""):
+        return None
+    if conn.scheme == "postgresql":
+        settings = replace(settings, connection=replace(
+            conn, options={**conn.options, "connect_timeout": 2}))
+    return Jobctl(settings)
+
+
+def _complete_from_db(ctx: typer.Context, fetch) -> list:
+    try:
+        api = _completion_api(ctx)
+        if api is None:
+            return []
+        with api:
+            return fetch(api)
+    except Exception:  # Tab must never print a traceback into the command line
+        return []
+
+
+def complete_job_id(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    prefix = incomplete.lower()
+    return [(job_id, f"{procedure} {status}") for job_id, procedure, status in
+            _complete_from_db(ctx, lambda api: api.recent_jobs(COMPLETION_IDS))
+            if job_id.startswith(prefix)]
+
+
+def complete_procedure(ctx: typer.Context, incomplete: str) -> list[str]:
+    wanted = incomplete.casefold()
+    return [_in_typed_case(name, incomplete)
+            for name in _complete_from_db(ctx, lambda api: api.procedure_names())
+            if name.casefold().startswith(wanted)]
+
+
+def _in_typed_case(name: str, typed: str) -> str:
+    """`suma<Tab>` → suma_simple: the shell keeps only completions that start
+    with what was typed, and an unquoted name means the same in any case."""
+    if name.startswith(typed) or '"' in name:
+        return name
+    if typed == typed.lower():
+        return name.lower()
+    if typed == typed.upper():
+        return name.upper()
+    return typed + name[len(typed):]
+
+
+def complete_status(incomplete: str) -> list[str]:
+    from .model import JobStatus  # no driver, no database: statuses are jobctl's own
+
+    done, _, last = incomplete.rpartition(",")  # --status failed,ti<Tab>
+    head = done + "," if done else ""
+    return [head + s.value for s in JobStatus if s.value.startswith(last.lower())]
+
+
+def _refuse_extra_args(ctx: typer.Context) -> None:
+    """`jobctl submit P vA=1`: a parameter without -p; say how to give it."""
+    if not ctx.args:
+        return
+    from .errors import UsageError
+
+    word = ctx.args[0]
+    name, eq, _ = word.partition("=")
+    if eq and name.strip() and not name.startswith("-"):
+        raise UsageError(f"unexpected argument {word!r}: give parameters with -p, as in -p {word}")
+    raise UsageError(f"unexpected extra argument {word!r} (see `{ctx.command_path} --help`)")
+
+
 # -- commands ---------------------------------------------------------------------
 
-@app.command()
+_EXTRA_ARGS = {"allow_extra_args": True}  # refused by _refuse_extra_args, with a hint
+
+
+@app.command(context_settings=_EXTRA_ARGS)
 def submit(
     ctx: typer.Context,
-    procedure: Annotated[str, typer.Argument(help="Procedure name: NAME, PKG.NAME or SCHEMA.PKG.NAME.")],
+    procedure: Annotated[str, typer.Argument(help="Procedure name: NAME, PKG.NAME or SCHEMA.PKG.NAME.",
+                                             autocompletion=complete_procedure)],
     param: Annotated[Optional[list[str]], typer.Option(
         "--param", "-p", help="NAME=VALUE, repeatable; coerced by the procedure's declared types.")] = None,
     params_json: Annotated[Optional[str], typer.Option(
@@ -385,11 +541,16 @@ def submit(
     """
     from . import params as p
 
+    _refuse_extra_args(ctx)
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
                     p.parse_assignments(param or []))
     timeout_s = _seconds(timeout, "--timeout")
     api = _api(ctx, create=True)
     submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique)
+    _after_submit(api, submitted, wait)
+
+
+def _after_submit(api, submitted, wait: bool) -> None:
     _out(submitted.job_id + "\n")
     if not submitted.created:
         _say(f"the same job is already queued or running: {submitted.job_id}")
@@ -406,6 +567,40 @@ def _tell_outcomes(jobs) -> None:
         result = f" result {_compact(job.result)}" if job.result else ""
         line = f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}"
         (_say if job.status.value == "completed" else _alert)(line)
+
+
+@app.command(context_settings=_EXTRA_ARGS)
+def resubmit(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job to run again: id or unique prefix.",
+                                          autocompletion=complete_job_id)],
+    param: Annotated[Optional[list[str]], typer.Option(
+        "--param", "-p", help="NAME=VALUE to change, repeatable; the others stay as they were.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the outcome; exit code as `wait`.")] = False,
+    timeout: Annotated[Optional[str], typer.Option(
+        "--timeout", help="Stop the call after this long (default: the original job's).")] = None,
+    retries: Annotated[Optional[int], typer.Option(
+        "--retries", min=0, max=100, help="Re-run a failed call up to N times (default: the "
+                                          "original job's).")] = None,
+    unique: Annotated[bool, typer.Option(
+        "--unique", help="If the same procedure with the same parameters is queued or running, "
+                         "print its id instead of submitting again.")] = False,
+) -> None:
+    """Submit a job's procedure again, with its parameters (and any -p changes); print the new id.
+
+    Example: jobctl resubmit 3f2a9c1e -p vB=7
+    """
+    from . import params as p
+
+    _refuse_extra_args(ctx)
+    overrides = p.parse_assignments(param or [])
+    timeout_s = _seconds(timeout, "--timeout")
+    api = _api(ctx)
+    original, submitted = api.resubmit(job_id, overrides, timeout_s=timeout_s, retries=retries,
+                                       unique=unique)
+    if sys.stderr.isatty():
+        _say(f"resubmitted {original.job_id[:8]} ({original.procedure_name}) as {submitted.job_id[:8]}")
+    _after_submit(api, submitted, wait)
 
 
 def _compact(value) -> str:
@@ -485,7 +680,8 @@ def _wait_with_progress(api, ids, timeout_s):
 @app.command()
 def status(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes (4+ characters).")],
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes (4+ characters).",
+                                                 autocompletion=complete_job_id)],
     fmt: FormatOpt = Format.table,
     columns: ColumnsOpt = None,
     no_headers: NoHeadersOpt = False,
@@ -535,7 +731,8 @@ def list_(
     status_: Annotated[Optional[list[str]], typer.Option(
         "--status", "-s", help="queued, running, completed, failed, cancelled, timed_out, lost, "
                                "orphaned; "
-                               "repeatable or comma-separated.")] = None,
+                               "repeatable or comma-separated.",
+        autocompletion=complete_status)] = None,
     procedure: Annotated[Optional[str], typer.Option(
         "--procedure", "-P", help="Only this procedure (any spelling of its name), "
                                   "or a LIKE pattern with %: FACT%.")] = None,
@@ -619,7 +816,8 @@ def stats(
 @app.command()
 def logs(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.")],
+    job_id: Annotated[str, typer.Argument(help="Job id or unique prefix.",
+                                          autocompletion=complete_job_id)],
     follow: Annotated[bool, typer.Option(
         "--follow", help="Keep printing new lines until the job ends; exit code as `wait`.")] = False,
     tail: Annotated[Optional[int], typer.Option(
@@ -652,7 +850,8 @@ def cleanup(
     ctx: typer.Context,
     days: Annotated[float, typer.Option("--days", min=0, help="Delete finished jobs older than N days.")],
     status_: Annotated[Optional[list[str]], typer.Option(
-        "--status", "-s", help="Only these finished statuses (default: all finished).")] = None,
+        "--status", "-s", help="Only these finished statuses (default: all finished).",
+        autocompletion=complete_status)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
     fmt: FormatOpt = Format.table,
 ) -> None:
@@ -677,7 +876,8 @@ def cleanup(
 @app.command("wait")
 def wait_(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes.")],
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes.",
+                                                 autocompletion=complete_job_id)],
     timeout: Annotated[Optional[str], typer.Option(
         "--timeout", help="Give up waiting after this long (exit 5); the jobs keep running.")] = None,
     fmt: Annotated[Optional[Format], typer.Option(
@@ -701,7 +901,8 @@ def wait_(
 @app.command()
 def cancel(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes.")],
+    job_ids: Annotated[list[str], typer.Argument(help="Job ids or unique prefixes.",
+                                                 autocompletion=complete_job_id)],
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Cancel jobs: queued ones at once, running ones by interrupting the call.
@@ -729,7 +930,8 @@ def cancel(
 @app.command()
 def describe(
     ctx: typer.Context,
-    procedure: Annotated[str, typer.Argument(help="Procedure name.")],
+    procedure: Annotated[str, typer.Argument(help="Procedure name.",
+                                             autocompletion=complete_procedure)],
     fmt: FormatOpt = Format.table,
 ) -> None:
     """Show a procedure's parameters: name, type, mode, defaulted.
@@ -746,6 +948,36 @@ def describe(
                             fmt, (), single=True))
     else:
         _out(render.records(render.signature_rows(sig), fmt, ("procedure",) + render.PARAM_COLUMNS))
+
+
+@app.command()
+def procedures(
+    ctx: typer.Context,
+    pattern: Annotated[Optional[str], typer.Argument(
+        metavar="[PATTERN]", help="Only names matching this: * or % any run, ? one character; without a wildcard, "
+             "names containing it. Case does not matter.")] = None,
+    fmt: FormatOpt = Format.table,
+    no_headers: NoHeadersOpt = False,
+) -> None:
+    """List the procedures you can submit, with their parameters ([...]: has a default).
+
+    Example: jobctl procedures 'suma*'
+    """
+    from . import render
+    from .errors import UsageError
+
+    if no_headers and fmt in (Format.json, Format.jsonl):
+        raise UsageError(f"--no-headers applies to table, csv and tsv, not {fmt.value}")
+    sigs = _api(ctx).procedures(pattern)
+    if fmt is Format.table:
+        _print_table(*render.procedures_rows(sigs), show_headers=not no_headers)
+        if not sigs and sys.stderr.isatty():
+            _say("no procedure matches" if pattern else "no procedure you can call")
+        return
+    structured = fmt in (Format.json, Format.jsonl)
+    columns = ("procedure", "params") if structured else render.PROCEDURE_COLUMNS
+    _out(render.records(render.procedure_records(sigs, structured=structured), fmt, columns,
+                        headers=not no_headers))
 
 
 @app.command()
@@ -831,5 +1063,58 @@ def db_init(
     _say(f"schema ready in {api.settings.connection.display} ({len(ran)} statement(s) run)")
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command this run invokes. Typer inspects the
+    signature of every command on every run (about half a millisecond each),
+    and a run needs one; help, completion and an unknown word get them all."""
+    name = invoked_command(args)
+    if name is None or os.environ.get("_JOBCTL_COMPLETE"):
+        return app
+    import copy
+
+    if any(group.name == name for group in app.registered_groups):
+        only = copy.copy(app)
+        only.registered_commands = []
+        return only
+    chosen = [info for info in app.registered_commands
+              if (info.name or getattr(info.callback, "__name__", "").lower().replace("_", "-"))
+              == name]
+    if not chosen:
+        return app  # click says "No such command" with the full list in mind
+    only = copy.copy(app)
+    only.registered_commands, only.registered_groups = chosen, []
+    return only
+
+
 def run() -> None:
-    app()
+    code: object = 0
+    try:
+        _app_for(sys.argv[1:])()
+    except SystemExit as exc:
+        code = exc.code
+    _leave(code)
+
+
+def _leave(code) -> None:
+    """Exit as Python would, without tearing the interpreter down module by
+    module (a tenth of a short command's run, for a process about to vanish):
+    atexit handlers run and stdout/stderr are flushed first. With a thread
+    still working, the ordinary exit waits for it."""
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        code = 1
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):  # `jobctl list | head -1`: the reader left
+        code = code or 1
+    os._exit(code)

@@ -567,3 +567,31 @@ def rich_checks(checks: Sequence[Any]):
         table.add_row(Text(c.name), Text(c.result, style=RESULT_STYLE.get(c.result, "")),
                       Text(c.detail), Text(c.remedy))
     return table
+
+
+# -- jobctl procedures ------------------------------------------------------------
+
+PROCEDURE_COLUMNS = ("procedure", "parameters")
+
+
+def parameters_text(sig: Signature) -> str:
+    """A signature on one line, as a user would fill it in: `vA NUMBER,
+    [vB NUMBER], OUT vResult NUMBER` (brackets: the parameter has a default)."""
+    shown = []
+    for p in sig.params:
+        text = p.name + " " + p.type_name + ("[]" if p.array and not p.type_name.endswith("]") else "")
+        if p.mode != "IN":
+            text = f"{p.mode} {text}"
+        shown.append(f"[{text}]" if p.defaulted else text)
+    return ", ".join(shown)
+
+
+def procedures_rows(sigs: Sequence[Signature]) -> tuple[list[str], list[list[str]]]:
+    return ["PROCEDURE", "PARAMETERS"], [[s.name, parameters_text(s)] for s in sigs]
+
+
+def procedure_records(sigs: Sequence[Signature], *, structured: bool) -> list[dict[str, Any]]:
+    """JSON: the parameters as objects; csv/tsv: as the table's one-line text."""
+    if structured:
+        return [{"procedure": s.name, "params": [p.to_dict() for p in s.params]} for s in sigs]
+    return [{"procedure": s.name, "parameters": parameters_text(s)} for s in sigs]

@@ -276,6 +276,14 @@ def get_by_prefix(backend: Database, conn: Any, prefix: str) -> list[Job]:
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
+def recent_jobs(backend: Database, conn: Any, limit: int) -> list[tuple[str, str, str]]:
+    """(id, procedure, status as stored) of the newest jobs, for shell
+    completion: one walk of the START_TIME index, no lifecycle."""
+    cur = backend.execute(conn, f"SELECT job_id, procedure_name, status FROM {TABLE} "
+                                f"ORDER BY start_time DESC {backend.limit_clause('n')}", {"n": limit})
+    return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+
+
 def list_jobs(backend: Database, conn: Any, *, since: dt.datetime | None, statuses: Sequence[str] | None,
               procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
     """Newest first. `since` bounds finished jobs only: a queued or running

@@ -209,6 +209,12 @@ class Procedures(Protocol):
         whose parameters the backend can neither pass nor read back; `describe`
         still shows it. Nothing to refuse: return."""
 
+    def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
+        """Every procedure the connected user can call (one Signature per
+        overload), named as `resolve` names them. `like` is a LIKE pattern
+        (`\\` escapes) on the name, matched without regard to case, that a
+        backend may use to narrow a large catalog; the caller filters again."""
+
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         """Run the procedure with coerced input values keyed by parameter name.

@@ -127,6 +127,24 @@ SELECT p.oid::int8 AS oid, n.nspname, p.proname, p.prokind, p.pronargdefaults,
  ORDER BY pos, p.oid
 """
 
+#: `jobctl procedures`: every procedure the role may call, in any schema it
+#: may use (the pg_ schemas are the system's); one row per overload. A name
+#: is shown bare when the search_path finds it so (pg_function_is_visible).
+_LIST_PROCS_SQL = """
+SELECT p.oid::int8 AS oid, n.nspname, p.proname, p.pronargdefaults,
+       p.proargnames, p.proargmodes::text[] AS proargmodes,
+       COALESCE(p.proallargtypes, p.proargtypes::oid[])::int8[] AS argtypes,
+       pg_catalog.pg_get_function_identity_arguments(p.oid) AS identity,
+       pg_catalog.pg_function_is_visible(p.oid) AS visible
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.prokind = 'p'
+   AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+   AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')
+   AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE')
+ ORDER BY p.proname, n.nspname, p.oid
+"""
+
 _TYPES_SQL = """
 SELECT t.oid::int8 AS oid, pg_catalog.format_type(t.oid, NULL) AS type_name,
        b.typname AS base_name, b.typtype AS base_kind,
@@ -400,6 +418,20 @@ class PostgresBackend:
             raise DatabaseError(f"permission denied for procedure {row['nspname']}.{row['proname']}:"
                                 f" role {who} lacks EXECUTE on it")
         return chosen
+
+    def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
+        # the catalog of one database is small: `like` is left to the caller
+        cur = conn.cursor()
+        cur.execute(_LIST_PROCS_SQL)
+        names = [d.name for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        types = self._types(cur, {t for r in rows for t in r["argtypes"]})
+        out = []
+        for r in rows:
+            shown = (_render(r["proname"]) if r["visible"]
+                     else f"{_render(r['nspname'])}.{_render(r['proname'])}")
+            out.append(self._signature(shown, r, types))
+        return out
 
     @staticmethod
     def _types(cur: Any, oids: set[int]) -> dict[int, dict[str, Any]]:

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import local, talk
+from .. import talk
 from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
 from ..params import to_json_value
-from ..sqlfiles import read_sql, split_script
 from ..store import COLUMNS
 from .base import CallContext
 
@@ -36,6 +35,8 @@ LOCK_NOTICE_AFTER_S = 2.0
 @functools.cache
 def _schema_indexes() -> frozenset[str]:
     """The indexes the schema file creates: a database lacking one is half-made."""
+    from ..sqlfiles import read_sql  # only when a database is checked (start-up time)
+
     text = read_sql("sqlite", "create_async_jobs_table.sql")
     names = re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.IGNORECASE)
     return frozenset(n.upper() for n in names)
@@ -180,6 +181,8 @@ class SqliteBackend:
         return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
+        from ..sqlfiles import read_sql, split_script
+
         for stmt in split_script(read_sql(self.name, "create_async_jobs_table.sql"), self.script_style):
             try:
                 conn.execute(stmt)
@@ -271,24 +274,33 @@ class SqliteBackend:
             raise UsageError(f"invalid procedure name {name!r}: expected NAME, PKG.NAME or SCHEMA.PKG.NAME")
         return name.upper()
 
-    def _load(self) -> None:
+    def _load(self):
+        """The local procedures' registry, user modules loaded. Imported here,
+        not at the top: reading commands never need it (start-up time)."""
+        from .. import local
+
         if not self._modules_loaded:
             local.load_modules(self.settings.options.get("modules") or [])
             self._modules_loaded = True
+        return local
 
     def resolve(self, conn, name: str, given: frozenset[str]) -> Signature:
-        self._load()
+        local = self._load()
         proc = local.REGISTRY.get(name.upper())
         if proc is None:
-            known = ", ".join(sorted(local.REGISTRY))
-            raise NotFound(f"procedure {name} not found (local procedures: {known})")
+            # the caller adds the closest names (api: "did you mean ...?")
+            raise NotFound(f"procedure {name} not found among the local procedures")
         return proc.signature
 
     def check_submit(self, sig: Signature) -> None:
         return None  # nothing to refuse before the call
 
+    def list_procedures(self, conn, like: str | None) -> list[Signature]:
+        local = self._load()
+        return [local.REGISTRY[name].signature for name in sorted(local.REGISTRY)]
+
     def call(self, conn, sig: Signature, values: Mapping[str, Any], ctx: CallContext) -> dict[str, Any]:
-        self._load()
+        local = self._load()
         proc = local.REGISTRY[sig.name]
         writer = _LineWriter(ctx)
         on_main = threading.current_thread() is threading.main_thread()

@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 from ... import config
 from .call import (CALL_START_SQL, CALL_UNDO_SQL, GV_LONGOPS_SQL, LONGOPS_SQL,
                    OUTPUT_GET_LINES_SQL, OracleCalls)
-from .catalog import (ARGUMENTS_SQL, NAME_RESOLVE_SQL, PROCEDURES_SQL, OracleCatalog,
-                      arguments_sql, procedures_sql, type_kind)
+from .catalog import (ARGUMENTS_SQL, NAME_RESOLVE_SQL, PROCEDURE_LIST_SQL, PROCEDURES_SQL,
+                      OracleCatalog, arguments_sql, procedures_sql, type_kind)
 from .connect import (DEFAULT_EXPIRE_TIME_MIN, DRIVER_OPTIONS, SESSION_SETUP_SQL,
                       OracleConnections, client_info, load_client)
 from .dialect import COMPILE_ERRORS_SQL, OracleDialect
@@ -38,7 +38,8 @@ from .sessions import GV_SESSION_ALIVE_SQL, SERIAL_SQL, SESSION_ALIVE_SQL, Oracl
 __all__ = [
     "ARGUMENTS_SQL", "BACKEND", "CALL_START_SQL", "CALL_UNDO_SQL", "COMPILE_ERRORS_SQL",
     "DEFAULT_EXPIRE_TIME_MIN", "DRIVER_OPTIONS", "GV_LONGOPS_SQL", "GV_SESSION_ALIVE_SQL",
-    "LONGOPS_SQL", "NAME_RESOLVE_SQL", "OUTPUT_GET_LINES_SQL", "PROCEDURES_SQL", "SERIAL_SQL",
+    "LONGOPS_SQL", "NAME_RESOLVE_SQL", "OUTPUT_GET_LINES_SQL", "PROCEDURE_LIST_SQL",
+    "PROCEDURES_SQL", "SERIAL_SQL",
     "SESSION_ALIVE_SQL", "SESSION_SETUP_SQL", "OracleBackend", "arguments_sql", "client_info",
     "load_client", "procedures_sql", "type_kind",
 ]

@@ -46,6 +46,29 @@ def arguments_sql(packaged: bool) -> str:
         package_filter="package_name = :package_name" if packaged else "package_name IS NULL")
 
 
+#: `jobctl procedures`: every standalone and packaged procedure the user can
+#: see, with its arguments, in one round trip. ALL_PROCEDURES lists
+#: argument-less procedures that ALL_ARGUMENTS leaves out, hence the outer
+#: join (ORACLE_NOTES "Reading the signature"); the join on OBJECT_ID and
+#: SUBPROGRAM_ID (standalone: 1 in both views) is unconfirmed on a server.
+#: Rows with POSITION 0 are packaged functions, dropped by the caller.
+#: Oracle's own schemas (DBMS_*, ...) are left out; the pattern is matched
+#: on the name without its owner, or a packaged procedure's own name.
+PROCEDURE_LIST_SQL = """
+SELECT p.owner, p.object_name, p.procedure_name, p.overload,
+       SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') AS current_schema,
+       a.position, a.argument_name, a.data_type, a.pls_type, a.type_owner, a.type_name,
+       a.type_subname, a.in_out, a.defaulted
+  FROM all_procedures p
+  LEFT JOIN all_arguments a
+    ON a.object_id = p.object_id AND a.subprogram_id = p.subprogram_id AND a.data_level = 0
+ WHERE (p.object_type = 'PROCEDURE' OR (p.object_type = 'PACKAGE' AND p.procedure_name IS NOT NULL))
+   AND p.owner NOT IN (SELECT u.username FROM all_users u WHERE u.oracle_maintained = 'Y')
+   AND (NVL2(p.procedure_name, p.object_name || '.' || p.procedure_name, p.object_name)
+            LIKE :pattern ESCAPE '\\' OR p.procedure_name LIKE :pattern ESCAPE '\\')
+ ORDER BY p.owner, p.object_name, p.procedure_name, p.overload, a.position"""
+
+
 def procedures_sql(packaged: bool) -> str:
     return PROCEDURES_SQL.format(
         procedure_filter=("object_name = :package_name AND procedure_name = :object_name"
@@ -220,6 +243,27 @@ class OracleCatalog(OracleBase):
         if not candidates:
             raise UsageError(f"{name} is a function, not a procedure; jobctl runs procedures")
         return self._pick_overload(canonical, candidates, given)
+
+    def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
+        # unquoted Oracle names are upper case, and so is the pattern then
+        cur = self.execute(conn, PROCEDURE_LIST_SQL, {"pattern": (like or "%").upper()})
+        names = [d[0].lower() for d in cur.description]
+        units: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for row in cur.fetchall():
+            rec = dict(zip(names, row))
+            key = (rec["owner"], rec["object_name"], rec["procedure_name"], rec["overload"],
+                   rec["current_schema"])
+            units.setdefault(key, []).append(rec)
+        out = []
+        for (owner, object_name, procedure_name, overload, current), rows in units.items():
+            if any(r["position"] == 0 for r in rows):
+                continue  # a packaged function's return value
+            # named as resolve names it: the owner only when it is not the session's
+            parts = [owner if owner != current else None, object_name, procedure_name]
+            shown = ".".join(p for p in parts if p)
+            args = [r for r in rows if r["argument_name"] is not None]
+            out.append(Signature(shown, tuple(self._param(r) for r in args), overload=overload))
+        return out
 
     @staticmethod
     def _param(row: Mapping[str, Any]) -> Param:
