@@ -195,7 +195,7 @@ def test_running_row_without_a_worker_is_external_never_lost_nor_written(env):
 def test_frozen_worker_declared_lost_never_commits_its_work(env):
     if env.backend == "sqlite":
         _local_procs(env)
-        job_id = env.sh("submit", "SLEEP_THEN_WRITE", "-p", "p_note=frozen-1", "-p", "p_seconds=2").stdout.strip()
+        job_id = env.sh("submit", "SLEEP_THEN_WRITE", "-p", "p_note=frozen-1", "-p", "p_seconds=5").stdout.strip()
         job = env.wait_for(job_id, lambda j: j["status"] == "running" and j["worker_pid"])
     elif env.backend == "postgresql":
         _pg_procs(env)
