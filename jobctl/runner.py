@@ -67,8 +67,10 @@ def _importable_path() -> list[str]:
     return [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != cwd]
 
 
-def spawn(settings: Settings, job_id: str) -> None:
-    """Start the detached worker for `job_id` and return once it is on its own."""
+def spawn(settings: Settings, job_id: str, token: str | None = None) -> None:
+    """Start the detached worker for `job_id` and return once it is on its own.
+    `token`: the reservation claim_next made for it, which only this worker
+    may claim (handed over in the pipe, like the settings)."""
     # secrets travel in the pipe only: every variable that carried one is left
     # out of the worker's environment, and handed over in the pipe for a driver
     # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
@@ -77,7 +79,7 @@ def spawn(settings: Settings, job_id: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     payload = json.dumps({"connection": settings.connection.to_payload(),
                           "tunables": asdict(settings.tunables),
-                          "sys_path": _importable_path(),
+                          "sys_path": _importable_path(), "token": token,
                           "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
     package_root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen(
@@ -121,8 +123,37 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Signals:
+    """SIGTERM/SIGINT go to the job the worker runs now; once received, the
+    worker takes no further job of its queue. One listener per process,
+    however many jobs it runs in turn."""
+
+    current: Worker | None = None
+    received: str | None = None
+    _started = False
+
+    @classmethod
+    def attach(cls, worker: Worker) -> None:
+        cls.current = worker
+        if cls._started:
+            return
+        cls._started = True
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        threading.Thread(target=cls._listen, daemon=True, name="signals").start()
+
+    @classmethod
+    def _listen(cls) -> None:
+        while True:
+            signum = signal.sigwait({signal.SIGTERM, signal.SIGINT})
+            cls.received = signal.Signals(signum).name
+            if cls.current is not None:
+                cls.current.request_stop(JobStatus.CANCELLED, f"worker received {cls.received}")
+
+
 class Worker:
-    def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str):
+    def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
+                 token: str | None = None, connections: tuple[Any, Any] = (None, None)):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
@@ -138,11 +169,12 @@ class Worker:
         self.timeout_s: float | None = None
         self.done = threading.Event()
         self.finished = False
-        self.watch_conn: Any = None
-        self.call_conn: Any = None
+        # the previous job's connections, when this worker drains its queue
+        self.watch_conn, self.call_conn = connections
         self.started_mono = time.monotonic()
-        #: written at claim: every write of the outcome is guarded by it
-        self.token = uuid.uuid4().hex
+        #: written at claim (or already, by the reservation that started this
+        #: worker): every write of the outcome is guarded by it
+        self.token = token or uuid.uuid4().hex
         #: the server session running the call (DB_SESSION), when the backend has one
         self.session: str | None = None
         self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
@@ -162,11 +194,6 @@ class Worker:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
                     _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
-
-    def _signal_listener(self) -> None:
-        while True:
-            signum = signal.sigwait({signal.SIGTERM, signal.SIGINT})
-            self.request_stop(JobStatus.CANCELLED, f"worker received {signal.Signals(signum).name}")
 
     def _watchdog(self) -> None:
         hb = self.tunables.heartbeat_s
@@ -241,9 +268,9 @@ class Worker:
 
     # -- running -------------------------------------------------------------------
     def run(self) -> int:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        threading.Thread(target=self._signal_listener, daemon=True, name="signals").start()
+        _Signals.attach(self)
+        if _Signals.received:
+            self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
 
         if not self._open_connections():
             return 1
@@ -280,7 +307,9 @@ class Worker:
                 raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
+            self.done.set()
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
+            lifecycle.remove_liveness(self.live_path)
             return 1
 
         threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
@@ -302,6 +331,49 @@ class Worker:
         self._finish(status, result, error)
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
+
+    # -- draining the queue ------------------------------------------------------------
+    def next_job(self) -> tuple[str, str] | None:
+        """After this job: cancel the jobs that waited for it if it did not
+        complete, then reserve the next eligible job of its queue (within the
+        queue's limit, which this job's slot just freed). (job id, token) or
+        None when nothing is eligible, or the worker was told to stop."""
+        if _Signals.received:
+            return None
+        try:
+            with self.db_lock:
+                self.watch_conn.rollback()
+                job = store.get(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+                if job is None:
+                    return None
+                if job.status.finished and job.status is not JobStatus.COMPLETED:
+                    self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                token = uuid.uuid4().hex
+                found = self.lifecycle.claim_next(self.watch_conn, job.queue, token=token,
+                                                  pid=os.getpid())
+        except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
+            _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            return None
+        return (found, token) if found else None
+
+    def handover(self) -> tuple[Any, Any]:
+        """Both connections, clean, for the worker of the next job."""
+        conns = []
+        for conn in (self.watch_conn, self.call_conn):
+            try:
+                conn.rollback()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+            conns.append(conn)
+        return conns[0], conns[1]
+
+    def close(self) -> None:
+        for conn in (self.watch_conn, self.call_conn):
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _session_id(self) -> str | None:
         try:
@@ -532,8 +604,19 @@ def main(argv: list[str]) -> int:
         os.dup2(devnull, fd)
     try:
         connection = ConnectionSettings.from_payload(payload["connection"])
-        worker = Worker(connection, Tunables(**payload.get("tunables", {})), job_id)
-        return worker.run()
+        tunables = Tunables(**payload.get("tunables", {}))
+        worker = Worker(connection, tunables, job_id, token=payload.get("token"))
+        code = worker.run()
+        # daemon-free draining: the slot this job held goes to the next
+        # eligible job of its queue, on the same process and connections,
+        # until none is eligible
+        while (following := worker.next_job()) is not None:
+            job_id = following[0]
+            worker = Worker(connection, tunables, job_id, token=following[1],
+                            connections=worker.handover())
+            code = worker.run()
+        worker.close()
+        return code
     except BaseException as exc:  # noqa: BLE001 - a worker must leave a trace
         _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
         try:
