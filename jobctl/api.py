@@ -194,6 +194,7 @@ class Jobctl:
                 raise
             self._settle_ended_dependencies(conn, placing["after_jobs"])
         self._start_workers([placing["queue"]], submitted=job_id)
+        self._wake_later(placing["queue"], placing["not_before"])
         return Submitted(job_id, created=True)
 
     def submit_many(self, procedure: str, lines: Sequence[str], *, timeout_s: float | None = None,
@@ -243,6 +244,7 @@ class Jobctl:
             conn.commit()
             self._settle_ended_dependencies(conn, placing["after_jobs"])
         self._start_workers([placing["queue"]])
+        self._wake_later(placing["queue"], placing["not_before"])
         return [r["job_id"] for r in rows]
 
     def _check_run_options(self, timeout_s: float | None, retries: int) -> None:
@@ -301,6 +303,18 @@ class Jobctl:
 
     # -- starting workers: no daemon; a worker drains its queue, then exits ------------
     def _start_workers(self, queues: Sequence[str], *, submitted: str | None = None) -> int:
+        return self.start_workers(queues)
+
+    def _wake_later(self, queue: str, not_before: dt.datetime | None) -> None:
+        """A job that may not start yet: a sleeping timer process (no
+        connection) starts a worker for its queue then."""
+        if not_before is None or not_before <= utcnow():
+            return
+        from . import runner
+
+        runner.spawn_timer(replace(self.settings, connection=self.backend.settings), queue, not_before)
+
+    def start_workers(self, queues: Sequence[str]) -> int:
         """Reserve the next eligible job of each queue while it has a free
         slot, and start a detached worker for each reservation. The worker
         claims that job, then the next ones of its queue, until none is

@@ -19,6 +19,7 @@ half a second, so no typer, no rich here.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -39,6 +40,10 @@ from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError
 from .model import JobStatus, format_duration, utcnow
 from .params import from_stored
+
+#: the variables that carried a secret to this worker: kept out of the
+#: environment of any worker it starts in turn
+_SECRET_ENV: list[str] = []
 
 #: after an interrupt, how long the call may take to give up before the
 #: watchdog writes the outcome itself and ends the process
@@ -67,7 +72,8 @@ def _importable_path() -> list[str]:
     return [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != cwd]
 
 
-def spawn(settings: Settings, job_id: str, token: str | None = None) -> None:
+def spawn(settings: Settings, job_id: str, token: str | None = None,
+          wake: dict[str, str] | None = None) -> None:
     """Start the detached worker for `job_id` and return once it is on its own.
     `token`: the reservation claim_next made for it, which only this worker
     may claim (handed over in the pipe, like the settings)."""
@@ -79,7 +85,7 @@ def spawn(settings: Settings, job_id: str, token: str | None = None) -> None:
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     payload = json.dumps({"connection": settings.connection.to_payload(),
                           "tunables": asdict(settings.tunables),
-                          "sys_path": _importable_path(), "token": token,
+                          "sys_path": _importable_path(), "token": token, "wake": wake,
                           "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
     package_root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen(
@@ -95,6 +101,41 @@ def spawn(settings: Settings, job_id: str, token: str | None = None) -> None:
         code = proc.wait()  # the launcher: it only forks, so this takes milliseconds
     if code != 0:
         raise OSError(f"the worker launcher {sys.executable} exited with status {code}")
+
+
+def spawn_timer(settings: Settings, queue: str, wake_at: dt.datetime) -> None:
+    """A detached process that holds no connection, sleeps until `wake_at`
+    and then starts workers for `queue`'s free slots (--at / --in). One per
+    database, queue and second on this host: the others exit at once."""
+    spawn(settings, "-", wake={"queue": queue, "at": wake_at.isoformat()})
+
+
+def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str, Any]) -> int:
+    import fcntl
+    import hashlib
+
+    wake = payload["wake"]
+    at = dt.datetime.fromisoformat(wake["at"])
+    key = hashlib.sha256(f"{connection.display}\n{wake['queue']}\n{at:%Y%m%d%H%M%S}".encode())
+    path = log_path().parent / "timers" / key.hexdigest()[:32]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another timer on this host wakes the same queue at the same second
+    delay = (at - utcnow()).total_seconds()
+    if delay > 0:
+        time.sleep(delay + 0.05)
+    from .api import Jobctl
+
+    settings = Settings(connection=connection, tunables=tunables,
+                        secret_env=tuple(payload.get("environ", {})))
+    with Jobctl(settings) as api:
+        api.start_workers([wake["queue"]])
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return 0
 
 
 def log_path() -> Path:
@@ -349,13 +390,29 @@ class Worker:
                     return None
                 if job.status.finished and job.status is not JobStatus.COMPLETED:
                     self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                    others = []
+                else:
+                    # jobs of other queues that waited for this one may start now
+                    others = sorted({q for _, q in store.queued_dependents(
+                        self.backend, self.watch_conn, job.job_id) if q != job.queue})
+                    self.watch_conn.commit()
                 token = uuid.uuid4().hex
                 found = self.lifecycle.claim_next(self.watch_conn, job.queue, token=token,
                                                   pid=os.getpid())
+            if others:
+                self._start_workers_for(others)
         except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
             _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
             return None
         return (found, token) if found else None
+
+    def _start_workers_for(self, queues: list[str]) -> None:
+        from .api import Jobctl  # only when a dependency crosses queues
+
+        settings = Settings(connection=self.settings, tunables=self.tunables,
+                            secret_env=tuple(_SECRET_ENV))
+        with Jobctl(settings) as api:
+            api.start_workers(queues)
 
     def handover(self) -> tuple[Any, Any]:
         """Both connections, clean, for the worker of the next job."""
@@ -599,12 +656,15 @@ def main(argv: list[str]) -> int:
     payload = json.loads(sys.stdin.read() or "{}")
     sys.path.extend(p for p in payload.get("sys_path", ()) if p not in sys.path)
     os.environ.update(payload.get("environ", {}))
+    _SECRET_ENV[:] = list(payload.get("environ", {}))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     try:
         connection = ConnectionSettings.from_payload(payload["connection"])
         tunables = Tunables(**payload.get("tunables", {}))
+        if payload.get("wake"):
+            return _wake(connection, tunables, payload)
         worker = Worker(connection, tunables, job_id, token=payload.get("token"))
         code = worker.run()
         # daemon-free draining: the slot this job held goes to the next

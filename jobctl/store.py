@@ -576,16 +576,15 @@ def cancel_dependent(backend: Database, conn: Any, job_id: str, now: dt.datetime
     return cur.rowcount
 
 
-def queued_dependents(backend: Database, conn: Any, job_id: str) -> list[tuple[str, list[str]]]:
-    """Queued jobs that name `job_id` in AFTER_JOBS: (id, its dependencies).
+def queued_dependents(backend: Database, conn: Any, job_id: str) -> list[tuple[str, str]]:
+    """Queued jobs that name `job_id` in AFTER_JOBS: (id, its queue).
     The LIKE only narrows the queued rows; the ids are compared exactly."""
-    cur = _exec(backend, conn, f"""SELECT job_id, after_jobs FROM {TABLE}
+    cur = _exec(backend, conn, f"""SELECT job_id, after_jobs, queue FROM {TABLE}
         WHERE status = :st_queued AND after_jobs LIKE :pattern""", {"pattern": f"%{job_id}%"})
     out = []
-    for dep_id, after in cur.fetchall():
-        ids = split_ids(_read_text(after))
-        if job_id in ids:
-            out.append((dep_id, ids))
+    for dep_id, after, queue in cur.fetchall():
+        if job_id in split_ids(_read_text(after)):
+            out.append((dep_id, queue or DEFAULT_QUEUE))
     return out
 
 
@@ -659,7 +658,8 @@ def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> li
 def set_queue(backend: Database, conn: Any, queue: str, *, max_running: int | None = None,
               paused: bool | None = None) -> None:
     ensure_queue(backend, conn, queue)
-    sets, binds = [], {"queue": queue}
+    sets: list[str] = []
+    binds: dict[str, Any] = {"queue": queue}
     if max_running is not None:
         sets.append("max_running = :max_running")
         binds["max_running"] = max_running

@@ -83,7 +83,7 @@ BEGIN
     add_column('SIGNATURE CLOB');
     add_column('CLAIM_TOKEN VARCHAR2(32)');
     add_column('DB_SESSION VARCHAR2(100)');
-    add_column(q'[QUEUE VARCHAR2(100) DEFAULT 'default']');
+    add_column('QUEUE VARCHAR2(100) DEFAULT ''default''');
     add_column('PRIORITY NUMBER DEFAULT 0');
     add_column('NOT_BEFORE TIMESTAMP');
     add_column('AFTER_JOBS CLOB');
