@@ -349,14 +349,25 @@ class Jobctl:
         a worker killed between jobs). Run by status, list, wait, cleanup and
         the queue commands, so a cron `jobctl cleanup` keeps queues moving."""
         self._healed = True
+        now = utcnow()
         with self._db() as conn:
-            queues = store.queues_needing_workers(self.backend, conn, utcnow())
+            queues = [q for q in store.queues_needing_workers(self.backend, conn, now)
+                      if store.claimable(self.backend, conn, q, now)]
             conn.commit()
         return self._start_workers(queues) if queues else 0
 
     def _heal_once(self) -> None:
-        if not self._healed:
+        """heal() for reading commands: at most once each, and never their
+        failure (a read-only account, a busy database): they still read."""
+        if self._healed:
+            return
+        self.conn  # noqa: B018 - not reaching the database at all is the command's error
+        try:
             self.heal()
+        except JobctlError as exc:
+            from . import talk
+
+            talk.say(f"notice: could not start a worker for waiting jobs: {exc.message}")
 
     def _find(self, conn: Any, ref: str) -> Job:
         if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
@@ -389,6 +400,7 @@ class Jobctl:
         return next(q for q in self.queues() if q.name == name)
 
     def queues(self) -> list[store.QueueState]:
+        self._heal_once()
         with self._db() as conn:
             out = store.list_queues(self.backend, conn)
             conn.commit()

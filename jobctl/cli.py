@@ -855,9 +855,7 @@ def queue_list(ctx: typer.Context, fmt: FormatOpt = Format.table,
     """
     from . import render
 
-    api = _api(ctx)
-    api.heal()
-    rows = _queue_rows(api.queues())
+    rows = _queue_rows(_api(ctx).queues())
     if fmt is Format.table:
         _print_table(["QUEUE", "LIMIT", "QUEUED", "RUNNING", "PAUSED"],
                      [[r["name"], str(r["limit"]) if r["limit"] else "unlimited", str(r["queued"]),

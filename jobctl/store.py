@@ -593,6 +593,34 @@ def queued_dependents(backend: Database, conn: Any, job_id: str) -> list[tuple[s
 CLAIM_SCAN = 50
 
 
+def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime) -> list[tuple[str, list[str]]]:
+    """The queue's unreserved queued jobs whose start time has come, next
+    first: (id, its dependencies)."""
+    binds: dict[str, Any] = {"now": _t(backend, now), "n": CLAIM_SCAN}
+    cur = _exec(backend, conn, f"""
+        SELECT job_id, after_jobs FROM {TABLE}
+         WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
+           AND (not_before IS NULL OR not_before <= :now)
+         ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
+        binds)
+    return [(r[0], split_ids(_read_text(r[1]))) for r in cur.fetchall()]
+
+
+def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> bool:
+    """Read only: would claim_next find work (or a job to cancel) in `queue`
+    now? Lets reading commands skip the claim's write transaction, which on
+    SQLite would wait behind a running job's writes."""
+    if not queue_state(backend, conn, queue).free:
+        return False
+    for _, after in _candidates(backend, conn, queue, now):
+        if not after:
+            return True
+        blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+        if blocked is None or blocked[0] == "failed":
+            return True
+    return False
+
+
 def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
                pid: int | None, token: str) -> str | None:
     """Reserve the next eligible job of `queue` for a worker, in one
@@ -609,15 +637,7 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         if paused or (limit and count_active(backend, conn, queue) >= limit):
             conn.commit()
             return None
-        binds: dict[str, Any] = {"now": _t(backend, now), "n": CLAIM_SCAN}
-        cur = _exec(backend, conn, f"""
-            SELECT job_id, after_jobs FROM {TABLE}
-             WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
-               AND (not_before IS NULL OR not_before <= :now)
-             ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
-            binds)
-        candidates = [(r[0], split_ids(_read_text(r[1]))) for r in cur.fetchall()]
-        for job_id, after in candidates:
+        for job_id, after in _candidates(backend, conn, queue, now):
             if after:
                 blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
                 if blocked is not None:
