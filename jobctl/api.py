@@ -356,18 +356,19 @@ class Jobctl:
             conn.commit()
         return self._start_workers(queues) if queues else 0
 
-    def _heal_once(self) -> None:
-        """heal() for reading commands: at most once each, and never their
-        failure (a read-only account, a busy database): they still read."""
+    def _heal_once(self) -> int:
+        """heal() for reading commands, after their own read worked: at most
+        once each, and never their failure (a read-only account, a busy
+        database): they still show what they read."""
         if self._healed:
-            return
-        self.conn  # noqa: B018 - not reaching the database at all is the command's error
+            return 0
         try:
-            self.heal()
+            return self.heal()
         except JobctlError as exc:
             from . import talk
 
             talk.say(f"notice: could not start a worker for waiting jobs: {exc.message}")
+            return 0
 
     def _find(self, conn: Any, ref: str) -> Job:
         if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
@@ -400,10 +401,13 @@ class Jobctl:
         return next(q for q in self.queues() if q.name == name)
 
     def queues(self) -> list[store.QueueState]:
-        self._heal_once()
         with self._db() as conn:
             out = store.list_queues(self.backend, conn)
             conn.commit()
+        if not self._healed and self._heal_once():
+            with self._db() as conn:  # the workers it started took slots
+                out = store.list_queues(self.backend, conn)
+                conn.commit()
         return out
 
     def _waiting_for(self, conn: Any, job: Job, now: dt.datetime,
@@ -467,7 +471,6 @@ class Jobctl:
         proc = self._procedure_filter(procedure)
         if queue is not None:
             queue = check_queue_name(queue)
-        self._heal_once()
         sql_statuses = None
         if wanted:
             sql_statuses = {s.value for s in wanted}
@@ -481,6 +484,7 @@ class Jobctl:
                                    statuses=sorted(sql_statuses) if sql_statuses else None,
                                    procedure=proc, limit=limit, queue=queue)
             conn.commit()
+        self._heal_once()
         states: dict[str, store.QueueState] = {}
         jobs = [self._effective(j, now, states) for j in jobs]
         if wanted:
