@@ -415,6 +415,8 @@ class Jobctl:
         """Why a queued job has not started: the first thing that holds it."""
         if job.claim_token and job.worker_host:
             return f"starting: a worker on {job.worker_host} was started for it"
+        if job.signature is None:
+            return "not submitted by jobctl: no jobctl worker runs it"
         if job.queue not in states:
             states[job.queue] = store.queue_state(self.backend, conn, job.queue)
             conn.commit()

@@ -491,6 +491,11 @@ _ACTIVE = ("worker_host IS NOT NULL AND (status = :st_running"
            " OR (status = :st_queued AND claim_token IS NOT NULL))")
 
 
+#: a queued row jobctl's submit wrote (it records the resolved signature); a
+#: queued row of another application is never run by a jobctl worker
+_OURS = "signature IS NOT NULL"
+
+
 @dataclass(frozen=True)
 class QueueState:
     name: str
@@ -600,7 +605,7 @@ def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime) -> l
     cur = _exec(backend, conn, f"""
         SELECT job_id, after_jobs FROM {TABLE}
          WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
-           AND (not_before IS NULL OR not_before <= :now)
+           AND (not_before IS NULL OR not_before <= :now) AND {_OURS}
          ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
         binds)
     return [(r[0], split_ids(_read_text(r[1]))) for r in cur.fetchall()]
@@ -671,7 +676,7 @@ def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> li
     time has come: a worker may be missing for them."""
     cur = _exec(backend, conn, f"""SELECT DISTINCT COALESCE(queue, '{DEFAULT_QUEUE}') FROM {TABLE}
         WHERE status = :st_queued AND claim_token IS NULL
-          AND (not_before IS NULL OR not_before <= :now)""", {"now": _t(backend, now)})
+          AND (not_before IS NULL OR not_before <= :now) AND {_OURS}""", {"now": _t(backend, now)})
     return sorted(r[0] for r in cur.fetchall())
 
 
