@@ -193,7 +193,7 @@ class Jobctl:
                         return found
                 raise
             self._settle_ended_dependencies(conn, placing["after_jobs"])
-        self._start_workers([placing["queue"]], submitted=job_id)
+        self.start_workers([placing["queue"]])
         self._wake_later(placing["queue"], placing["not_before"])
         return Submitted(job_id, created=True)
 
@@ -243,7 +243,7 @@ class Jobctl:
             self.lifecycle.enqueue_many(conn, rows)
             conn.commit()
             self._settle_ended_dependencies(conn, placing["after_jobs"])
-        self._start_workers([placing["queue"]])
+        self.start_workers([placing["queue"]])
         self._wake_later(placing["queue"], placing["not_before"])
         return [r["job_id"] for r in rows]
 
@@ -302,9 +302,6 @@ class Jobctl:
         conn.commit()
 
     # -- starting workers: no daemon; a worker drains its queue, then exits ------------
-    def _start_workers(self, queues: Sequence[str], *, submitted: str | None = None) -> int:
-        return self.start_workers(queues)
-
     def _wake_later(self, queue: str, not_before: dt.datetime | None) -> None:
         """A job that may not start yet: a sleeping timer process (no
         connection) starts a worker for its queue then."""
@@ -354,7 +351,7 @@ class Jobctl:
             queues = [q for q in store.queues_needing_workers(self.backend, conn, now)
                       if store.claimable(self.backend, conn, q, now)]
             conn.commit()
-        return self._start_workers(queues) if queues else 0
+        return self.start_workers(queues) if queues else 0
 
     def _heal_once(self) -> int:
         """heal() for reading commands, after their own read worked: at most
@@ -397,7 +394,7 @@ class Jobctl:
             store.set_queue(self.backend, conn, name, max_running=max_running, paused=paused)
             conn.commit()
         if paused is False or max_running is not None:
-            self._start_workers([name])  # resumed, or more slots: start what may run now
+            self.start_workers([name])  # resumed, or more slots: start what may run now
         return next(q for q in self.queues() if q.name == name)
 
     def queues(self) -> list[store.QueueState]:

@@ -10,7 +10,10 @@ dropped. It connects (waiting out a connection storm until start_timeout),
 claims the job (`queued → running`), runs the procedure
 on one connection while a watchdog thread on a second connection writes the
 heartbeat, polls the cancel flag, enforces the timeout and records progress
-and output; then writes the outcome once, guarded and retried.
+and output; then writes the outcome once, guarded and retried. Then it
+reserves the next eligible job of the same queue (its own slot just came
+free) and runs it on the same connections, until none is eligible: no
+daemon, and never more workers than the queue's limit.
 
 This module must import quickly: the budget from `submit` to `running` is
 half a second, so no typer, no rich here.

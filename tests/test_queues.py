@@ -243,3 +243,25 @@ def test_cleanup_heals_a_queue_whose_workers_were_killed(env):
 def test_queue_set_refuses_a_bad_limit(sqlite_env, limit):
     result = sqlite_env.cli("queue", "set", "q", "--max-running", limit)
     assert result.exit_code == 2
+
+
+def test_a_job_waiting_for_its_turn_is_never_lost(env, monkeypatch):
+    monkeypatch.setenv("JOBCTL_START_TIMEOUT", "1")
+    env.cli("queue", "pause", "slow")
+    job_id = env.submit(env.proc["suma"], "-p", "vA=1", "--queue", "slow")
+    time.sleep(1.5)  # past start_timeout: it was never given a worker, so nothing is late
+    assert env.status(job_id)["status"] == "queued"
+    assert env.json("cleanup", "--days", "7")["marked_lost"] == 0
+    assert env.rows()[0]["status"] == "queued"
+    env.cli("queue", "resume", "slow")
+    env.wait_for(job_id, lambda j: j["status"] == "completed")
+
+
+def test_another_applications_queued_row_is_shown_but_never_run(env):
+    env.sql("INSERT INTO ASYNC_JOBS (job_id, status, procedure_name, start_time) "
+            f"VALUES ('{'e' * 32}', 'queued', 'SUMA_SIMPLE', CURRENT_TIMESTAMP)")
+    mine = env.submit(env.proc["suma"], "-p", "vA=1")
+    env.wait_for(mine, lambda j: j["status"] == "completed")
+    other = env.status("e" * 32)
+    assert other["status"] == "queued" and "not submitted by jobctl" in other["waiting_for"]
+    assert env.rows(f"job_id = '{'e' * 32}'")[0]["worker_host"] is None
