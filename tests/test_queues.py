@@ -55,6 +55,28 @@ def runs(env) -> list[int]:
         conn.close()
 
 
+def tagged_workers(tag: str) -> list[int]:
+    """Worker processes (not their launchers, which exit at once) carrying `tag`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if f"JOBCTL_TEST_TAG={tag}".encode() not in fh.read():
+                    continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                if b"jobctl.runner" not in fh.read():
+                    continue
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                state, _ppid, _pgrp, session = fh.read().rsplit(b")", 1)[1].split()[:4]
+            # the launcher leads the new session and exits at once; its forked child works
+            if state == b"Z" or int(session) == int(pid):
+                continue
+            found.append(int(pid))
+        except (OSError, IndexError):
+            pass
+    return found
+
+
 def count(env, where: str) -> int:
     return len(env.rows(where))
 
@@ -74,19 +96,23 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
     proc = note_run(env)
     assert env.cli("queue", "set", "lim", "--max-running", "3").exit_code == 0
     shells, per_shell = 4, 10
+    tag = f"QTEST_{os.getpid()}_{time.monotonic_ns()}"  # inherited by the workers these shells start
     procs = []
     for s in range(shells):
         lines = "".join(json.dumps({"n": s * per_shell + i, "seconds": 0.1}) + "\n"
                         for i in range(per_shell))
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "jobctl", "submit", proc, "--params-file", "-", "--queue", "lim"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "JOBCTL_TEST_TAG": tag}))
         procs[-1].stdin.write(lines)
         procs[-1].stdin.close()
     peak = [0]
+    peak_workers = [0]
 
     def sample():
         peak[0] = max(peak[0], count(env, "queue = 'lim' AND status = 'running'"))
+        peak_workers[0] = max(peak_workers[0], len(tagged_workers(tag)))
 
     ids = []
     for p in procs:
@@ -97,6 +123,7 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
     rows = env.rows("queue = 'lim'")
     assert {r["status"] for r in rows} == {"completed"}, [r["error_msg"] for r in rows]
     assert 1 <= peak[0] <= 3, peak[0]
+    assert 1 <= peak_workers[0] <= 3, peak_workers[0]  # one worker per slot, not per job
     assert runs(env) == list(range(shells * per_shell))  # each job ran once, none twice
 
 
