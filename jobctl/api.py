@@ -340,16 +340,21 @@ class Jobctl:
                 started += 1
         return started
 
-    def heal(self) -> int:
-        """Start a worker for every queue holding eligible jobs that no
-        worker has reserved while it has a free slot (a host that rebooted,
-        a worker killed between jobs). Run by status, list, wait, cleanup and
-        the queue commands, so a cron `jobctl cleanup` keeps queues moving."""
+    def heal(self, *, every_free_slot: bool = True) -> int:
+        """Start a worker for each free slot of every queue holding eligible
+        jobs that no worker has reserved (a host that rebooted, a worker
+        killed between jobs). `cleanup` fills every free slot, right after
+        marking lost jobs lost. Reading commands (status, list, wait, cancel,
+        queue list) act only on queues where no worker is alive at all: where
+        one is, it takes the next job itself as soon as it finishes its own,
+        and a worker started beside it in that moment would only overlap it."""
         self._healed = True
         now = utcnow()
+        fresh = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
         with self._db() as conn:
             queues = [q for q in store.queues_needing_workers(self.backend, conn, now)
-                      if store.claimable(self.backend, conn, q, now)]
+                      if store.claimable(self.backend, conn, q, now)
+                      and (every_free_slot or not store.live_workers(self.backend, conn, q, fresh))]
             conn.commit()
         return self.start_workers(queues) if queues else 0
 
@@ -360,7 +365,7 @@ class Jobctl:
         if self._healed:
             return 0
         try:
-            return self.heal()
+            return self.heal(every_free_slot=False)
         except JobctlError as exc:
             from . import talk
 
@@ -432,8 +437,7 @@ class Jobctl:
         if not state.free:
             return (f"no free slot: {state.running} running of limit {state.max_running} "
                     f"in queue {job.queue}")
-        return ("no live worker has taken it: `jobctl cleanup` (or any jobctl status/list) "
-                "starts one")
+        return "no live worker has taken it: `jobctl cleanup --days N` starts one"
 
     def _require_table(self, conn) -> None:
         try:

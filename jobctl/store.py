@@ -538,6 +538,14 @@ def count_active(backend: Database, conn: Any, queue: str) -> int:
     return int(cur.fetchone()[0])
 
 
+def live_workers(backend: Database, conn: Any, queue: str, fresh_after: dt.datetime) -> int:
+    """Slots of `queue` whose worker gave a sign of life since `fresh_after`."""
+    binds: dict[str, Any] = {"fresh": _t(backend, fresh_after)}
+    cur = _exec(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
+        WHERE {_in_queue(queue, binds)} AND {_ACTIVE} AND heartbeat_at >= :fresh""", binds)
+    return int(cur.fetchone()[0])
+
+
 def queue_state(backend: Database, conn: Any, queue: str) -> QueueState:
     limit, paused = _queue_row(backend, conn, queue, lock=False)
     return QueueState(queue, limit, paused, count_active(backend, conn, queue))

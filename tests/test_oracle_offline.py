@@ -693,6 +693,7 @@ def _store_statements() -> list[tuple[str, dict]]:
     jobs.claim_next(c, "default", token="d" * 32, pid=None, now=now)
     jobs.cancel_dependents(c, "a" * 32, JobStatus.FAILED, now)
     store.claimable(rec, c, "q", now)
+    store.live_workers(rec, c, "q", now)
     store.queues_needing_workers(rec, c, now)
     store.set_queue(rec, c, "q", max_running=2, paused=True)
     store.list_queues(rec, c)
