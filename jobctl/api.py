@@ -456,7 +456,9 @@ class Jobctl:
         ref = ref.strip().lower()
         with self._db() as conn:
             found = self._find(conn, ref)
-        self._heal_once()
+        if self._heal_once():
+            with self._db() as conn:  # a worker was started: maybe for this job
+                found = self._find(conn, found.job_id)
         return self._effective(found)
 
     def get_many(self, refs: Sequence[str]) -> list[Job]:
@@ -481,13 +483,18 @@ class Jobctl:
                 sql_statuses.add(JobStatus.RUNNING.value)  # the rows still say running
             if JobStatus.LOST in wanted:
                 sql_statuses.add(JobStatus.QUEUED.value)  # never claimed
+        def read() -> list[Job]:
+            with self._db() as conn:
+                jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
+                                       statuses=sorted(sql_statuses) if sql_statuses else None,
+                                       procedure=proc, limit=limit, queue=queue)
+                conn.commit()
+            return jobs
+
         now = utcnow()
-        with self._db() as conn:
-            jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
-                                   statuses=sorted(sql_statuses) if sql_statuses else None,
-                                   procedure=proc, limit=limit, queue=queue)
-            conn.commit()
-        self._heal_once()
+        jobs = read()
+        if self._heal_once():
+            jobs = read()  # workers were started: show what they took
         states: dict[str, store.QueueState] = {}
         jobs = [self._effective(j, now, states) for j in jobs]
         if wanted:

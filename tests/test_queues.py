@@ -292,3 +292,17 @@ def test_another_applications_queued_row_is_shown_but_never_run(env):
     other = env.status("e" * 32)
     assert other["status"] == "queued" and "not submitted by jobctl" in other["waiting_for"]
     assert env.rows(f"job_id = '{'e' * 32}'")[0]["worker_host"] is None
+
+
+def test_a_reading_command_starts_a_worker_for_a_queue_with_none(env):
+    env.cli("queue", "pause", "orphan")
+    job_id = env.submit(env.proc["suma"], "-p", "vA=1", "--queue", "orphan")
+    # resumed behind jobctl's back (another tool, a restored backup): no worker was started
+    env.sql("UPDATE JOB_QUEUES SET paused = 0 WHERE queue_name = 'orphan'")
+    time.sleep(0.5)
+    assert env.rows()[0]["status"] == "queued" and env.rows()[0]["claim_token"] is None
+    result = env.cli("status", job_id, "--format", "json")  # finds the eligible job, the free slot, no live worker
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["status"] != "queued" or shown["waiting_for"].startswith("starting")
+    env.wait_for(job_id, lambda j: j["status"] == "completed")
