@@ -482,7 +482,8 @@ class Jobctl:
             if JobStatus.LOST in wanted or JobStatus.ORPHANED in wanted:
                 sql_statuses.add(JobStatus.RUNNING.value)  # the rows still say running
             if JobStatus.LOST in wanted:
-                sql_statuses.add(JobStatus.QUEUED.value)  # never claimed
+                sql_statuses.add(JobStatus.QUEUED.value)  # reserved, never claimed
+
         def read() -> list[Job]:
             with self._db() as conn:
                 jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
