@@ -65,6 +65,7 @@ class Jobctl:
         self._conn: Any = None
         self._create = create
         self.lifecycle = Lifecycle(self.backend, settings.tunables)
+        self._healed = False
 
     # -- plumbing --------------------------------------------------------------------
     def __enter__(self) -> Jobctl:
@@ -130,32 +131,29 @@ class Jobctl:
                 self._conn.rollback()
 
     # -- liveness: the rule lives in lifecycle; reading commands never write ----------
-    def _effective(self, job: Job, now: dt.datetime | None = None) -> Job:
+    def _effective(self, job: Job, now: dt.datetime | None = None,
+                   states: dict[str, store.QueueState] | None = None) -> Job:
         with self._db() as conn:
-            return self.lifecycle.effective(conn, job, now)
+            job = self.lifecycle.effective(conn, job, now)
+            if job.status is JobStatus.QUEUED:
+                job = replace(job, waiting_for=self._waiting_for(
+                    conn, job, now or utcnow(), {} if states is None else states))
+            return job
 
     # -- submit ------------------------------------------------------------------------
     def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
-               retries: int = 0, unique: bool = False,
-               submitted_by: str | None = None) -> Submitted:
+               retries: int = 0, unique: bool = False, submitted_by: str | None = None,
+               queue: str | None = None, priority: int = 0, after: Sequence[str] = (),
+               at: str | None = None, in_: str | None = None) -> Submitted:
+        """Write the job `queued`; when its queue has a free slot, start a
+        worker for the next eligible job (see Queues in the README)."""
+        placing = self._placing(queue=queue, priority=priority, at=at, in_=in_)
         name = self.backend.normalize_name(procedure)
-        if retries < 0:
-            raise UsageError("--retries must be 0 or more")
-        if timeout_s is not None and not 0 < timeout_s <= MAX_DURATION_S:  # also refuses nan
-            raise UsageError(f"--timeout must be more than 0 and at most {MAX_DURATION_S:g} s")
+        self._check_run_options(timeout_s, retries)
         with self._db() as conn:
-            try:
-                sig = self.backend.resolve(conn, name, frozenset(k.casefold() for k in given))
-            except NotFound as exc:
-                # on a database without ASYNC_JOBS the first thing to do is
-                # `db init`, not to hunt for the procedure
-                self._require_table(conn)
-                raise self._with_suggestion(conn, name, exc) from None
-            # a backend may refuse, before any row is written, a procedure whose
-            # parameters it can neither pass nor read back (Oracle: REF CURSOR
-            # OUT, records, collections); `describe` still shows it
-            self.backend.check_submit(sig)
+            sig = self._resolve_for_submit(conn, name, [given])
             values = params_mod.bind(sig, given)
+            placing["after_jobs"] = self._dependencies(conn, after)
             conn.commit()  # resolve may have opened a read transaction
             # one name per procedure: the one the database resolved, so every
             # spelling of it is the same work for --unique, list and stats
@@ -185,7 +183,7 @@ class Jobctl:
                                        max_attempts=retries + 1,
                                        submitted_by=submitted_by or _submitter(),
                                        unique_key=unique_key,
-                                       signature_json=jsontext.dumps(sig.record()))
+                                       signature_json=jsontext.dumps(sig.record()), **placing)
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -193,17 +191,9 @@ class Jobctl:
                     if found := already_active():
                         return found
                 raise
-        from . import runner  # lazily: only submit spawns
-
-        try:
-            # the backend's settings: they hold a password asked for at the prompt
-            runner.spawn(replace(self.settings, connection=self.backend.settings), job_id)
-        except OSError as exc:
-            reason = f"could not start the worker: {exc}"
-            with self._db() as conn:
-                self.lifecycle.fail_unstarted(conn, job_id, utcnow(), reason)
-                conn.commit()
-            raise JobctlError(f"job {job_id} failed: {reason}") from exc
+            self._settle_ended_dependencies(conn, placing["after_jobs"])
+        self.start_workers([placing["queue"]])
+        self._wake_later(placing["queue"], placing["not_before"])
         return Submitted(job_id, created=True)
 
     def resubmit(self, ref: str, overrides: dict[str, Any] | None = None, *,
@@ -224,7 +214,249 @@ class Jobctl:
             retries = max(0, int(job.max_attempts or 1) - 1)
         given = params_mod.merge(dict(job.params or {}), dict(overrides or {}))
         return job, self.submit(job.procedure_name, given, timeout_s=timeout_s, retries=retries,
-                                unique=unique)
+                                unique=unique, queue=job.queue, priority=job.priority or 0)
+
+    def submit_many(self, procedure: str, lines: Sequence[str], *, timeout_s: float | None = None,
+                    retries: int = 0, submitted_by: str | None = None, queue: str | None = None,
+                    priority: int = 0, after: Sequence[str] = (), at: str | None = None,
+                    in_: str | None = None) -> list[str]:
+        """--params-file: one JSON object of parameters per line. Every line
+        is checked first (a bad one: UsageError naming it, nothing written),
+        then all rows go in one transaction; workers start for the free slots."""
+        placing = self._placing(queue=queue, priority=priority, at=at, in_=in_)
+        name = self.backend.normalize_name(procedure)
+        self._check_run_options(timeout_s, retries)
+        given_per_line: list[tuple[int, dict[str, Any]]] = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue  # a blank line (the last newline of a file) is no job
+            try:
+                given = jsontext.loads(line)
+            except ValueError as exc:
+                raise UsageError(f"--params-file line {number}: not JSON: {exc}") from None
+            if not isinstance(given, dict):
+                raise UsageError(f"--params-file line {number}: expected a JSON object of "
+                                 f"parameters, got {type(given).__name__}")
+            given_per_line.append((number, given))
+        if not given_per_line:
+            raise UsageError("--params-file holds no job (no line with a JSON object)")
+        import uuid
+
+        with self._db() as conn:
+            sig = self._resolve_for_submit(conn, name, [g for _, g in given_per_line])
+            rows = []
+            now = utcnow()
+            who = submitted_by or _submitter()
+            signature_json = jsontext.dumps(sig.record())
+            placing["after_jobs"] = self._dependencies(conn, after)
+            for number, given in given_per_line:
+                try:
+                    values = params_mod.bind(sig, given)
+                except JobctlError as exc:
+                    raise UsageError(f"--params-file line {number}: {exc.message}") from None
+                rows.append(dict(job_id=uuid.uuid4().hex, procedure_name=sig.name, now=now,
+                                 params_json=params_mod.params_json(values), timeout_s=timeout_s,
+                                 max_attempts=retries + 1, submitted_by=who, unique_key=None,
+                                 signature_json=signature_json, **placing))
+            conn.commit()
+            self.lifecycle.enqueue_many(conn, rows)
+            conn.commit()
+            self._settle_ended_dependencies(conn, placing["after_jobs"])
+        self.start_workers([placing["queue"]])
+        self._wake_later(placing["queue"], placing["not_before"])
+        return [r["job_id"] for r in rows]
+
+    def _check_run_options(self, timeout_s: float | None, retries: int) -> None:
+        if retries < 0:
+            raise UsageError("--retries must be 0 or more")
+        if timeout_s is not None and not 0 < timeout_s <= MAX_DURATION_S:  # also refuses nan
+            raise UsageError(f"--timeout must be more than 0 and at most {MAX_DURATION_S:g} s")
+
+    def _resolve_for_submit(self, conn: Any, name: str, given: Sequence[dict[str, Any]]) -> Signature:
+        names = frozenset(k.casefold() for g in given[:1] for k in g)
+        try:
+            sig = self.backend.resolve(conn, name, names)
+        except NotFound as exc:
+            # on a database without ASYNC_JOBS the first thing to do is
+            # `db init`, not to hunt for the procedure
+            self._require_table(conn)
+            raise self._with_suggestion(conn, name, exc) from None
+        # a backend may refuse, before any row is written, a procedure whose
+        # parameters it can neither pass nor read back (Oracle: REF CURSOR
+        # OUT, records, collections); `describe` still shows it
+        self.backend.check_submit(sig)
+        return sig
+
+    @staticmethod
+    def _placing(*, queue: str | None, priority: int, at: str | None,
+                 in_: str | None) -> dict[str, Any]:
+        """Queue, priority and start time, checked before any connection."""
+        queue = check_queue_name(queue or store.DEFAULT_QUEUE)
+        if not -1_000_000 <= priority <= 1_000_000:
+            raise UsageError("--priority must be from -1000000 to 1000000")
+        return {"queue": queue, "priority": priority, "not_before": start_time(at=at, in_=in_)}
+
+    def _dependencies(self, conn: Any, after: Sequence[str]) -> tuple[str, ...]:
+        """--after: each id (or unique prefix) must name an existing job (exit
+        3); naming one twice is refused (exit 2). A new job cannot close a
+        cycle: no existing job can wait for an id that does not exist yet."""
+        refs = [r.strip().lower() for chunk in after for r in chunk.split(",") if r.strip()]
+        ids: list[str] = []
+        for ref in refs:
+            job = self._find(conn, ref)
+            if job.job_id in ids:
+                raise UsageError(f"--after names job {job.job_id} twice")
+            ids.append(job.job_id)
+        return tuple(ids)
+
+    def _settle_ended_dependencies(self, conn: Any, after: Sequence[str]) -> None:
+        """A dependency that already ended without completing: the new jobs
+        waiting for it end `cancelled` at once (as they would have, had it
+        ended after the submit)."""
+        if not after:
+            return
+        for dep, status in store.dependency_statuses(self.backend, conn, after).items():
+            if status.finished and status is not JobStatus.COMPLETED:
+                self.lifecycle.cancel_dependents(conn, dep, status)
+        conn.commit()
+
+    # -- starting workers: no daemon; a worker drains its queue, then exits ------------
+    def _wake_later(self, queue: str, not_before: dt.datetime | None) -> None:
+        """A job that may not start yet: a sleeping timer process (no
+        connection) starts a worker for its queue then."""
+        if not_before is None or not_before <= utcnow():
+            return
+        from . import runner
+
+        runner.spawn_timer(replace(self.settings, connection=self.backend.settings), queue, not_before)
+
+    def start_workers(self, queues: Sequence[str]) -> int:
+        """Reserve the next eligible job of each queue while it has a free
+        slot, and start a detached worker for each reservation. The worker
+        claims that job, then the next ones of its queue, until none is
+        eligible. Returns how many started."""
+        from . import runner  # lazily: only a free slot spawns
+        import uuid
+
+        started = 0
+        for queue in queues:
+            while True:
+                token = uuid.uuid4().hex
+                with self._db() as conn:
+                    job_id = self.lifecycle.claim_next(conn, queue, token=token)
+                if job_id is None:
+                    break
+                try:
+                    # the backend's settings: they hold a password asked for at the prompt
+                    runner.spawn(replace(self.settings, connection=self.backend.settings),
+                                 job_id, token)
+                except OSError as exc:
+                    reason = f"could not start the worker: {exc}"
+                    with self._db() as conn:
+                        self.lifecycle.fail_unstarted(conn, job_id, utcnow(), reason)
+                        conn.commit()
+                    raise JobctlError(f"job {job_id} failed: {reason}") from exc
+                started += 1
+        return started
+
+    def heal(self, *, every_free_slot: bool = True) -> int:
+        """Start a worker for each free slot of every queue holding eligible
+        jobs that no worker has reserved (a host that rebooted, a worker
+        killed between jobs). `cleanup` fills every free slot, right after
+        marking lost jobs lost. Reading commands (status, list, wait, cancel,
+        queue list) act only on queues where no worker is alive at all: where
+        one is, it takes the next job itself as soon as it finishes its own,
+        and a worker started beside it in that moment would only overlap it."""
+        self._healed = True
+        now = utcnow()
+        fresh = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
+        with self._db() as conn:
+            queues = [q for q in store.queues_needing_workers(self.backend, conn, now)
+                      if store.claimable(self.backend, conn, q, now)
+                      and (every_free_slot or not store.live_workers(self.backend, conn, q, fresh))]
+            conn.commit()
+        return self.start_workers(queues) if queues else 0
+
+    def _heal_once(self) -> int:
+        """heal() for reading commands, after their own read worked: at most
+        once each, and never their failure (a read-only account, a busy
+        database): they still show what they read."""
+        if self._healed:
+            return 0
+        try:
+            return self.heal(every_free_slot=False)
+        except JobctlError as exc:
+            from . import talk
+
+            talk.say(f"notice: could not start a worker for waiting jobs: {exc.message}")
+            return 0
+
+    def _find(self, conn: Any, ref: str) -> Job:
+        if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
+            raise UsageError(f"invalid job id {ref!r}: use the id or a unique prefix of at least "
+                             f"{MIN_PREFIX} hex characters")
+        if len(ref) == 32:
+            job = store.get(self.backend, conn, ref)
+            found = [job] if job else []
+        else:
+            found = store.get_by_prefix(self.backend, conn, ref)
+        conn.commit()
+        if not found:
+            raise NotFound(f"no job {ref}")
+        if len(found) > 1:
+            raise UsageError(f"job id prefix {ref} is ambiguous ({found[0].job_id[:12]}, "
+                             f"{found[1].job_id[:12]}, ...): give more characters")
+        return found[0]
+
+    # -- queues ----------------------------------------------------------------------------
+    def queue_set(self, name: str, *, max_running: int | None = None,
+                  paused: bool | None = None) -> store.QueueState:
+        name = check_queue_name(name)
+        if max_running is not None and not 0 <= max_running <= 1_000_000:
+            raise UsageError("--max-running must be from 0 (unlimited) to 1000000")
+        with self._db() as conn:
+            store.set_queue(self.backend, conn, name, max_running=max_running, paused=paused)
+            conn.commit()
+        if paused is False or max_running is not None:
+            self.start_workers([name])  # resumed, or more slots: start what may run now
+        return next(q for q in self.queues() if q.name == name)
+
+    def queues(self) -> list[store.QueueState]:
+        with self._db() as conn:
+            out = store.list_queues(self.backend, conn)
+            conn.commit()
+        if not self._healed and self._heal_once():
+            with self._db() as conn:  # the workers it started took slots
+                out = store.list_queues(self.backend, conn)
+                conn.commit()
+        return out
+
+    def _waiting_for(self, conn: Any, job: Job, now: dt.datetime,
+                     states: dict[str, store.QueueState]) -> str:
+        """Why a queued job has not started: the first thing that holds it."""
+        if job.claim_token and job.worker_host:
+            return f"starting: a worker on {job.worker_host} was started for it"
+        if job.signature is None:
+            return "not submitted by jobctl: no jobctl worker runs it"
+        if job.queue not in states:
+            states[job.queue] = store.queue_state(self.backend, conn, job.queue)
+            conn.commit()
+        state = states[job.queue]
+        if state.paused:
+            return f"queue {job.queue} is paused (jobctl queue resume {job.queue})"
+        if job.not_before and job.not_before > now:
+            return f"not before {job.not_before.astimezone().isoformat(timespec='seconds')}"
+        if job.after_jobs:
+            statuses = store.dependency_statuses(self.backend, conn, job.after_jobs)
+            conn.commit()
+            blocked = store.blocking_dependency(statuses, job.after_jobs)
+            if blocked is not None:
+                kind, why = blocked
+                return why if kind == "waiting" else f"{why}: it is cancelled at the next claim"
+        if not state.free:
+            return (f"no free slot: {state.running} running of limit {state.max_running} "
+                    f"in queue {job.queue}")
+        return "no live worker has taken it: `jobctl cleanup --days N` starts one"
 
     def _require_table(self, conn) -> None:
         try:
@@ -241,28 +473,19 @@ class Jobctl:
     # -- reading -------------------------------------------------------------------------
     def get(self, ref: str) -> Job:
         ref = ref.strip().lower()
-        if len(ref) < MIN_PREFIX or any(c not in "0123456789abcdef" for c in ref):
-            raise UsageError(f"invalid job id {ref!r}: use the id or a unique prefix of at least "
-                             f"{MIN_PREFIX} hex characters")
         with self._db() as conn:
-            if len(ref) == 32:
-                job = store.get(self.backend, conn, ref)
-                found = [job] if job else []
-            else:
-                found = store.get_by_prefix(self.backend, conn, ref)
-            conn.commit()
-        if not found:
-            raise NotFound(f"no job {ref}")
-        if len(found) > 1:
-            raise UsageError(f"job id prefix {ref} is ambiguous ({found[0].job_id[:12]}, "
-                             f"{found[1].job_id[:12]}, ...): give more characters")
-        return self._effective(found[0])
+            found = self._find(conn, ref)
+        if self._heal_once():
+            with self._db() as conn:  # a worker was started: maybe for this job
+                found = self._find(conn, found.job_id)
+        return self._effective(found)
 
     def get_many(self, refs: Sequence[str]) -> list[Job]:
         return [self.get(r) for r in refs]
 
     def list_jobs(self, *, statuses: Sequence[str] | None = None, procedure: str | None = None,
-                  since_s: float | None = 86400, limit: int = 50) -> list[Job]:
+                  since_s: float | None = 86400, limit: int = 50,
+                  queue: str | None = None) -> list[Job]:
         """Newest first. `since_s` bounds finished jobs; queued and running
         ones are always listed. None: all of them."""
         wanted = _parse_statuses(statuses)
@@ -270,20 +493,30 @@ class Jobctl:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise UsageError(f"--limit must be from 1 to {MAX_LIST_LIMIT}")
         proc = self._procedure_filter(procedure)
+        if queue is not None:
+            queue = check_queue_name(queue)
         sql_statuses = None
         if wanted:
             sql_statuses = {s.value for s in wanted}
             if JobStatus.LOST in wanted or JobStatus.ORPHANED in wanted:
                 sql_statuses.add(JobStatus.RUNNING.value)  # the rows still say running
             if JobStatus.LOST in wanted:
-                sql_statuses.add(JobStatus.QUEUED.value)  # never claimed
+                sql_statuses.add(JobStatus.QUEUED.value)  # reserved, never claimed
+
+        def read() -> list[Job]:
+            with self._db() as conn:
+                jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
+                                       statuses=sorted(sql_statuses) if sql_statuses else None,
+                                       procedure=proc, limit=limit, queue=queue)
+                conn.commit()
+            return jobs
+
         now = utcnow()
-        with self._db() as conn:
-            jobs = store.list_jobs(self.backend, conn, since=_ago(now, since_s),
-                                   statuses=sorted(sql_statuses) if sql_statuses else None,
-                                   procedure=proc, limit=limit)
-            conn.commit()
-        jobs = [self._effective(j, now) for j in jobs]
+        jobs = read()
+        if self._heal_once():
+            jobs = read()  # workers were started: show what they took
+        states: dict[str, store.QueueState] = {}
+        jobs = [self._effective(j, now, states) for j in jobs]
         if wanted:
             jobs = [j for j in jobs if j.status in wanted]
         return jobs
@@ -395,6 +628,8 @@ class Jobctl:
                     action = "external"  # another application's row: not ours to write
                 elif job.status is JobStatus.QUEUED and \
                         self.lifecycle.cancel_queued(conn, job.job_id, utcnow()):
+                    conn.commit()
+                    self.lifecycle.cancel_dependents(conn, job.job_id, JobStatus.CANCELLED)
                     action = "cancelled"
                 elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
                         self.lifecycle.request_cancel(conn, job.job_id):
@@ -501,6 +736,7 @@ class Jobctl:
             while n := store.delete_finished_batch(self.backend, conn, before=before,
                                                    statuses=names, batch=CLEANUP_BATCH):
                 deleted += n
+        self.heal()  # the slots of lost jobs are free again: start what waits for them
         return CleanupReport(lost, deleted, False)
 
     # -- checking a database -----------------------------------------------------------------
@@ -629,3 +865,52 @@ def _submitter() -> str:
     except Exception:
         user = str(os.getuid())
     return f"{user}@{os.uname().nodename}"[:128]
+
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def check_queue_name(name: str) -> str:
+    if not QUEUE_NAME.fullmatch(name):
+        raise UsageError(f"invalid queue name {name!r}: use up to 100 letters, digits, "
+                         "'_', '.' or '-', starting with a letter or digit")
+    return name
+
+
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def start_time(*, at: str | None, in_: str | None, now: dt.datetime | None = None) -> dt.datetime | None:
+    """--at / --in as the UTC time before which the job is not claimed.
+    --at takes an ISO 8601 date and time (local time unless it carries an
+    offset) or HH:MM, the next time the local clock shows it; --in takes a
+    duration (30s, 10m, 2h, 1d)."""
+    if at is not None and in_ is not None:
+        raise UsageError("give --at or --in, not both")
+    now = now or utcnow()
+    if in_ is not None:
+        from .model import parse_duration
+
+        return now + dt.timedelta(seconds=parse_duration(in_, option="--in"))
+    if at is None:
+        return None
+    text = at.strip()
+    if m := _CLOCK.fullmatch(text):
+        hour, minute, second = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+        if hour > 23 or minute > 59 or second > 59:
+            raise UsageError(f"invalid --at {at!r}: no such time of day")
+        local_now = now.astimezone()
+        when = local_now.replace(hour=hour, minute=minute, second=second, microsecond=0)
+        if when <= local_now:
+            when += dt.timedelta(days=1)
+        # replace() keeps today's offset: recompute it for that day (DST)
+        when = when.replace(tzinfo=None).astimezone()
+        return when.astimezone(dt.timezone.utc)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"invalid --at {at!r}: use 2026-12-01T02:00 (local time, or with an "
+                         "offset) or 02:00 (its next occurrence)") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # the local time zone, as a user at this host means it
+    return when.astimezone(dt.timezone.utc)

@@ -192,6 +192,9 @@ app = typer.Typer(
 db_app = typer.Typer(cls=_QuietGroup, no_args_is_help=True, rich_markup_mode=None,
                      help="Create or upgrade the ASYNC_JOBS schema.")
 app.add_typer(db_app, name="db")
+queue_app = typer.Typer(cls=_QuietGroup, no_args_is_help=True, rich_markup_mode=None,
+                        help="Queues: how many jobs run at once, pause and resume.")
+app.add_typer(queue_app, name="queue")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.",
                                            case_sensitive=False)]
@@ -534,19 +537,48 @@ def submit(
     unique: Annotated[bool, typer.Option(
         "--unique", help="If the same procedure with the same parameters is queued or running, "
                          "print its id instead of submitting again.")] = False,
+    queue: Annotated[Optional[str], typer.Option(
+        "--queue", "-Q", help="Queue whose limit the job counts against (default: default).")] = None,
+    priority: Annotated[int, typer.Option(
+        "--priority", help="Higher runs first within its queue (default 0).")] = 0,
+    after: Annotated[Optional[list[str]], typer.Option(
+        "--after", help="Run only once these jobs completed: ID[,ID...], repeatable.")] = None,
+    at: Annotated[Optional[str], typer.Option(
+        "--at", help="Not before then: 2026-12-01T02:00 or 02:00 (next occurrence), local time.")] = None,
+    in_: Annotated[Optional[str], typer.Option(
+        "--in", help="Not before this long from now: 30s, 10m, 2h.")] = None,
+    params_file: Annotated[Optional[str], typer.Option(
+        "--params-file", help="Many jobs: one JSON object of parameters per line (- for stdin); "
+                              "prints one id per line.")] = None,
 ) -> None:
     """Submit a procedure as a detached job; print its id.
 
     Example: id=$(jobctl submit SUMA_SIMPLE -p vA=10 -p vB=5)
     """
     from . import params as p
+    from .errors import UsageError
 
     _refuse_extra_args(ctx)
+    timeout_s = _seconds(timeout, "--timeout")
+    placing = dict(queue=queue, priority=priority, after=after or (), at=at, in_=in_)
+    if params_file is not None:
+        if param or params_json or unique:
+            raise UsageError("--params-file cannot be combined with --param, --params or --unique")
+        lines = _read_params_file(params_file)
+        api = _api(ctx, create=True)
+        ids = api.submit_many(procedure, lines, timeout_s=timeout_s, retries=retries, **placing)
+        _out("".join(i + "\n" for i in ids))
+        _say(f"submitted {len(ids)} job(s)")
+        if wait:
+            jobs = _wait_with_progress(api, ids, None)
+            _tell_outcomes([j for j in jobs if j.status.value != "completed"])
+            _exit_for(jobs)
+        return
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
                     p.parse_assignments(param or []))
-    timeout_s = _seconds(timeout, "--timeout")
     api = _api(ctx, create=True)
-    submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique)
+    submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique,
+                           **placing)
     _after_submit(api, submitted, wait)
 
 
@@ -558,6 +590,18 @@ def _after_submit(api, submitted, wait: bool) -> None:
         jobs = _wait_with_progress(api, [submitted.job_id], None)
         _tell_outcomes(jobs)
         _exit_for(jobs)
+
+
+def _read_params_file(path: str) -> list[str]:
+    from .errors import UsageError
+
+    try:
+        if path == "-":
+            return sys.stdin.read().splitlines()
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read --params-file {path}: {exc}") from None
 
 
 def _tell_outcomes(jobs) -> None:
@@ -741,6 +785,7 @@ def list_(
                         "Queued and running jobs are always listed.")] = "24h",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_LIST_LIMIT,
                                        help="At most this many rows.")] = 50,
+    queue: Annotated[Optional[str], typer.Option("--queue", "-Q", help="Only this queue's jobs.")] = None,
     fmt: FormatOpt = Format.table,
     columns: ColumnsOpt = None,
     no_headers: NoHeadersOpt = False,
@@ -756,7 +801,8 @@ def list_(
     api = _api(ctx)
 
     def jobs():
-        return api.list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit)
+        return api.list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit,
+                             queue=queue)
 
     if not watch:
         shown = jobs()
@@ -1061,6 +1107,80 @@ def db_init(
         return
     ran = api.db_init(examples=examples)
     _say(f"schema ready in {api.settings.connection.display} ({len(ran)} statement(s) run)")
+
+
+QUEUE_COLUMNS = ("name", "limit", "queued", "running", "paused")
+
+
+def _queue_rows(states) -> list[dict]:
+    return [{"name": q.name, "limit": q.max_running, "queued": q.queued, "running": q.running,
+             "paused": q.paused} for q in states]
+
+
+@queue_app.command("list")
+def queue_list(ctx: typer.Context, fmt: FormatOpt = Format.table,
+               no_headers: NoHeadersOpt = False) -> None:
+    """Every queue: its limit (0 = unlimited), queued and running jobs, paused or not.
+
+    Example: jobctl queue list --format json
+    """
+    from . import render
+
+    rows = _queue_rows(_api(ctx).queues())
+    if fmt is Format.table:
+        _print_table(["QUEUE", "LIMIT", "QUEUED", "RUNNING", "PAUSED"],
+                     [[r["name"], str(r["limit"]) if r["limit"] else "unlimited", str(r["queued"]),
+                       str(r["running"]), "yes" if r["paused"] else "no"] for r in rows],
+                     show_headers=not no_headers)
+    else:
+        _out(render.records(rows, fmt, QUEUE_COLUMNS, headers=not no_headers))
+
+
+def _show_queue(state, fmt: Format) -> None:
+    from . import render
+
+    row = _queue_rows([state])[0]
+    if fmt is Format.table:
+        limit = row["limit"] or "unlimited"
+        _say(f"queue {row['name']}: limit {limit}, {row['running']} running, {row['queued']} queued"
+             + (", paused" if row["paused"] else ""))
+    else:
+        _out(render.records([row], fmt, QUEUE_COLUMNS, single=True))
+
+
+@queue_app.command("set")
+def queue_set(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Queue name.")],
+    max_running: Annotated[int, typer.Option(
+        "--max-running", help="At most this many of its jobs at once, across all hosts (0 = unlimited).")],
+    fmt: FormatOpt = Format.table,
+) -> None:
+    """Set a queue's limit, kept in the database (JOB_QUEUES) for every host.
+
+    Example: jobctl queue set nightly --max-running 2
+    """
+    _show_queue(_api(ctx, create=True).queue_set(name, max_running=max_running), fmt)
+
+
+@queue_app.command("pause")
+def queue_pause(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")],
+                fmt: FormatOpt = Format.table) -> None:
+    """Start no new job of the queue (running ones finish).
+
+    Example: jobctl queue pause nightly
+    """
+    _show_queue(_api(ctx, create=True).queue_set(name, paused=True), fmt)
+
+
+@queue_app.command("resume")
+def queue_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")],
+                 fmt: FormatOpt = Format.table) -> None:
+    """Start the queue's jobs again, up to its limit.
+
+    Example: jobctl queue resume nightly
+    """
+    _show_queue(_api(ctx, create=True).queue_set(name, paused=False), fmt)
 
 
 def _app_for(args: list[str]) -> typer.Typer:

@@ -26,7 +26,12 @@ The rule, for a row that says `running`:
   `orphaned` (never stored: cancel ends the session); otherwise the job is
   `lost`. A session that cannot be checked counts as gone.
 
-A `queued` row is lost when no worker claimed it within `start_timeout`.
+A `queued` row waits for its turn (a free slot in its queue, its
+dependencies, its start time) for as long as it takes: that is never lost.
+Once `claim_next` reserved it for a worker (CLAIM_TOKEN, WORKER_HOST and the
+reservation time in HEARTBEAT_AT), it is lost when that worker did not claim
+it within `start_timeout`, or, on this host, when the reserving worker's pid
+is gone.
 
 Reading commands never write; only `mark_lost` stores `lost`, guarded on the
 heartbeat it judged so that a worker coming back to life is not overwritten.
@@ -96,12 +101,42 @@ class Lifecycle:
     def enqueue(self, conn: Any, *, job_id: str, procedure_name: str, now: dt.datetime,
                 params_json: str, timeout_s: float | None, max_attempts: int,
                 submitted_by: str, unique_key: str | None,
-                signature_json: str | None = None) -> None:
+                signature_json: str | None = None, queue: str = store.DEFAULT_QUEUE,
+                priority: int = 0, not_before: dt.datetime | None = None,
+                after_jobs: tuple[str, ...] = ()) -> None:
         """submit: a new `queued` row (the caller commits)."""
         store.insert_job(self.backend, conn, job_id=job_id, procedure_name=procedure_name,
                          now=now, params_json=params_json, timeout_s=timeout_s,
                          max_attempts=max_attempts, submitted_by=submitted_by,
-                         unique_key=unique_key, signature_json=signature_json)
+                         unique_key=unique_key, signature_json=signature_json, queue=queue,
+                         priority=priority, not_before=not_before, after_jobs=after_jobs)
+
+    def enqueue_many(self, conn: Any, jobs: list[dict[str, Any]]) -> None:
+        """submit --params-file: many `queued` rows in one batch (the caller commits)."""
+        store.insert_jobs(self.backend, conn, jobs)
+
+    def claim_next(self, conn: Any, queue: str, *, token: str, pid: int | None = None,
+                   now: dt.datetime | None = None) -> str | None:
+        """Reserve the next eligible job of `queue` for a worker, within the
+        queue's limit (see store.claim_next); commits. None: none may start."""
+        return store.claim_next(self.backend, conn, queue, now=now or utcnow(), host=self.host,
+                                pid=pid, token=token)
+
+    def cancel_dependents(self, conn: Any, job_id: str, status: JobStatus,
+                          now: dt.datetime | None = None) -> int:
+        """`job_id` ended `status` without completing: every queued job
+        waiting for it ends `cancelled`, and theirs with them (commits)."""
+        now = now or utcnow()
+        cancelled, todo = 0, [(job_id, status.value)]
+        while todo:
+            ended, how = todo.pop()
+            for dependent, _ in store.queued_dependents(self.backend, conn, ended):
+                if store.cancel_dependent(self.backend, conn, dependent, now,
+                                          f"cancelled: dependency {ended} ended {how}, so it never ran"):
+                    cancelled += 1
+                    todo.append((dependent, JobStatus.CANCELLED.value))
+        conn.commit()
+        return cancelled
 
     def note_waiting(self, conn: Any, job_id: str, note: str | None) -> int:
         """Why a queued job has not started yet (None clears it); it stays queued."""
@@ -166,8 +201,14 @@ class Lifecycle:
         the local pid and liveness file."""
         tun = self.tunables
         if job.status is JobStatus.QUEUED:
-            if job.start_time and (now - job.start_time).total_seconds() > tun.start_timeout_s:
-                return f"its worker never started (queued since {job.start_time.isoformat()})"
+            if not job.claim_token or not job.worker_host:
+                return None  # waiting for its turn, however long that takes
+            if job.worker_host == self.host and job.worker_pid and not pid_alive(job.worker_pid):
+                return (f"its worker never started (worker pid {job.worker_pid} on "
+                        f"{job.worker_host}, which reserved it, is gone)")
+            reserved = job.heartbeat_at or job.start_time
+            if reserved and (now - reserved).total_seconds() > tun.start_timeout_s:
+                return f"its worker never started (reserved for it at {reserved.isoformat()})"
             return None
         if job.status is not JobStatus.RUNNING or self.is_external(job):
             return None
@@ -262,6 +303,8 @@ class Lifecycle:
                                       reason=f"lost: {judged.status_reason}; not re-run automatically")
             remove_liveness(liveness_path(self.backend, job.job_id))  # left by a killed worker
         conn.commit()
+        for job, _ in lost:
+            self.cancel_dependents(conn, job.job_id, JobStatus.LOST, now)
         return marked
 
     def adjust_stats(self, conn: Any, rows: list[dict[str, Any]], now: dt.datetime, *,

@@ -68,6 +68,16 @@ class Job:
     #: the database session running the call (PostgreSQL backend pid,
     #: Oracle SID,SERIAL#,@INST_ID), recorded at claim
     db_session: str | None = None
+    #: the queue whose limit the job counts against (NULL in old rows: default)
+    queue: str = "default"
+    #: claims within a queue take the highest first
+    priority: int = 0
+    #: not claimed before this time (--at / --in)
+    not_before: dt.datetime | None = None
+    #: ids of jobs that must complete first (--after)
+    after_jobs: tuple[str, ...] = ()
+    #: why a queued job has not started (computed, never stored)
+    waiting_for: str | None = None
     #: True when the row says `running` but the worker is gone; the status
     #: field then already reads LOST, this keeps the stored value knowable.
     lost_detected: bool = False
@@ -86,6 +96,8 @@ class Job:
                 value = value.isoformat()
             elif isinstance(value, Enum):
                 value = value.value
+            elif isinstance(value, tuple):
+                value = list(value)
             out[name] = value
         return out
 

@@ -197,7 +197,8 @@ def _job_column(key: str) -> Column:
     special: dict[str, tuple[str, Callable[[Job, dt.datetime], str]]] = {
         "job_id": ("ID", lambda j, now: j.job_id[:8]),
         "procedure_name": ("PROCEDURE", lambda j, now: j.procedure_name),
-        "status": ("STATUS", lambda j, now: status_label(j)),
+        "status": ("STATUS", lambda j, now: status_label(j) + (
+            f" ({j.waiting_for})" if j.waiting_for else "")),
         "progress": ("PROG", lambda j, now: whole_percent(j.progress)),
         "start_time": ("STARTED", lambda j, now: local_time(j.start_time, SHORT_TIME)),
         "end_time": ("ENDED", lambda j, now: local_time(j.end_time, SHORT_TIME)),
@@ -309,6 +310,14 @@ def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
     pairs = [("job", job.job_id), ("procedure", job.procedure_name), ("status", status_label(job))]
     if job.status_reason:
         pairs.append(("why", job.status_reason))
+    if job.waiting_for:
+        pairs.append(("waiting", job.waiting_for))
+    if job.queue != "default" or job.priority:
+        pairs.append(("queue", job.queue + (f", priority {job.priority}" if job.priority else "")))
+    if job.after_jobs:
+        pairs.append(("after", ", ".join(job.after_jobs)))
+    if job.not_before:
+        pairs.append(("not before", local_time(job.not_before)))
     pairs += [("progress", whole_percent(job.progress)),
               ("params", dumps(job.params) if job.params is not None else "-")]
     if job.result is not None:

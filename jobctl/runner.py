@@ -18,6 +18,9 @@ heartbeat_s: a cancel is heard at once where the database announces it
 cancel_poll_s; the timeout is a timer of its own, which no database round
 trip can delay; progress and output are written at most once a second while
 they change (FLUSH_S), whatever the number of notices.
+Then it reserves the next eligible job of the same queue (its own slot just
+came free) and runs it on the same connections, until none is eligible: no
+daemon, and never more workers than the queue's limit.
 
 This module must import quickly: the budget from `submit` to `running` is
 half a second, so no typer, no rich here.
@@ -26,6 +29,7 @@ half a second, so no typer, no rich here.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import select
@@ -47,6 +51,10 @@ from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError
 from .model import JobStatus, format_duration, utcnow
 from .params import from_stored
+
+#: the variables that carried a secret to this worker: kept out of the
+#: environment of any worker it starts in turn
+_SECRET_ENV: list[str] = []
 
 #: after an interrupt, how long the call may take to give up before the
 #: watchdog writes the outcome itself and ends the process
@@ -81,8 +89,11 @@ def _importable_path() -> list[str]:
     return [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != cwd]
 
 
-def spawn(settings: Settings, job_id: str) -> None:
-    """Start the detached worker for `job_id` and return once it is on its own."""
+def spawn(settings: Settings, job_id: str, token: str | None = None,
+          wake: dict[str, str] | None = None) -> None:
+    """Start the detached worker for `job_id` and return once it is on its own.
+    `token`: the reservation claim_next made for it, which only this worker
+    may claim (handed over in the pipe, like the settings)."""
     # secrets travel in the pipe only: every variable that carried one is left
     # out of the worker's environment, and handed over in the pipe for a driver
     # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
@@ -91,7 +102,7 @@ def spawn(settings: Settings, job_id: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     payload = json.dumps({"connection": settings.connection.to_payload(),
                           "tunables": asdict(settings.tunables),
-                          "sys_path": _importable_path(),
+                          "sys_path": _importable_path(), "token": token, "wake": wake,
                           "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
     package_root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen(
@@ -107,6 +118,41 @@ def spawn(settings: Settings, job_id: str) -> None:
         code = proc.wait()  # the launcher: it only forks, so this takes milliseconds
     if code != 0:
         raise OSError(f"the worker launcher {sys.executable} exited with status {code}")
+
+
+def spawn_timer(settings: Settings, queue: str, wake_at: dt.datetime) -> None:
+    """A detached process that holds no connection, sleeps until `wake_at`
+    and then starts workers for `queue`'s free slots (--at / --in). One per
+    database, queue and second on this host: the others exit at once."""
+    spawn(settings, "-", wake={"queue": queue, "at": wake_at.isoformat()})
+
+
+def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str, Any]) -> int:
+    import fcntl
+    import hashlib
+
+    wake = payload["wake"]
+    at = dt.datetime.fromisoformat(wake["at"])
+    key = hashlib.sha256(f"{connection.display}\n{wake['queue']}\n{at:%Y%m%d%H%M%S}".encode())
+    path = log_path().parent / "timers" / key.hexdigest()[:32]
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another timer on this host wakes the same queue at the same second
+    delay = (at - utcnow()).total_seconds()
+    if delay > 0:
+        time.sleep(delay + 0.05)
+    from .api import Jobctl
+
+    settings = Settings(connection=connection, tunables=tunables,
+                        secret_env=tuple(payload.get("environ", {})))
+    with Jobctl(settings) as api:
+        api.start_workers([wake["queue"]])
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return 0
 
 
 def log_path() -> Path:
@@ -135,8 +181,37 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Signals:
+    """SIGTERM/SIGINT go to the job the worker runs now; once received, the
+    worker takes no further job of its queue. One listener per process,
+    however many jobs it runs in turn."""
+
+    current: Worker | None = None
+    received: str | None = None
+    _started = False
+
+    @classmethod
+    def attach(cls, worker: Worker) -> None:
+        cls.current = worker
+        if cls._started:
+            return
+        cls._started = True
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        threading.Thread(target=cls._listen, daemon=True, name="signals").start()
+
+    @classmethod
+    def _listen(cls) -> None:
+        while True:
+            signum = signal.sigwait({signal.SIGTERM, signal.SIGINT})
+            cls.received = signal.Signals(signum).name
+            if cls.current is not None:
+                cls.current.request_stop(JobStatus.CANCELLED, f"worker received {cls.received}")
+
+
 class Worker:
-    def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str):
+    def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
+                 token: str | None = None, connections: tuple[Any, Any] = (None, None)):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
@@ -151,11 +226,12 @@ class Worker:
         self.timeout_s: float | None = None
         self.done = threading.Event()
         self.finished = False
-        self.watch_conn: Any = None
-        self.call_conn: Any = None
+        # the previous job's connections, when this worker drains its queue
+        self.watch_conn, self.call_conn = connections
         self.started_mono = time.monotonic()
-        #: written at claim: every write of the outcome is guarded by it
-        self.token = uuid.uuid4().hex
+        #: written at claim (or already, by the reservation that started this
+        #: worker): every write of the outcome is guarded by it
+        self.token = token or uuid.uuid4().hex
         #: the server session running the call (DB_SESSION), when the backend has one
         self.session: str | None = None
         self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
@@ -193,11 +269,6 @@ class Worker:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
                     _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
-
-    def _signal_listener(self) -> None:
-        while True:
-            signum = signal.sigwait({signal.SIGTERM, signal.SIGINT})
-            self.request_stop(JobStatus.CANCELLED, f"worker received {signal.Signals(signum).name}")
 
     def _watchdog(self) -> None:
         """Until the run ends: hear a cancel (announced at once, or read every
@@ -335,9 +406,9 @@ class Worker:
 
     # -- running -------------------------------------------------------------------
     def run(self) -> int:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        threading.Thread(target=self._signal_listener, daemon=True, name="signals").start()
+        _Signals.attach(self)
+        if _Signals.received:
+            self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
 
         if not self._open_connections():
             return 1
@@ -378,7 +449,9 @@ class Worker:
                 raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
+            self.done.set()
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
+            lifecycle.remove_liveness(self.live_path)
             return 1
 
         threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
@@ -400,6 +473,65 @@ class Worker:
         self._finish(status, result, error)
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
+
+    # -- draining the queue ------------------------------------------------------------
+    def next_job(self) -> tuple[str, str] | None:
+        """After this job: cancel the jobs that waited for it if it did not
+        complete, then reserve the next eligible job of its queue (within the
+        queue's limit, which this job's slot just freed). (job id, token) or
+        None when nothing is eligible, or the worker was told to stop."""
+        if _Signals.received:
+            return None
+        try:
+            with self.db_lock:
+                self.watch_conn.rollback()
+                job = store.get(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+                if job is None:
+                    return None
+                if job.status.finished and job.status is not JobStatus.COMPLETED:
+                    self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                    others = []
+                else:
+                    # jobs of other queues that waited for this one may start now
+                    others = sorted({q for _, q in store.queued_dependents(
+                        self.backend, self.watch_conn, job.job_id) if q != job.queue})
+                    self.watch_conn.commit()
+                token = uuid.uuid4().hex
+                found = self.lifecycle.claim_next(self.watch_conn, job.queue, token=token,
+                                                  pid=os.getpid())
+            if others:
+                self._start_workers_for(others)
+        except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
+            _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            return None
+        return (found, token) if found else None
+
+    def _start_workers_for(self, queues: list[str]) -> None:
+        from .api import Jobctl  # only when a dependency crosses queues
+
+        settings = Settings(connection=self.settings, tunables=self.tunables,
+                            secret_env=tuple(_SECRET_ENV))
+        with Jobctl(settings) as api:
+            api.start_workers(queues)
+
+    def handover(self) -> tuple[Any, Any]:
+        """Both connections, clean, for the worker of the next job."""
+        conns = []
+        for conn in (self.watch_conn, self.call_conn):
+            try:
+                conn.rollback()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+            conns.append(conn)
+        return conns[0], conns[1]
+
+    def close(self) -> None:
+        for conn in (self.watch_conn, self.call_conn):
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _session_id(self) -> str | None:
         try:
@@ -630,13 +762,27 @@ def main(argv: list[str]) -> int:
     payload = json.loads(sys.stdin.read() or "{}")
     sys.path.extend(p for p in payload.get("sys_path", ()) if p not in sys.path)
     os.environ.update(payload.get("environ", {}))
+    _SECRET_ENV[:] = list(payload.get("environ", {}))
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     try:
         connection = ConnectionSettings.from_payload(payload["connection"])
-        worker = Worker(connection, Tunables(**payload.get("tunables", {})), job_id)
-        return worker.run()
+        tunables = Tunables(**payload.get("tunables", {}))
+        if payload.get("wake"):
+            return _wake(connection, tunables, payload)
+        worker = Worker(connection, tunables, job_id, token=payload.get("token"))
+        code = worker.run()
+        # daemon-free draining: the slot this job held goes to the next
+        # eligible job of its queue, on the same process and connections,
+        # until none is eligible
+        while (following := worker.next_job()) is not None:
+            job_id = following[0]
+            worker = Worker(connection, tunables, job_id, token=following[1],
+                            connections=worker.handover())
+            code = worker.run()
+        worker.close()
+        return code
     except BaseException as exc:  # noqa: BLE001 - a worker must leave a trace
         _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
         try:

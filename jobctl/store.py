@@ -38,7 +38,11 @@ COLUMNS = (
     "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
     "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
     "submitted_by", "unique_key", "signature", "claim_token", "db_session",
+    "queue", "priority", "not_before", "after_jobs",
 )
+DEFAULT_QUEUE = "default"
+#: a queue without a JOB_QUEUES row (or with MAX_RUNNING NULL) runs this many at once
+DEFAULT_MAX_RUNNING = 4
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"
 
 
@@ -115,7 +119,16 @@ def row_to_job(backend: Database, row: dict[str, Any]) -> Job:
         signature=_read_json(row.get("signature")),
         claim_token=row.get("claim_token"),
         db_session=row.get("db_session"),
+        queue=row.get("queue") or DEFAULT_QUEUE,
+        priority=int(row.get("priority") or 0),
+        not_before=backend.from_db_time(row.get("not_before")),
+        after_jobs=tuple(split_ids(_read_text(row.get("after_jobs")))),
     )
+
+
+def split_ids(text: str | None) -> list[str]:
+    """AFTER_JOBS holds job ids separated by commas."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
 def _t(backend: Database, value: dt.datetime | None) -> Any:
@@ -124,18 +137,38 @@ def _t(backend: Database, value: dt.datetime | None) -> Any:
 
 # -- writes from submit ------------------------------------------------------
 
-def insert_job(backend: Database, conn: Any, *, job_id: str, procedure_name: str, now: dt.datetime,
-               params_json: str, timeout_s: float | None, max_attempts: int,
-               submitted_by: str, unique_key: str | None, signature_json: str | None = None) -> None:
-    _exec(backend, conn, f"""
-        INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
-                             params, timeout_s, attempt, max_attempts, submitted_by,
-                             unique_key, cancel_requested, signature)
-        VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
-                :max_attempts, :submitted_by, :unique_key, 0, :signature)""",
-        {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
-         "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
-         "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json})
+_INSERT = f"""
+    INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
+                         params, timeout_s, attempt, max_attempts, submitted_by,
+                         unique_key, cancel_requested, signature,
+                         queue, priority, not_before, after_jobs)
+    VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
+            :max_attempts, :submitted_by, :unique_key, 0, :signature,
+            :queue, :priority, :not_before, :after_jobs)"""
+
+
+def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: dt.datetime,
+                  params_json: str, timeout_s: float | None, max_attempts: int,
+                  submitted_by: str, unique_key: str | None, signature_json: str | None = None,
+                  queue: str = DEFAULT_QUEUE, priority: int = 0,
+                  not_before: dt.datetime | None = None,
+                  after_jobs: Sequence[str] = ()) -> dict[str, Any]:
+    return {"job_id": job_id, "procedure_name": procedure_name, "now": _t(backend, now),
+            "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
+            "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json,
+            "queue": queue, "priority": priority, "not_before": _t(backend, not_before),
+            "after_jobs": ",".join(after_jobs) or None}
+
+
+def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
+    _exec(backend, conn, _INSERT, _insert_binds(backend, **fields))
+
+
+def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) -> None:
+    """Many new queued rows in one round of the driver's batch (--params-file)."""
+    statuses = {f"st_{s.value}": s.value for s in JobStatus if f":st_{s.value}" in _INSERT}
+    backend.execute_many(conn, _INSERT,
+                         [{**_insert_binds(backend, **fields), **statuses} for fields in jobs])
 
 
 def fail_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime, error: str) -> int:
@@ -169,13 +202,17 @@ def find_active_unique(backend: Database, conn: Any, unique_key: str) -> list[Jo
 def claim(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, host: str, pid: int,
           token: str, session: str | None) -> int:
     """queued → running, once: the token guards every later write of the
-    outcome, the session is the server session that will run the call."""
+    outcome, the session is the server session that will run the call. A
+    job reserved for this worker (claim_next) carries the same token already;
+    an unreserved one (a worker started by hand) is claimed only when no
+    other worker holds a reservation on it."""
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE}
            SET status = :st_running, start_time = :now, heartbeat_at = :now,
                worker_host = :host, worker_pid = :pid, attempt = 1,
                claim_token = :token, db_session = :db_session
-         WHERE job_id = :job_id AND status = :st_queued""",
+         WHERE job_id = :job_id AND status = :st_queued
+           AND (claim_token IS NULL OR claim_token = :token)""",
         {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid,
          "token": token, "db_session": session})
     return cur.rowcount
@@ -285,13 +322,16 @@ def recent_jobs(backend: Database, conn: Any, limit: int) -> list[tuple[str, str
 
 
 def list_jobs(backend: Database, conn: Any, *, since: dt.datetime | None, statuses: Sequence[str] | None,
-              procedure: ProcedureFilter | str | None, limit: int) -> list[Job]:
+              procedure: ProcedureFilter | str | None, limit: int,
+              queue: str | None = None) -> list[Job]:
     """Newest first. `since` bounds finished jobs only: a queued or running
     job is listed however long ago it started (None: no bound at all)."""
     filters: list[str] = []
     binds: dict[str, Any] = {"n": limit}
     if procedure := ProcedureFilter.of(procedure):
         filters.append(procedure.where(binds))
+    if queue is not None:
+        filters.append(_in_queue(queue, binds))
 
     def select(where: list[str], statuses: Sequence[str] | None, *, newest: bool,
                since_bind: Any = None) -> list[Job]:
@@ -368,7 +408,8 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
                   host: str, since: dt.datetime | None = None) -> list[Job]:
     """Every job the lifecycle rule could show as lost or orphaned: running
     (claimed by a jobctl worker) with a stale heartbeat or a worker on this
-    host, whose pid and liveness the rule checks; queued and never claimed."""
+    host, whose pid and liveness the rule checks; queued and reserved for a
+    worker that has not claimed it (a job waiting for its turn is not lost)."""
     binds: dict[str, Any] = {"stale": _t(backend, stale_before), "host": host,
                              "unclaimed": _t(backend, unclaimed_before)}
     extra = ""
@@ -378,7 +419,9 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
     cur = _exec(backend, conn, f"""{_SELECT}
         WHERE ((status = :st_running AND worker_host IS NOT NULL
                 AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))
-            OR (status = :st_queued AND start_time < :unclaimed)){extra}""", binds)
+            OR (status = :st_queued AND claim_token IS NOT NULL
+                AND (heartbeat_at IS NULL OR heartbeat_at < :unclaimed OR worker_host = :host))){extra}""",
+        binds)
     return [row_to_job(backend, r) for r in _rows(backend, cur)]
 
 
@@ -455,3 +498,254 @@ def table_columns(backend: Database, conn: Any) -> set[str]:
     cur = backend.execute(conn, f"SELECT * FROM {TABLE} WHERE 1 = 0")
     cur.fetchall()
     return {d[0].lower() for d in cur.description}
+
+
+# -- queues: limits, the claim, dependencies ------------------------------------
+
+QUEUES = "JOB_QUEUES"
+
+
+def _in_queue(queue: str, binds: dict[str, Any]) -> str:
+    """Rows of `queue`; a NULL QUEUE (a row older than queues, or written by
+    another application) belongs to the default queue."""
+    binds["queue"] = queue
+    return "(queue = :queue OR queue IS NULL)" if queue == DEFAULT_QUEUE else "queue = :queue"
+
+
+#: what occupies a slot: a job running under a jobctl worker, or reserved for
+#: one that is starting (claim_next); rows of other applications do not
+_ACTIVE = ("worker_host IS NOT NULL AND (status = :st_running"
+           " OR (status = :st_queued AND claim_token IS NOT NULL))")
+
+
+#: a queued row jobctl's submit wrote (it records the resolved signature); a
+#: queued row of another application is never run by a jobctl worker
+_OURS = "signature IS NOT NULL"
+
+
+@dataclass(frozen=True)
+class QueueState:
+    name: str
+    max_running: int          # 0: unlimited
+    paused: bool
+    running: int              # slots taken (running, or reserved for a starting worker)
+    queued: int = 0
+
+    @property
+    def free(self) -> bool:
+        return not self.paused and (self.max_running == 0 or self.running < self.max_running)
+
+
+def ensure_queue(backend: Database, conn: Any, queue: str) -> None:
+    """The queue's JOB_QUEUES row, created with the default limit when missing.
+    On SQLite this first write also opens the claim's write transaction."""
+    sql = backend.insert_if_missing_sql(QUEUES, "queue_name", ("queue_name", "max_running", "paused"))
+    try:
+        backend.execute(conn, sql, {"queue_name": queue, "max_running": None, "paused": 0})
+    except Exception as exc:
+        if not backend.is_unique_violation(exc):  # another session created it first
+            raise
+
+
+def _queue_row(backend: Database, conn: Any, queue: str, *, lock: bool) -> tuple[int, bool]:
+    suffix = backend.lock_clause(skip_locked=False) if lock else ""
+    cur = backend.execute(conn, f"SELECT max_running, paused FROM {QUEUES} "
+                                f"WHERE queue_name = :queue {suffix}", {"queue": queue})
+    row = cur.fetchone()
+    if row is None:
+        return DEFAULT_MAX_RUNNING, False
+    limit = DEFAULT_MAX_RUNNING if row[0] is None else int(row[0])
+    return limit, bool(row[1])
+
+
+def count_active(backend: Database, conn: Any, queue: str) -> int:
+    binds: dict[str, Any] = {}
+    cur = _exec(backend, conn, f"SELECT COUNT(*) FROM {TABLE} WHERE {_in_queue(queue, binds)} AND {_ACTIVE}",
+                binds)
+    return int(cur.fetchone()[0])
+
+
+def live_workers(backend: Database, conn: Any, queue: str, fresh_after: dt.datetime) -> int:
+    """Slots of `queue` whose worker gave a sign of life since `fresh_after`."""
+    binds: dict[str, Any] = {"fresh": _t(backend, fresh_after)}
+    cur = _exec(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
+        WHERE {_in_queue(queue, binds)} AND {_ACTIVE} AND heartbeat_at >= :fresh""", binds)
+    return int(cur.fetchone()[0])
+
+
+def queue_state(backend: Database, conn: Any, queue: str) -> QueueState:
+    limit, paused = _queue_row(backend, conn, queue, lock=False)
+    return QueueState(queue, limit, paused, count_active(backend, conn, queue))
+
+
+def dependency_statuses(backend: Database, conn: Any, ids: Sequence[str]) -> dict[str, JobStatus]:
+    """The stored status of each id that exists (PK lookups)."""
+    if not ids:
+        return {}
+    binds = {f"id{i}": v for i, v in enumerate(ids)}
+    cur = backend.execute(conn, f"SELECT job_id, status FROM {TABLE} WHERE job_id IN "
+                                f"({', '.join(':' + k for k in binds)})", binds)
+    out = {}
+    for job_id, status in cur.fetchall():
+        try:
+            out[job_id] = JobStatus(str(status).lower())
+        except ValueError:
+            out[job_id] = JobStatus.FAILED
+    return out
+
+
+def blocking_dependency(statuses: dict[str, JobStatus], ids: Sequence[str]) -> tuple[str, str] | None:
+    """("failed"|"waiting", why) for the first dependency that is not completed."""
+    waiting = None
+    for dep in ids:
+        status = statuses.get(dep)
+        if status is None:
+            return "failed", f"dependency {dep} no longer exists"
+        if status.finished and status is not JobStatus.COMPLETED:
+            return "failed", f"dependency {dep} ended {status.value}"
+        if status is not JobStatus.COMPLETED and waiting is None:
+            waiting = ("waiting", f"dependency {dep} not finished ({status.value})")
+    return waiting
+
+
+def cancel_dependent(backend: Database, conn: Any, job_id: str, now: dt.datetime, reason: str) -> int:
+    cur = _exec(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_cancelled, end_time = :now, error_msg = :reason
+         WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
+        {"job_id": job_id, "now": _t(backend, now), "reason": reason})
+    return cur.rowcount
+
+
+def queued_dependents(backend: Database, conn: Any, job_id: str) -> list[tuple[str, str]]:
+    """Queued jobs that name `job_id` in AFTER_JOBS: (id, its queue).
+    The LIKE only narrows the queued rows; the ids are compared exactly."""
+    cur = _exec(backend, conn, f"""SELECT job_id, after_jobs, queue FROM {TABLE}
+        WHERE status = :st_queued AND after_jobs LIKE :pattern""", {"pattern": f"%{job_id}%"})
+    out = []
+    for dep_id, after, queue in cur.fetchall():
+        if job_id in split_ids(_read_text(after)):
+            out.append((dep_id, queue or DEFAULT_QUEUE))
+    return out
+
+
+#: how many waiting jobs one claim looks at past the ones whose dependency
+#: or start time holds them back
+CLAIM_SCAN = 50
+
+
+def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime) -> list[tuple[str, list[str]]]:
+    """The queue's unreserved queued jobs whose start time has come, next
+    first: (id, its dependencies)."""
+    binds: dict[str, Any] = {"now": _t(backend, now), "n": CLAIM_SCAN}
+    cur = _exec(backend, conn, f"""
+        SELECT job_id, after_jobs FROM {TABLE}
+         WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
+           AND (not_before IS NULL OR not_before <= :now) AND {_OURS}
+         ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
+        binds)
+    return [(r[0], split_ids(_read_text(r[1]))) for r in cur.fetchall()]
+
+
+def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> bool:
+    """Read only: would claim_next find work (or a job to cancel) in `queue`
+    now? Lets reading commands skip the claim's write transaction, which on
+    SQLite would wait behind a running job's writes."""
+    if not queue_state(backend, conn, queue).free:
+        return False
+    for _, after in _candidates(backend, conn, queue, now):
+        if not after:
+            return True
+        blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+        if blocked is None or blocked[0] == "failed":
+            return True
+    return False
+
+
+def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
+               pid: int | None, token: str) -> str | None:
+    """Reserve the next eligible job of `queue` for a worker, in one
+    transaction that holds the queue's lock while it counts the slots taken
+    (PostgreSQL/Oracle: the JOB_QUEUES row FOR UPDATE; SQLite: the write
+    transaction its first statement opens), so two hosts never start a fifth
+    job in a queue of four. The reservation (token, host, heartbeat) occupies
+    the slot until that worker claims the job; the lost rule judges it by
+    the reservation time. Jobs whose dependency ended badly are cancelled on
+    the way. Commits; returns the job id or None."""
+    try:
+        ensure_queue(backend, conn, queue)
+        limit, paused = _queue_row(backend, conn, queue, lock=True)
+        if paused or (limit and count_active(backend, conn, queue) >= limit):
+            conn.commit()
+            return None
+        for job_id, after in _candidates(backend, conn, queue, now):
+            if after:
+                blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+                if blocked is not None:
+                    if blocked[0] == "failed":
+                        cancel_dependent(backend, conn, job_id, now,
+                                         f"cancelled: {blocked[1]}, so it never ran")
+                    continue
+            # a job another session is cancelling right now is skipped, not waited for
+            cur = _exec(backend, conn, f"""SELECT job_id FROM {TABLE}
+                WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL
+                {backend.lock_clause(skip_locked=True)}""", {"job_id": job_id})
+            if cur.fetchone() is None:
+                continue
+            _exec(backend, conn, f"""UPDATE {TABLE}
+                SET claim_token = :token, worker_host = :host, worker_pid = :pid,
+                    heartbeat_at = :now, error_msg = NULL
+                WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
+                {"job_id": job_id, "token": token, "host": host, "pid": pid,
+                 "now": _t(backend, now)})
+            conn.commit()
+            return job_id
+        conn.commit()
+        return None
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> list[str]:
+    """Queues holding queued jobs that no worker has reserved and whose start
+    time has come: a worker may be missing for them."""
+    cur = _exec(backend, conn, f"""SELECT DISTINCT COALESCE(queue, '{DEFAULT_QUEUE}') FROM {TABLE}
+        WHERE status = :st_queued AND claim_token IS NULL
+          AND (not_before IS NULL OR not_before <= :now) AND {_OURS}""", {"now": _t(backend, now)})
+    return sorted(r[0] for r in cur.fetchall())
+
+
+def set_queue(backend: Database, conn: Any, queue: str, *, max_running: int | None = None,
+              paused: bool | None = None) -> None:
+    ensure_queue(backend, conn, queue)
+    sets: list[str] = []
+    binds: dict[str, Any] = {"queue": queue}
+    if max_running is not None:
+        sets.append("max_running = :max_running")
+        binds["max_running"] = max_running
+    if paused is not None:
+        sets.append("paused = :paused")
+        binds["paused"] = int(paused)
+    if sets:
+        backend.execute(conn, f"UPDATE {QUEUES} SET {', '.join(sets)} WHERE queue_name = :queue", binds)
+
+
+def list_queues(backend: Database, conn: Any) -> list[QueueState]:
+    """Every configured queue and every queue holding queued or running jobs."""
+    configured = {}
+    for name, limit, paused in backend.execute(
+            conn, f"SELECT queue_name, max_running, paused FROM {QUEUES}").fetchall():
+        configured[name] = (DEFAULT_MAX_RUNNING if limit is None else int(limit), bool(paused))
+    cur = _exec(backend, conn, f"""
+        SELECT COALESCE(queue, '{DEFAULT_QUEUE}') AS q,
+               SUM(CASE WHEN status = :st_queued AND claim_token IS NULL THEN 1 ELSE 0 END),
+               SUM(CASE WHEN {_ACTIVE} THEN 1 ELSE 0 END)
+          FROM {TABLE} WHERE status IN (:st_queued, :st_running)
+         GROUP BY COALESCE(queue, '{DEFAULT_QUEUE}')""")
+    counts = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in cur.fetchall()}
+    out = []
+    for name in sorted(set(configured) | set(counts) | {DEFAULT_QUEUE}):
+        limit, paused = configured.get(name, (DEFAULT_MAX_RUNNING, False))
+        queued, running = counts.get(name, (0, 0))
+        out.append(QueueState(name, limit, paused, running, queued))
+    return out

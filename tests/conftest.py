@@ -182,6 +182,7 @@ def env(request, tmp_path, monkeypatch) -> Env:
         _cli_ok(["db", "init"])
     else:
         e.sql("DELETE FROM ASYNC_JOBS")  # a clean table per test on the shared server database
+        e.sql("DELETE FROM JOB_QUEUES")  # and no queue limit or pause left by another test
     yield e
 
 

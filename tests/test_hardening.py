@@ -113,7 +113,7 @@ def test_worker_log_is_private(sqlite_env, monkeypatch):
     try:
         api = Jobctl(resolve_settings())
         real_spawn = runner.spawn
-        monkeypatch.setattr(runner, "spawn", lambda settings, job_id: None)
+        monkeypatch.setattr(runner, "spawn", lambda settings, job_id, token=None: None)
         job_id = api.submit("SUMA_SIMPLE", {"vA": 1}).job_id
         api.cancel([job_id])
         api.close()

@@ -180,7 +180,7 @@ def test_cancel_queued_job_never_runs(env):
 
     api = Jobctl(resolve_settings())
     real_spawn = runner.spawn
-    runner.spawn = lambda settings, job_id: 0  # hold the worker back
+    runner.spawn = lambda settings, job_id, token=None: 0  # hold the worker back
     try:
         job_id = api.submit(env.proc["suma"], {"vA": 1}).job_id
     finally:
@@ -288,7 +288,7 @@ def test_queued_job_whose_worker_never_started_is_lost_and_never_runs(env, monke
     monkeypatch.setenv("JOBCTL_START_TIMEOUT", "1")
     api = Jobctl(resolve_settings())
     real_spawn = runner.spawn
-    monkeypatch.setattr(runner, "spawn", lambda settings, job_id: 0)  # the worker dies unborn
+    monkeypatch.setattr(runner, "spawn", lambda settings, job_id, token=None: 0)  # the worker dies unborn
     job_id = api.submit(env.proc["suma"], {"vA": 1}).job_id
     api.close()
     monkeypatch.setattr(runner, "spawn", real_spawn)

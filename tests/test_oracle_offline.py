@@ -621,6 +621,22 @@ class Recorder(ob.OracleBackend):
         # only the id batch of a cleanup comes back, so its DELETE is sent too
         cur.rows = [("a" * 32,)] if "SELECT job_id FROM" in sql else []
         cur.fetchone = lambda: (1,)
+        # the queue statements: a queue with room, one candidate waiting for
+        # a completed dependency, so that every statement of a claim is sent
+        if "max_running, paused FROM JOB_QUEUES" in sql:
+            cur.fetchone = lambda: (4, 0)
+            cur.rows = [("q", 4, 0)]
+        elif "COUNT(*)" in sql and "claim_token" in sql:
+            cur.fetchone = lambda: (0,)
+        elif "SELECT job_id, after_jobs FROM" in sql:
+            cur.rows = [("a" * 32, "b" * 32)]
+        elif "SELECT job_id, status FROM" in sql:
+            cur.rows = [("b" * 32, "completed")]
+        elif "SELECT job_id, after_jobs, queue FROM" in sql:
+            cur.rows = [("c" * 32, "a" * 32, "q")]
+        elif "GROUP BY COALESCE(queue" in sql or "SELECT DISTINCT COALESCE(queue" in sql:
+            cur.rows = [("q", 1, 1)] if "GROUP BY" in sql else [("q",)]
+        cur.fetchall = lambda: list(cur.rows)
         return cur
 
 
@@ -630,6 +646,9 @@ def _store_statements() -> list[tuple[str, dict]]:
 
     class C:
         def commit(self):
+            pass
+
+        def rollback(self):
             pass
 
     c = C()
@@ -666,6 +685,19 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.count_finished_before(rec, c, before=now, statuses=["completed", "failed"])
     store.delete_finished_batch(rec, c, before=now, statuses=["completed"], batch=500)
     store.table_columns(rec, c)
+    # queues: enqueue with every placing, the claim, dependencies, queue admin
+    jobs.enqueue(c, job_id="a" * 32, procedure_name="P", now=now, params_json="{}", timeout_s=None,
+                 max_attempts=1, submitted_by="me", unique_key=None, queue="q", priority=3,
+                 not_before=now, after_jobs=("b" * 32, "c" * 32))
+    jobs.claim_next(c, "q", token="d" * 32, pid=7, now=now)
+    jobs.claim_next(c, "default", token="d" * 32, pid=None, now=now)
+    jobs.cancel_dependents(c, "a" * 32, JobStatus.FAILED, now)
+    store.claimable(rec, c, "q", now)
+    store.live_workers(rec, c, "q", now)
+    store.queues_needing_workers(rec, c, now)
+    store.set_queue(rec, c, "q", max_running=2, paused=True)
+    store.list_queues(rec, c)
+    store.list_jobs(rec, c, since=None, statuses=None, procedure=None, limit=5, queue="q")
     return rec.sent
 
 
@@ -838,7 +870,7 @@ def _object(stmt: str) -> str:
 def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
     assert [_object(s) for s in stmts] == [
-        "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
+        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
         "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent

@@ -225,6 +225,7 @@ def test_submit_without_execute_privilege_exits_4_and_writes_nothing(pg):
         CREATE ROLE {role} LOGIN;
         GRANT USAGE ON SCHEMA public TO {role};
         GRANT SELECT, INSERT, UPDATE, DELETE ON async_jobs TO {role};
+        GRANT SELECT, INSERT, UPDATE ON job_queues TO {role};
         CREATE OR REPLACE PROCEDURE secret_proc(p_x numeric) LANGUAGE plpgsql AS $$ BEGIN END $$;
         REVOKE EXECUTE ON PROCEDURE secret_proc(numeric) FROM PUBLIC;
     """)
@@ -494,6 +495,7 @@ def _storm_role(pg) -> tuple[str, str]:
         CREATE ROLE {role} LOGIN;
         GRANT USAGE ON SCHEMA public TO {role};
         GRANT SELECT, INSERT, UPDATE, DELETE ON async_jobs TO {role};
+        GRANT SELECT, INSERT, UPDATE ON job_queues TO {role};
     """)
     return role, _with_user(pg["dsn"], role)
 

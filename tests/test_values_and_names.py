@@ -205,7 +205,7 @@ def run_copy_with_a_real_worker(env, job_id: str) -> str:
     copy = "f" * 8 + job_id[8:]
     cols = [c for c in COLUMNS if c not in ("job_id", "status", "end_time", "result", "error_msg",
                                             "duration", "elapsed_s", "worker_host", "worker_pid",
-                                            "heartbeat_at", "output")]
+                                            "heartbeat_at", "output", "claim_token", "db_session")]
     env.sql(f"INSERT INTO ASYNC_JOBS (job_id, status, {', '.join(cols)}) "
             f"SELECT '{copy}', 'queued', {', '.join(cols)} FROM ASYNC_JOBS WHERE job_id = '{job_id}'")
     settings = resolve_settings(env.dsn, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from ..config import ConnectionSettings
@@ -118,9 +118,20 @@ class Database(Protocol):
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
         """Run one statement written with `:name` binds; return the cursor."""
 
+    def execute_many(self, conn: Any, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once per bind set, batched by the driver."""
+
     # -- dialect -------------------------------------------------------------
     def limit_clause(self, bind: str) -> str:
         """Row limit for the end of a SELECT, taking the bind `:<bind>`."""
+
+    def lock_clause(self, *, skip_locked: bool) -> str:
+        """What ends a SELECT that locks the rows it returns for this
+        transaction ("" where the transaction itself holds the write lock)."""
+
+    def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
+        """An INSERT of one row (binds `:<column>`) that does nothing when a
+        row with the same `key` is there."""
 
     def percentile_sql(self, fraction: float, expr: str) -> str:
         """An aggregate computing the continuous percentile of `expr`."""

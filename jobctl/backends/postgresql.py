@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from functools import lru_cache
@@ -266,8 +266,20 @@ class PostgresBackend:
             cur.execute(convert_binds(sql, frozenset(binds)), dict(binds))
         return cur
 
+    def execute_many(self, conn: Any, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(convert_binds(sql, frozenset(rows[0])), [dict(r) for r in rows])
+
     def limit_clause(self, bind: str) -> str:
         return f"LIMIT :{bind}"
+
+    def lock_clause(self, *, skip_locked: bool) -> str:
+        return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+
+    def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
+        return (f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({key}) DO NOTHING")
 
     def percentile_sql(self, fraction: float, expr: str) -> str:
         return (f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP "

@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import stat
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -210,8 +210,20 @@ class SqliteBackend:
                      f"is writing (giving up after {self.settings.busy_timeout_s:g} s, "
                      "JOBCTL_BUSY_TIMEOUT)")
 
+    def execute_many(self, conn, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        conn.executemany(sql, [dict(r) for r in rows])
+
     def limit_clause(self, bind: str) -> str:
         return f"LIMIT :{bind}"
+
+    def lock_clause(self, *, skip_locked: bool) -> str:
+        # a claim's first statement is a write, so the whole transaction
+        # already holds the database's one write lock (BEGIN IMMEDIATE)
+        return ""
+
+    def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
+        return (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join(':' + c for c in columns)})")
 
     def percentile_sql(self, fraction: float, expr: str) -> str:
         return f"percentile_cont({expr}, {fraction!r})"

@@ -46,6 +46,10 @@ BEGIN
             SIGNATURE        CLOB,
             CLAIM_TOKEN      VARCHAR2(32),
             DB_SESSION       VARCHAR2(100),
+            QUEUE            VARCHAR2(100) DEFAULT 'default',
+            PRIORITY         NUMBER        DEFAULT 0,
+            NOT_BEFORE       TIMESTAMP,
+            AFTER_JOBS       CLOB,
             CONSTRAINT PK_ASYNC_JOBS PRIMARY KEY (JOB_ID)
         )]';
 EXCEPTION
@@ -79,6 +83,29 @@ BEGIN
     add_column('SIGNATURE CLOB');
     add_column('CLAIM_TOKEN VARCHAR2(32)');
     add_column('DB_SESSION VARCHAR2(100)');
+    add_column('QUEUE VARCHAR2(100) DEFAULT ''default''');
+    add_column('PRIORITY NUMBER DEFAULT 0');
+    add_column('NOT_BEFORE TIMESTAMP');
+    add_column('AFTER_JOBS CLOB');
+END;
+/
+
+-- A queue's limit and pause switch, shared by every host using this database.
+-- A queue with no row here runs up to 4 jobs at once (MAX_RUNNING NULL: the
+-- same default; 0: unlimited). The claim locks its queue's row.
+DECLARE
+    e_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_exists, -955);
+BEGIN
+    EXECUTE IMMEDIATE q'[
+        CREATE TABLE JOB_QUEUES (
+            QUEUE_NAME  VARCHAR2(100) NOT NULL,
+            MAX_RUNNING NUMBER,
+            PAUSED      NUMBER(1)     DEFAULT 0 NOT NULL,
+            CONSTRAINT PK_JOB_QUEUES PRIMARY KEY (QUEUE_NAME)
+        )]';
+EXCEPTION
+    WHEN e_exists THEN NULL;
 END;
 /
 
@@ -101,6 +128,7 @@ BEGIN
     create_index('CREATE INDEX IX_ASYNC_JOBS_STATUS ON ASYNC_JOBS (STATUS)');
     create_index('CREATE INDEX IX_ASYNC_JOBS_START ON ASYNC_JOBS (START_TIME)');
     create_index('CREATE INDEX IX_ASYNC_JOBS_PROC_START ON ASYNC_JOBS (PROCEDURE_NAME, START_TIME)');
+    create_index('CREATE INDEX IX_ASYNC_JOBS_CLAIM ON ASYNC_JOBS (STATUS, QUEUE, PRIORITY, START_TIME)');
     create_index(q'[CREATE UNIQUE INDEX UX_ASYNC_JOBS_UNIQUE_ACTIVE ON ASYNC_JOBS
                     (CASE WHEN STATUS IN ('queued', 'running') THEN UNIQUE_KEY END)]');
 END;

@@ -40,7 +40,11 @@ CREATE TABLE IF NOT EXISTS async_jobs (
     unique_key        VARCHAR(64),
     signature         TEXT,
     claim_token       VARCHAR(32),
-    db_session        VARCHAR(100)
+    db_session        VARCHAR(100),
+    queue             VARCHAR(100)  DEFAULT 'default',
+    priority          NUMERIC       DEFAULT 0,
+    not_before        TIMESTAMP,
+    after_jobs        TEXT
 );
 
 -- An ASYNC_JOBS created before jobctl gains jobctl's columns.
@@ -59,11 +63,26 @@ ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS unique_key        VARCHAR(64);
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS signature         TEXT;
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS claim_token       VARCHAR(32);
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS db_session        VARCHAR(100);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS queue             VARCHAR(100) DEFAULT 'default';
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS priority          NUMERIC DEFAULT 0;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS not_before        TIMESTAMP;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS after_jobs        TEXT;
+
+-- A queue's limit and pause switch, shared by every host using this database.
+-- A queue with no row here runs up to 4 jobs at once (max_running NULL: the
+-- same default; 0: unlimited). The claim locks its queue's row.
+CREATE TABLE IF NOT EXISTS job_queues (
+    queue_name   VARCHAR(100) NOT NULL PRIMARY KEY,
+    max_running  NUMERIC,
+    paused       NUMERIC(1)   DEFAULT 0 NOT NULL
+);
 
 -- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
 CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
 CREATE INDEX IF NOT EXISTS ix_async_jobs_start      ON async_jobs (start_time);
 CREATE INDEX IF NOT EXISTS ix_async_jobs_proc_start ON async_jobs (procedure_name, start_time);
+-- The claim: a queue's queued and running jobs, next one first.
+CREATE INDEX IF NOT EXISTS ix_async_jobs_claim      ON async_jobs (status, queue, priority, start_time);
 
 -- `submit --unique`: at most one queued or running job per key, whatever the timing.
 CREATE UNIQUE INDEX IF NOT EXISTS ux_async_jobs_unique_active

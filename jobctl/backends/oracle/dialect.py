@@ -4,7 +4,7 @@ PL/SQL compiled with errors, and the schema scripts (ORACLE_NOTES "SQL")."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import oracledb
@@ -62,6 +62,28 @@ class OracleDialect(OracleBase):
             if error is not None:
                 raise error
         return cur
+
+    def execute_many(self, conn: Any, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        sizes = {k: oracledb.DB_TYPE_TIMESTAMP for k, v in rows[0].items()
+                 if isinstance(v, dt.datetime)}
+        with conn.cursor() as cur:
+            if sizes:
+                cur.setinputsizes(**sizes)
+            cur.executemany(sql, [{k: int(v) if isinstance(v, bool) else v for k, v in r.items()}
+                                  for r in rows])
+
+    def lock_clause(self, *, skip_locked: bool) -> str:
+        return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+
+    def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
+        # MERGE, Oracle's INSERT ... ON CONFLICT; two sessions racing on a new
+        # key can still meet ORA-00001, which the caller treats as "there"
+        source = ", ".join(f":{c} AS {c}" for c in columns)
+        return (f"MERGE INTO {table} t USING (SELECT {source} FROM dual) s ON (t.{key} = s.{key}) "
+                f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) "
+                f"VALUES ({', '.join('s.' + c for c in columns)})")
 
     def _compile_error(self, conn: Any, sql: str) -> DatabaseError | None:
         """A PL/SQL unit created with compilation errors: DDL "succeeds" with
