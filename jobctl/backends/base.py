@@ -242,3 +242,21 @@ class Procedures(Protocol):
 
 class Backend(Database, Procedures, Protocol):
     """One database module (backends/<name>.py): both roles."""
+
+
+class PolledCancel:
+    """The cancel-news methods of a backend whose database cannot announce a
+    cancel (SQLite, Oracle): the worker polls CANCEL_REQUESTED every
+    cancel_poll_s instead."""
+
+    def announce_cancel(self, conn: Any, job_id: str) -> None:
+        return None
+
+    def listen_cancel(self, conn: Any) -> bool:
+        return False
+
+    def cancel_wait_fd(self, conn: Any) -> int:
+        raise NotImplementedError("no cancel news: listen_cancel returned False")
+
+    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+        return False

@@ -22,7 +22,7 @@ from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageE
 from ..model import Signature
 from ..params import to_json_value
 from ..store import COLUMNS
-from .base import CallContext
+from .base import CallContext, PolledCancel
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -111,7 +111,7 @@ class LocalContext:
             raise CallInterrupted("stopped")
 
 
-class SqliteBackend:
+class SqliteBackend(PolledCancel):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 
@@ -384,20 +384,6 @@ class SqliteBackend:
         if str(self.path) in ("", ":memory:"):
             return None
         return self.path.with_name(self.path.name + "-live")
-
-    # no cancel news on this backend: the worker polls CANCEL_REQUESTED
-    # every cancel_poll_s instead
-    def announce_cancel(self, conn: Any, job_id: str) -> None:
-        return None
-
-    def listen_cancel(self, conn: Any) -> bool:
-        return False
-
-    def cancel_wait_fd(self, conn: Any) -> int:
-        raise NotImplementedError("no cancel news: listen_cancel returned False")
-
-    def cancel_announced(self, conn: Any, job_id: str) -> bool:
-        return False
 
 
 BACKEND = SqliteBackend

@@ -11,6 +11,7 @@ import oracledb
 from ...errors import UsageError
 from .connect import SESSION_SETUP_SQL
 from .errors import _code
+from ..base import PolledCancel
 from .shared import OracleBase
 
 #: SERIAL# for thick mode, where `Connection.serial_num` does not exist
@@ -29,7 +30,7 @@ SELECT COUNT(*)
  WHERE sid = :sid AND serial# = :serial"""
 
 
-class OracleSessions(OracleBase):
+class OracleSessions(PolledCancel, OracleBase):
     def session_id(self, conn: Any) -> str:
         """"SID,SERIAL#,@INST_ID" of the session behind `conn`, as ALTER SYSTEM
         KILL SESSION takes it (ORACLE_NOTES: Found in a line-by-line review,
@@ -124,17 +125,3 @@ class OracleSessions(OracleBase):
 
     def liveness_dir(self) -> None:
         return None  # the heartbeat row is written on its own connection, never blocked by the call
-
-    # no cancel news on this backend: the worker polls CANCEL_REQUESTED
-    # every cancel_poll_s instead
-    def announce_cancel(self, conn: Any, job_id: str) -> None:
-        return None
-
-    def listen_cancel(self, conn: Any) -> bool:
-        return False
-
-    def cancel_wait_fd(self, conn: Any) -> int:
-        raise NotImplementedError("no cancel news: listen_cancel returned False")
-
-    def cancel_announced(self, conn: Any, job_id: str) -> bool:
-        return False
