@@ -122,8 +122,12 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
     wait_all_finished(env, "queue = 'lim'", shells * per_shell, timeout=120, on_sample=sample)
     rows = env.rows("queue = 'lim'")
     assert {r["status"] for r in rows} == {"completed"}, [r["error_msg"] for r in rows]
-    assert 1 <= peak[0] <= 3, peak[0]
-    assert 1 <= peak_workers[0] <= 3, peak_workers[0]  # one worker per slot, not per job
+    assert 1 <= peak[0] <= 3, peak[0]  # the limit: never a fourth job running
+    # one worker per slot, not per job. A draining worker whose slot a submit
+    # took between its outcome and its next claim finds no slot and exits:
+    # for that moment one more process is alive than slots (none of it runs
+    # a job, as the running-row peak above shows); never two more.
+    assert 1 <= peak_workers[0] <= 3 + 1, peak_workers[0]
     assert runs(env) == list(range(shells * per_shell))  # each job ran once, none twice
 
 
