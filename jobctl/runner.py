@@ -46,7 +46,7 @@ from typing import Any
 
 from . import jsontext, lifecycle, store
 from .backends import get_backend
-from .backends.base import CallContext
+from .backends.base import WORK_NEWS, CallContext
 from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError
 from .model import JobStatus, format_duration, utcnow
@@ -209,15 +209,83 @@ class _Signals:
                 cls.current.request_stop(JobStatus.CANCELLED, f"worker received {cls.received}")
 
 
+class Books:
+    """The bookkeeping connection: claims, heartbeats, cancel flags and
+    outcomes of every job a process runs (one job after another for a
+    daemon-free worker, many at once for `jobctl worker`), under one lock.
+    News the database announces on it (PostgreSQL NOTIFY) is read into
+    `news` by whichever thread reads first, and taken by the one it is for."""
+
+    def __init__(self, backend: Any, conn: Any = None):
+        self.backend = backend
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.listening = False
+        self.news: set[str] = set()
+
+    def listen(self) -> None:
+        """Ask for news on the connection (the caller commits)."""
+        self.listening = self.backend.listen_cancel(self.conn)
+
+    def _read_news(self) -> None:
+        self.news.update(self.backend.announcements(self.conn))
+
+    def heard_cancel(self, job_id: str) -> bool:
+        """Under the lock: was a cancel of job_id announced?"""
+        self._read_news()
+        if job_id in self.news:
+            self.news.discard(job_id)
+            return True
+        return False
+
+    def heard_work(self) -> bool:
+        """Under the lock: was work queued (in any queue) since last asked?"""
+        self._read_news()
+        work = {n for n in self.news if n.startswith(WORK_NEWS)}
+        self.news -= work
+        return bool(work)
+
+    def wait_fd(self) -> int | None:
+        if not self.listening or self.conn is None:
+            return None
+        try:
+            return self.backend.cancel_wait_fd(self.conn)
+        except Exception:  # noqa: BLE001 - a closed connection: nothing to wait on
+            return None
+
+    def reconnect(self, job_id: str | None = None) -> None:
+        """A new connection in place of a broken one (under the lock); raises
+        when the database cannot be reached."""
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.conn = None
+        self.conn = self.backend.connect(job_id=job_id)
+        if self.listening:
+            self.listen()
+            self.conn.commit()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
 class Worker:
     def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
-                 token: str | None = None, connections: tuple[Any, Any] = (None, None)):
+                 token: str | None = None, connections: tuple[Any, Any] = (None, None),
+                 books: Books | None = None, pooled: bool = False):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
         self.backend = get_backend(connection)
         self.ctx = CallContext(job_id)
-        self.db_lock = threading.Lock()      # the bookkeeping connection is shared
+        #: in a pool, every job's bookkeeping shares the pool's connection;
+        #: the daemon-free worker hands its own from job to job
+        self.books = books or Books(self.backend, connections[0])
+        #: a pooled job leaves signals to the pool, and a call that ignores
+        #: its interrupt to the pool too (it may not end the process)
+        self.pooled = pooled
+        #: set once the outcome is recorded and the call was abandoned (pool)
+        self.abandoned = threading.Event()
         self.state_lock = threading.Lock()
         self.in_call = False
         self.stop_reason: JobStatus | None = None
@@ -226,8 +294,8 @@ class Worker:
         self.timeout_s: float | None = None
         self.done = threading.Event()
         self.finished = False
-        # the previous job's connections, when this worker drains its queue
-        self.watch_conn, self.call_conn = connections
+        # the previous job's connection, when this worker drains its queue
+        self.call_conn = connections[1]
         self.started_mono = time.monotonic()
         #: written at claim (or already, by the reservation that started this
         #: worker): every write of the outcome is guarded by it
@@ -246,7 +314,23 @@ class Worker:
         self.ctx.on_change = self._wake
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
-        self.listening = False
+
+    # the bookkeeping connection and its lock belong to `books`
+    @property
+    def watch_conn(self) -> Any:
+        return self.books.conn
+
+    @watch_conn.setter
+    def watch_conn(self, conn: Any) -> None:
+        self.books.conn = conn
+
+    @property
+    def db_lock(self) -> threading.Lock:
+        return self.books.lock
+
+    @property
+    def listening(self) -> bool:
+        return self.books.listening
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -296,6 +380,7 @@ class Worker:
             now = time.monotonic()
             if self.interrupted_at is not None and self.in_call and now - self.interrupted_at > grace:
                 self._give_up()
+                return
             #: cancel flags read this round: True, False, or None (the row is no longer ours)
             flags: list[bool | None] = []
             try:
@@ -322,7 +407,7 @@ class Worker:
                 if self.listening and (heard or flags):
                     # news that came with the socket, or during the statements above
                     with self.db_lock:
-                        flags.append(self.backend.cancel_announced(self.watch_conn, self.job_id))
+                        flags.append(self.books.heard_cancel(self.job_id))
             except Exception as exc:
                 _log(self.job_id, f"watchdog: {describe_exception(exc)}")
                 self._reconnect_watch()
@@ -339,9 +424,9 @@ class Worker:
         """Wait up to `seconds` for a wake-up; True when the watch connection
         has something to read (a cancel may have been announced)."""
         fds = [self._wake_r]
-        if self.listening:
-            with contextlib.suppress(Exception):
-                fds.append(self.backend.cancel_wait_fd(self.watch_conn))
+        news = self.books.wait_fd()
+        if news is not None:
+            fds.append(news)
         try:
             ready, _, _ = select.select(fds, [], [], seconds)
         except (OSError, ValueError):   # the watch connection closed under us
@@ -353,8 +438,10 @@ class Worker:
         return any(fd != self._wake_r for fd in ready)
 
     def _listen(self) -> None:
-        """Ask for cancel news on the watch connection (the caller commits)."""
-        self.listening = self.backend.listen_cancel(self.watch_conn)
+        """Ask for cancel news on the watch connection (the caller commits);
+        a pool's connection listens already."""
+        if not self.books.listening:
+            self.books.listen()
 
     def _expire(self, attempt_no: int) -> None:
         """The timeout's timer: a thread of its own, so no database round
@@ -376,6 +463,13 @@ class Worker:
                         + (f" (to end it: {kill})" if kill else ""))
         self._finish(self.stop_reason or JobStatus.CANCELLED, None, message)
         lifecycle.remove_liveness(self.live_path)
+        if self.pooled:
+            # the other jobs of the pool run on: this call's thread and
+            # connection are left to end when the call does, and the pool
+            # gives the slot a new connection
+            self.abandoned.set()
+            self._end_watch()
+            return
         os._exit(1)
 
     def _pulse(self, path: Path) -> None:
@@ -391,24 +485,15 @@ class Worker:
                 return
 
     def _reconnect_watch(self) -> None:
-        with self.db_lock:
-            try:
-                self.watch_conn.close()
-            except Exception:
-                pass
-            try:
-                self.watch_conn = self.backend.connect(job_id=self.job_id)
-                if self.listening:
-                    self._listen()
-                    self.watch_conn.commit()
-            except Exception:
-                pass
+        with self.db_lock, contextlib.suppress(Exception):
+            self.books.reconnect(job_id=None if self.pooled else self.job_id)
 
     # -- running -------------------------------------------------------------------
     def run(self) -> int:
-        _Signals.attach(self)
-        if _Signals.received:
-            self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
+        if not self.pooled:
+            _Signals.attach(self)
+            if _Signals.received:
+                self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
 
         if not self._open_connections():
             return 1
@@ -432,8 +517,9 @@ class Worker:
             lifecycle.remove_liveness(self.live_path)
             return 0
         self.started_mono = time.monotonic()
-        job = store.get(self.backend, self.watch_conn, self.job_id)
-        self.watch_conn.commit()
+        with self.db_lock:
+            job = store.get(self.backend, self.watch_conn, self.job_id)
+            self.watch_conn.commit()
         assert job is not None  # just claimed, and only cleanup deletes (finished rows)
         self.timeout_s = job.timeout_s
         max_attempts = max(1, job.max_attempts or 1)
@@ -483,29 +569,39 @@ class Worker:
         if _Signals.received:
             return None
         try:
+            queue = self.settle_dependents()
+            if queue is None:
+                return None
             with self.db_lock:
-                self.watch_conn.rollback()
-                job = store.get(self.backend, self.watch_conn, self.job_id)
-                self.watch_conn.commit()
-                if job is None:
-                    return None
-                if job.status.finished and job.status is not JobStatus.COMPLETED:
-                    self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
-                    others = []
-                else:
-                    # jobs of other queues that waited for this one may start now
-                    others = sorted({q for _, q in store.queued_dependents(
-                        self.backend, self.watch_conn, job.job_id) if q != job.queue})
-                    self.watch_conn.commit()
                 token = uuid.uuid4().hex
-                found = self.lifecycle.claim_next(self.watch_conn, job.queue, token=token,
+                found = self.lifecycle.claim_next(self.watch_conn, queue, token=token,
                                                   pid=os.getpid())
-            if others:
-                self._start_workers_for(others)
         except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
             _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
             return None
         return (found, token) if found else None
+
+    def settle_dependents(self) -> str | None:
+        """After the job: the jobs that waited for it are cancelled when it did
+        not complete; when it did, workers start for those of them that wait
+        in other queues (this job's own queue is its worker's to drain).
+        Returns the job's queue, None when its row is gone."""
+        with self.db_lock:
+            self.watch_conn.rollback()
+            job = store.get(self.backend, self.watch_conn, self.job_id)
+            self.watch_conn.commit()
+            if job is None:
+                return None
+            if job.status.finished and job.status is not JobStatus.COMPLETED:
+                self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                others = []
+            else:
+                others = sorted({q for _, q in store.queued_dependents(
+                    self.backend, self.watch_conn, job.job_id) if q != job.queue})
+                self.watch_conn.commit()
+        if others:
+            self._start_workers_for(others)
+        return job.queue
 
     def _start_workers_for(self, queues: list[str]) -> None:
         from .api import Jobctl  # only when a dependency crosses queues

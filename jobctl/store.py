@@ -162,6 +162,7 @@ def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: d
 
 def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
     _exec(backend, conn, _INSERT, _insert_binds(backend, **fields))
+    backend.announce_work(conn, fields.get("queue") or DEFAULT_QUEUE)
 
 
 def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) -> None:
@@ -169,6 +170,8 @@ def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) ->
     statuses = {f"st_{s.value}": s.value for s in JobStatus if f":st_{s.value}" in _INSERT}
     backend.execute_many(conn, _INSERT,
                          [{**_insert_binds(backend, **fields), **statuses} for fields in jobs])
+    for queue in sorted({fields.get("queue") or DEFAULT_QUEUE for fields in jobs}):
+        backend.announce_work(conn, queue)
 
 
 def fail_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime, error: str) -> int:
@@ -749,3 +752,74 @@ def list_queues(backend: Database, conn: Any) -> list[QueueState]:
         queued, running = counts.get(name, (0, 0))
         out.append(QueueState(name, limit, paused, running, queued))
     return out
+
+
+# -- worker pools (`jobctl worker`) ---------------------------------------------
+
+WORKERS = "JOB_WORKERS"
+
+#: QUEUES of a pool that serves every queue
+ALL_QUEUES = "*"
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker_id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]       # empty: every queue
+    concurrency: int
+    running: int
+    state: str                    # running | stopping
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+
+    def serves(self, queue: str) -> bool:
+        return not self.queues or queue in self.queues
+
+
+def register_worker(backend: Database, conn: Any, *, worker_id: str, host: str, pid: int,
+                    queues: Sequence[str], concurrency: int, now: dt.datetime) -> None:
+    backend.execute(conn, f"""INSERT INTO {WORKERS}
+        (worker_id, host, pid, queues, concurrency, running, state, started_at, heartbeat_at)
+        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, 'running', :now, :now)""",
+        {"worker_id": worker_id, "host": host, "pid": pid,
+         "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
+         "now": _t(backend, now)})
+
+
+def worker_heartbeat(backend: Database, conn: Any, worker_id: str, *, now: dt.datetime,
+                     running: int, state: str) -> int:
+    """0: the row is gone (cleanup judged the pool gone while it was frozen)."""
+    cur = backend.execute(conn, f"""UPDATE {WORKERS}
+        SET heartbeat_at = :now, running = :running, state = :state WHERE worker_id = :worker_id""",
+        {"worker_id": worker_id, "now": _t(backend, now), "running": running, "state": state})
+    return cur.rowcount
+
+
+def deregister_worker(backend: Database, conn: Any, worker_id: str) -> None:
+    backend.execute(conn, f"DELETE FROM {WORKERS} WHERE worker_id = :worker_id",
+                    {"worker_id": worker_id})
+
+
+def list_workers(backend: Database, conn: Any) -> list[WorkerRow]:
+    cur = backend.execute(conn, f"""SELECT worker_id, host, pid, queues, concurrency, running,
+        state, started_at, heartbeat_at FROM {WORKERS} ORDER BY started_at, worker_id""")
+    out = []
+    for r in cur.fetchall():
+        queues = _read_text(r[3]) or ALL_QUEUES
+        out.append(WorkerRow(
+            worker_id=r[0], host=r[1], pid=int(r[2]),
+            queues=() if queues == ALL_QUEUES else tuple(split_ids(queues)),
+            concurrency=int(r[4]), running=int(r[5] or 0), state=str(r[6]),
+            started_at=backend.from_db_time(r[7]), heartbeat_at=backend.from_db_time(r[8])))
+    return out
+
+
+def delete_workers(backend: Database, conn: Any, worker_ids: Sequence[str]) -> int:
+    deleted = 0
+    for worker_id in worker_ids:
+        cur = backend.execute(conn, f"DELETE FROM {WORKERS} WHERE worker_id = :worker_id",
+                              {"worker_id": worker_id})
+        deleted += cur.rowcount
+    return deleted
