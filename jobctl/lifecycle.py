@@ -122,6 +122,14 @@ class Lifecycle:
         return store.claim_next(self.backend, conn, queue, now=now or utcnow(), host=self.host,
                                 pid=pid, token=token)
 
+    def claim_batch(self, conn: Any, queue: str, *, token: str, pid: int,
+                    sessions: list[str | None], known_queue: bool = False,
+                    now: dt.datetime | None = None) -> list[Job]:
+        """queued → running for a pool: up to len(sessions) jobs of `queue`
+        at once, within its limit (see store.claim_batch); commits."""
+        return store.claim_batch(self.backend, conn, queue, now=now or utcnow(), host=self.host,
+                                 pid=pid, token=token, sessions=sessions, known_queue=known_queue)
+
     def cancel_dependents(self, conn: Any, job_id: str, status: JobStatus,
                           now: dt.datetime | None = None) -> int:
         """`job_id` ended `status` without completing: every queued job

@@ -49,7 +49,7 @@ from .backends import get_backend
 from .backends.base import WORK_NEWS, CallContext
 from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError
-from .model import JobStatus, format_duration, utcnow
+from .model import Job, JobStatus, format_duration, utcnow
 from .params import from_stored
 
 #: the variables that carried a secret to this worker: kept out of the
@@ -222,17 +222,25 @@ class Books:
         self.lock = threading.Lock()
         self.listening = False
         self.news: set[str] = set()
+        #: job id -> how to wake its watchdog when news of it arrives, however
+        #: it was read (another job's watchdog, the pool)
+        self.wakers: dict[str, Any] = {}
 
     def listen(self) -> None:
         """Ask for news on the connection (the caller commits)."""
         self.listening = self.backend.listen_cancel(self.conn)
 
-    def _read_news(self) -> None:
-        self.news.update(self.backend.announcements(self.conn))
+    def read_news(self) -> None:
+        """Under the lock: take in what arrived, waking the jobs it is for."""
+        fresh = set(self.backend.announcements(self.conn)) - self.news
+        self.news |= fresh
+        for job_id in fresh:
+            if (wake := self.wakers.get(job_id)) is not None:
+                wake()
 
     def heard_cancel(self, job_id: str) -> bool:
         """Under the lock: was a cancel of job_id announced?"""
-        self._read_news()
+        self.read_news()
         if job_id in self.news:
             self.news.discard(job_id)
             return True
@@ -240,7 +248,7 @@ class Books:
 
     def heard_work(self) -> bool:
         """Under the lock: was work queued (in any queue) since last asked?"""
-        self._read_news()
+        self.read_news()
         work = {n for n in self.news if n.startswith(WORK_NEWS)}
         self.news -= work
         return bool(work)
@@ -256,10 +264,10 @@ class Books:
     def reconnect(self, job_id: str | None = None) -> None:
         """A new connection in place of a broken one (under the lock); raises
         when the database cannot be reached."""
+        fresh = self.backend.connect(job_id=job_id)
         with contextlib.suppress(Exception):
             self.conn.close()
-        self.conn = None
-        self.conn = self.backend.connect(job_id=job_id)
+        self.conn = fresh
         if self.listening:
             self.listen()
             self.conn.commit()
@@ -269,14 +277,44 @@ class Books:
             self.conn.close()
 
 
+class Signatures:
+    """A pool's resolved signatures, each reused for at most TTL_S and only
+    while it is the one the job's submit recorded: a pool runs many jobs of
+    the same procedure, and resolving it for every one of them was a third
+    of a short job's cost. A procedure replaced (with new parameters) in the
+    last second before its job starts may be called with the shape resolved
+    just before; the call then fails on its parameters. A job submitted
+    after the change records the new fingerprint and resolves afresh."""
+
+    TTL_S = 1.0
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.seen: dict[tuple[str, frozenset[str]], tuple[Any, float]] = {}
+
+    def resolve(self, conn: Any, name: str, given: frozenset[str], recorded: dict) -> Any:
+        key, now = (name, given), time.monotonic()
+        with self.lock:
+            hit = self.seen.get(key)
+        if (hit is not None and now - hit[1] < self.TTL_S
+                and recorded.get("fingerprint") in (None, hit[0].fingerprint)):
+            return hit[0]
+        sig = self.backend.resolve(conn, name, given)
+        with self.lock:
+            self.seen[key] = (sig, now)
+        return sig
+
+
 class Worker:
     def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
                  token: str | None = None, connections: tuple[Any, Any] = (None, None),
-                 books: Books | None = None, pooled: bool = False):
+                 books: Books | None = None, pooled: bool = False, backend: Any = None,
+                 signatures: Signatures | None = None):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
-        self.backend = get_backend(connection)
+        self.backend = backend or get_backend(connection)
         self.ctx = CallContext(job_id)
         #: in a pool, every job's bookkeeping shares the pool's connection;
         #: the daemon-free worker hands its own from job to job
@@ -284,6 +322,7 @@ class Worker:
         #: a pooled job leaves signals to the pool, and a call that ignores
         #: its interrupt to the pool too (it may not end the process)
         self.pooled = pooled
+        self.signatures = signatures
         #: set once the outcome is recorded and the call was abandoned (pool)
         self.abandoned = threading.Event()
         self.state_lock = threading.Lock()
@@ -312,6 +351,12 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.ctx.on_change = self._wake
+        self.books.wakers[job_id] = self._wake
+        self._watching = False
+        self._releasing = False
+        self._released = False
+        #: how the run ended, as far as this worker knows (None: not run)
+        self.outcome: JobStatus | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
 
@@ -333,8 +378,11 @@ class Worker:
         return self.books.listening
 
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"!")   # a full pipe is awake enough
+        with self.state_lock:
+            if self._released:
+                return  # its descriptor may belong to another job now
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"!")   # a full pipe is awake enough
 
     def _end_watch(self) -> None:
         self.done.set()
@@ -353,6 +401,17 @@ class Worker:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
                     _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
+
+    def _watch(self) -> None:
+        """The watchdog's thread: it owns the wake-up pipe while it runs, so
+        a pooled job's pipe is closed by whichever of it and `release` ends last."""
+        try:
+            self._watchdog()
+        finally:
+            with self.state_lock:
+                self._watching = False
+                if self._releasing:
+                    self._close_pipe()
 
     def _watchdog(self) -> None:
         """Until the run ends: hear a cancel (announced at once, or read every
@@ -404,7 +463,7 @@ class Worker:
                         next_hb = now + hb
                     if changed:
                         next_flush = now + gap
-                if self.listening and (heard or flags):
+                if self.listening and (heard or flags or self.job_id in self.books.news):
                     # news that came with the socket, or during the statements above
                     with self.db_lock:
                         flags.append(self.books.heard_cancel(self.job_id))
@@ -424,7 +483,10 @@ class Worker:
         """Wait up to `seconds` for a wake-up; True when the watch connection
         has something to read (a cancel may have been announced)."""
         fds = [self._wake_r]
-        news = self.books.wait_fd()
+        # in a pool, the pool reads the shared connection and wakes the job
+        # whose cancel came: a dozen watchdogs woken by every reply on it
+        # would only queue up for its lock
+        news = None if self.pooled else self.books.wait_fd()
         if news is not None:
             fds.append(news)
         try:
@@ -489,38 +551,46 @@ class Worker:
             self.books.reconnect(job_id=None if self.pooled else self.job_id)
 
     # -- running -------------------------------------------------------------------
-    def run(self) -> int:
+    def run(self, claimed: Job | None = None, session: str | None = None) -> int:
+        """Claim the job and run it. `claimed`: a pool claimed it already
+        (running, under this worker's token, run by server session `session`
+        on the call connection it handed over)."""
         if not self.pooled:
             _Signals.attach(self)
             if _Signals.received:
                 self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
-
-        if not self._open_connections():
-            return 1
-        # the call's connection opened before the claim, so that the claim
-        # records the server session that will run the call
-        self.session = self._session_id()
+        if claimed is None:
+            if not self._open_connections():
+                return 1
+            # the call's connection opened before the claim, so that the claim
+            # records the server session that will run the call
+            self.session = self._session_id()
+        else:
+            self.session = session
         if self.live_path is not None:
             threading.Thread(target=self._pulse, args=(self.live_path,), daemon=True,
                              name="pulse").start()
-        with self.db_lock:
-            claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
-                                           pid=os.getpid(), token=self.token, session=self.session)
-            if claimed:
-                # in the claim's transaction: a cancel can only be requested
-                # of a running job, and by then this connection hears it
-                self._listen()
-            self.watch_conn.commit()
-        if not claimed:
-            _log(self.job_id, "not claimed: the job is no longer queued")
-            self._end_watch()
-            lifecycle.remove_liveness(self.live_path)
-            return 0
-        self.started_mono = time.monotonic()
-        with self.db_lock:
-            job = store.get(self.backend, self.watch_conn, self.job_id)
-            self.watch_conn.commit()
-        assert job is not None  # just claimed, and only cleanup deletes (finished rows)
+        if claimed is None:
+            with self.db_lock:
+                taken = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
+                                             pid=os.getpid(), token=self.token, session=self.session)
+                if taken:
+                    # in the claim's transaction: a cancel can only be requested
+                    # of a running job, and by then this connection hears it
+                    self._listen()
+                self.watch_conn.commit()
+            if not taken:
+                _log(self.job_id, "not claimed: the job is no longer queued")
+                self._end_watch()
+                lifecycle.remove_liveness(self.live_path)
+                return 0
+            self.started_mono = time.monotonic()
+            with self.db_lock:
+                job = store.get(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+            assert job is not None  # just claimed, and only cleanup deletes (finished rows)
+        else:
+            job = claimed
         self.timeout_s = job.timeout_s
         max_attempts = max(1, job.max_attempts or 1)
 
@@ -529,18 +599,22 @@ class Worker:
             # run exactly what submit validated: same procedure, same overload,
             # and the values it bound (exact, typed), not a re-coercion of text
             recorded = job.signature or {}
-            sig = self.backend.resolve(self.call_conn, recorded.get("name") or job.procedure_name,
-                                       frozenset(k.casefold() for k in stored))
+            name = recorded.get("name") or job.procedure_name
+            given = frozenset(k.casefold() for k in stored)
+            sig = (self.signatures.resolve(self.call_conn, name, given, recorded)
+                   if self.signatures else self.backend.resolve(self.call_conn, name, given))
             if changed := sig.changes_since(recorded):
                 raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
             self.done.set()
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
+            self.outcome = JobStatus.FAILED
             lifecycle.remove_liveness(self.live_path)
             return 1
 
-        threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
+        self._watching = True
+        threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
         status, result, error = JobStatus.FAILED, None, None
         for attempt in range(1, max_attempts + 1):
             status, result, error = self._attempt(sig, values)
@@ -557,6 +631,7 @@ class Worker:
                 break
         self._end_watch()
         self._finish(status, result, error)
+        self.outcome = status
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
 
@@ -602,6 +677,37 @@ class Worker:
         if others:
             self._start_workers_for(others)
         return job.queue
+
+    def release(self) -> None:
+        """A pooled job's end: its watchdog told to stop and its wake-up pipe
+        closed (a pool runs thousands of jobs; a daemon-free worker exits),
+        without waiting for the watchdog: it closes the pipe if still running."""
+        self._end_watch()
+        self.books.wakers.pop(self.job_id, None)
+        with self.state_lock:
+            self._releasing = True
+            if not self._watching:
+                self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Under state_lock; once."""
+        if self._released:
+            return
+        self._released = True  # _wake writes nothing from now on
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def crashed(self, exc: BaseException) -> None:
+        """The worker itself failed (a bug, not the procedure): say so in the
+        row, whether the job was still queued or already running."""
+        crashed = f"worker crashed: {describe_exception(exc)}"
+        with self.db_lock:
+            if not self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), crashed):
+                self.lifecycle.finish(self.watch_conn, self.job_id, status=JobStatus.FAILED,
+                                      end_time=utcnow(), duration=None, elapsed_s=None, result=None,
+                                      output=None, progress=None, error=crashed, token=self.token)
+            self.watch_conn.commit()
 
     def _start_workers_for(self, queues: list[str]) -> None:
         from .api import Jobctl  # only when a dependency crosses queues
