@@ -447,6 +447,21 @@ class Jobctl:
                                           lost_after_s=self.settings.tunables.lost_after_s, now=now),
                  "started_at": w.started_at, "heartbeat_at": w.heartbeat_at} for w in rows]
 
+    def _forget_gone_pools(self, conn: Any, now: dt.datetime) -> None:
+        """cleanup: the JOB_WORKERS rows of pools that are gone (killed, or a
+        host that rebooted); their jobs were judged by the lost rule above."""
+        from .pool import describe_worker
+
+        try:
+            rows = store.list_workers(self.backend, conn)
+            gone = [w.worker_id for w in rows if describe_worker(
+                w, host=self.lifecycle.host, lost_after_s=self.settings.tunables.lost_after_s,
+                now=now) == "gone"]
+            store.delete_workers(self.backend, conn, gone)
+            conn.commit()
+        except Exception:  # noqa: BLE001 - no pool table (an older schema): nothing to forget
+            conn.rollback()
+
     def _pool_serves(self, conn: Any, queue: str) -> bool:
         """A live `jobctl worker` serves `queue`: submit leaves the job to it.
         A database without JOB_WORKERS (or a role that may not read it) has none."""
@@ -792,6 +807,7 @@ class Jobctl:
             while n := store.delete_finished_batch(self.backend, conn, before=before,
                                                    statuses=names, batch=CLEANUP_BATCH):
                 deleted += n
+            self._forget_gone_pools(conn, now)
         self.heal()  # the slots of lost jobs are free again: start what waits for them
         return CleanupReport(lost, deleted, False)
 
