@@ -357,6 +357,10 @@ class Worker:
         self._released = False
         #: how the run ended, as far as this worker knows (None: not run)
         self.outcome: JobStatus | None = None
+        #: the job's queue, once read; and the next job of it reserved for
+        #: this worker in the outcome's transaction: (id, token)
+        self.queue: str | None = None
+        self.reserved: tuple[str, str] | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
 
@@ -592,6 +596,7 @@ class Worker:
         else:
             job = claimed
         self.timeout_s = job.timeout_s
+        self.queue = job.queue
         max_attempts = max(1, job.max_attempts or 1)
 
         try:
@@ -642,9 +647,12 @@ class Worker:
         queue's limit, which this job's slot just freed). (job id, token) or
         None when nothing is eligible, or the worker was told to stop."""
         if _Signals.received:
+            self._unreserve()
             return None
         try:
             queue = self.settle_dependents()
+            if self.reserved is not None:
+                return self.reserved
             if queue is None:
                 return None
             with self.db_lock:
@@ -653,8 +661,23 @@ class Worker:
                                                   pid=os.getpid())
         except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
             _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            self._unreserve()
             return None
         return (found, token) if found else None
+
+    def _unreserve(self) -> None:
+        """Stopping with a job reserved: give it back to the queue, so the
+        next worker takes it (not left to read lost)."""
+        if self.reserved is None:
+            return
+        job_id, token = self.reserved
+        self.reserved = None
+        try:
+            with self.db_lock:
+                self.lifecycle.unreserve(self.watch_conn, job_id, token)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - it reads lost at start_timeout, as a crash would
+            _log(job_id, f"could not give back the reservation: {describe_exception(exc)}")
 
     def settle_dependents(self) -> str | None:
         """After the job: the jobs that waited for it are cancelled when it did
@@ -868,11 +891,26 @@ class Worker:
                         "claim (declared lost or cancelled meanwhile)")
                 self._settled(note)
                 return JobStatus.FAILED, None, note
+            self._reserve_next(self.call_conn)
             self.call_conn.commit()
         except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
-            return self._after_failed_commit(exc, result)
+            outcome = self._after_failed_commit(exc, result)
+            if outcome[0] is not JobStatus.COMPLETED:
+                self.reserved = None  # rolled back with the rest
+            return outcome
         self._settled(None)
         return JobStatus.COMPLETED, result, None
+
+    def _reserve_next(self, conn: Any) -> None:
+        """A daemon-free worker's hand-over, in its outcome's transaction
+        (see Lifecycle.reserve_next_before_commit); a pool claims for itself."""
+        self.reserved = None
+        if self.pooled or _Signals.received or self.queue is None:
+            return
+        token = uuid.uuid4().hex
+        found = self.lifecycle.reserve_next_before_commit(conn, self.queue, token=token,
+                                                          pid=os.getpid())
+        self.reserved = (found, token) if found else None
 
     def _settled(self, note: str | None) -> None:
         """The row holds its final outcome: nothing left for _finish to write."""
@@ -944,6 +982,8 @@ class Worker:
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
                     written = self.lifecycle.finish(self.watch_conn, self.job_id,
                                                     token=self.token, **fields)
+                    if written:
+                        self._reserve_next(self.watch_conn)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")

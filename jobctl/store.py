@@ -673,7 +673,7 @@ def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> boo
 
 
 def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
-               pid: int | None, token: str) -> str | None:
+               pid: int | None, token: str, commit: bool = True) -> str | None:
     """Reserve the next eligible job of `queue` for a worker, in one
     transaction that holds the queue's lock while it counts the slots taken
     (PostgreSQL/Oracle: the JOB_QUEUES row FOR UPDATE; SQLite: the write
@@ -681,13 +681,19 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
     job in a queue of four. The reservation (token, host, heartbeat) occupies
     the slot until that worker claims the job; the lost rule judges it by
     the reservation time. Jobs whose dependency ended badly are cancelled on
-    the way. Commits; returns the job id or None."""
+    the way. Commits (`commit=False`: the caller's transaction, which it
+    commits or rolls back); returns the job id or None."""
+
+    def done(found: str | None) -> str | None:
+        if commit:
+            conn.commit()
+        return found
+
     try:
         ensure_queue(backend, conn, queue)
         limit, paused = _queue_row(backend, conn, queue, lock=True)
         if paused or (limit and count_active(backend, conn, queue) >= limit):
-            conn.commit()
-            return None
+            return done(None)
         for job_id, after in _candidates(backend, conn, queue, now):
             if after:
                 blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
@@ -708,12 +714,11 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
                 WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
                 {"job_id": job_id, "token": token, "host": host, "pid": pid,
                  "now": _t(backend, now)})
-            conn.commit()
-            return job_id
-        conn.commit()
-        return None
+            return done(job_id)
+        return done(None)
     except BaseException:
-        conn.rollback()
+        if commit:
+            conn.rollback()
         raise
 
 
@@ -795,6 +800,22 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
     except BaseException:
         conn.rollback()
         raise
+
+
+def unreserve(backend: Database, conn: Any, job_id: str, token: str) -> int:
+    cur = _exec(backend, conn, f"""UPDATE {TABLE}
+        SET claim_token = NULL, worker_host = NULL, worker_pid = NULL, heartbeat_at = NULL
+        WHERE job_id = :job_id AND status = :st_queued AND claim_token = :token""",
+        {"job_id": job_id, "token": token})
+    return cur.rowcount
+
+
+def savepoint(backend: Database, conn: Any, name: str) -> None:
+    backend.execute(conn, f"SAVEPOINT {name}")
+
+
+def rollback_to(backend: Database, conn: Any, name: str) -> None:
+    backend.execute(conn, f"ROLLBACK TO SAVEPOINT {name}")
 
 
 def queued_with_dependencies(backend: Database, conn: Any) -> list[tuple[str, list[str], str]]:
