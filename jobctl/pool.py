@@ -70,6 +70,9 @@ class Pool:
         self.spare: list[tuple[Any, str | None]] = []
         #: queues whose JOB_QUEUES row this pool has seen
         self.known: set[str] = set()
+        #: each queue's limit when last claimed from (0: unlimited, whose
+        #: next job a slot claims in the commit of its current one)
+        self.limits: dict[str, int] = {}
         #: jobs completed since the last claim round (their dependents may start)
         self.completed: list[str] = []
         self.lock = threading.Lock()
@@ -143,7 +146,9 @@ class Pool:
                         jobs = self.lifecycle.claim_batch(self.books.conn, queue, token=token,
                                                           pid=self.pid,
                                                           sessions=[sid for _, sid in ready],
-                                                          known_queue=queue in self.known)
+                                                          known_queue=queue in self.known,
+                                                          spare=self.concurrency,
+                                                          limits=self.limits)
                         self.known.add(queue)
                 except BaseException:
                     for conn in ready:
@@ -158,10 +163,21 @@ class Pool:
                 return
 
     def _call_connection(self) -> tuple[Any, str | None]:
-        """A call connection and its server session (read once per connection)."""
-        with self.lock:
-            if self.spare:
-                return self.spare.pop()
+        """A call connection and its server session. A spare one is asked for
+        its session again first: it may have been terminated while it waited
+        (a job must not be claimed for a dead connection)."""
+        while True:
+            with self.lock:
+                if not self.spare:
+                    break
+                conn, _ = self.spare.pop()
+            try:
+                session = self.backend.session_id(conn)
+                conn.commit()
+                return conn, session
+            except Exception:  # noqa: BLE001 - gone: try the next, or open one
+                with contextlib.suppress(Exception):
+                    conn.close()
         conn = self.backend.connect()
         try:
             session = self.backend.session_id(conn)
@@ -191,6 +207,7 @@ class Pool:
         worker = Worker(self.settings.connection, self.tunables, job.job_id, token=job.claim_token,
                         connections=(None, ready[0]), books=self.books, pooled=True,
                         backend=self.backend, signatures=self.signatures)
+        worker.claim_following = self._claim_in(ready[1])
         with self.lock:
             self.running[job.job_id] = worker
         return worker
@@ -204,7 +221,7 @@ class Pool:
             kept = self._run_job(worker, job, ready)
             if kept is None:
                 break
-            following = self._claim_for_slot(job.queue, kept)
+            following = worker.following or self._claim_for_slot(job.queue, kept)
             if following is None:
                 self._give_back(kept)
                 break
@@ -216,12 +233,26 @@ class Pool:
             self.running.pop(worker.job_id, None)
         self._wake()
 
+    def _claim_in(self, session: str | None):
+        """For a slot's worker: claim its next job inside the transaction
+        that records the current one (see Worker._claim_following)."""
+        def claim(conn: Any, queue: str) -> Job | None:
+            if self.stop_signal is not None or self.limits.get(queue, 1):
+                return None  # a limited queue: the slot claims after the commit
+            jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
+                                              sessions=[session], known_queue=True, commit=False,
+                                              spare=self.concurrency, unlimited_only=True,
+                                              limits=self.limits)
+            return jobs[0] if jobs else None
+        return claim
+
     def _claim_for_slot(self, queue: str, ready: tuple[Any, str | None]) -> Job | None:
         if self.stop_signal is not None:
             return None
         try:
             jobs = self.lifecycle.claim_batch(ready[0], queue, token=uuid.uuid4().hex, pid=self.pid,
-                                              sessions=[ready[1]], known_queue=True)
+                                              sessions=[ready[1]], known_queue=True,
+                                              spare=self.concurrency, limits=self.limits)
         except Exception as exc:  # noqa: BLE001 - the pool's loop claims it later
             _log("pool", f"worker {self.worker_id}: claim on a slot: {describe_exception(exc)}")
             return None

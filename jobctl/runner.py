@@ -361,6 +361,9 @@ class Worker:
         #: this worker in the outcome's transaction: (id, token)
         self.queue: str | None = None
         self.reserved: tuple[str, str] | None = None
+        #: a pool's slot: how to claim its next job in this job's commit, and what it claimed
+        self.claim_following: Any = None
+        self.following: Job | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
 
@@ -891,15 +894,32 @@ class Worker:
                         "claim (declared lost or cancelled meanwhile)")
                 self._settled(note)
                 return JobStatus.FAILED, None, note
-            self._reserve_next(self.call_conn)
+            if self.pooled:
+                self._claim_following(self.call_conn)
+            else:
+                self._reserve_next(self.call_conn)
             self.call_conn.commit()
         except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
             outcome = self._after_failed_commit(exc, result)
             if outcome[0] is not JobStatus.COMPLETED:
-                self.reserved = None  # rolled back with the rest
+                self.reserved = self.following = None  # rolled back with the rest
             return outcome
         self._settled(None)
         return JobStatus.COMPLETED, result, None
+
+    def _claim_following(self, conn: Any) -> None:
+        """A pool slot's hand-over: the next job of the queue claimed for this
+        slot in the transaction that commits this one's work and outcome (one
+        commit for both; a failed claim is undone alone, by a savepoint)."""
+        self.following = None
+        if self.claim_following is None or self.queue is None:
+            return
+        store.savepoint(self.backend, conn, "jobctl_next")
+        try:
+            self.following = self.claim_following(conn, self.queue)
+        except Exception as exc:  # noqa: BLE001 - the slot claims after the commit instead
+            _log(self.job_id, f"claim of the next job: {describe_exception(exc)}")
+            store.rollback_to(self.backend, conn, "jobctl_next")
 
     def _reserve_next(self, conn: Any) -> None:
         """A daemon-free worker's hand-over, in its outcome's transaction

@@ -722,84 +722,153 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         raise
 
 
+#: a claim looks at this many candidates past the ones it wants (a pool: as
+#: many as it has slots), so that claims side by side skip each other's
+#: locked rows rather than come back empty
+CLAIM_SPARE = 4
+
+
 def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
                 pid: int, token: str, sessions: Sequence[str | None],
-                known_queue: bool = False) -> list[Job]:
+                known_queue: bool = False, commit: bool = True,
+                spare: int = CLAIM_SPARE, unlimited_only: bool = False,
+                limits: dict[str, int] | None = None) -> list[Job]:
     """A pool's claim: up to len(sessions) eligible jobs of `queue`, straight
     to `running` (the pool runs them at once, so no reservation is needed),
     the i-th recorded as run by server session sessions[i]. A limited queue
     takes the same lock and count as claim_next, so its limit holds against
-    every other worker and pool. `known_queue`: its JOB_QUEUES row exists (this pool
-    claimed from it before). Commits; returns the claimed jobs."""
+    every other worker and pool; an unlimited one has nothing to count, and
+    SKIP LOCKED keeps two claims from taking one job. `known_queue`: its
+    JOB_QUEUES row exists (this pool claimed from it before). Commits
+    (`commit=False`: the caller's transaction); returns the claimed jobs.
+
+    Few round trips, since a pool pays them for every job: the candidates
+    come with their queue's limit and pause switch; their rows are read,
+    locked, in a second statement; one update claims them. A claim in its
+    own transaction (`commit`) commits without waiting for the disk (see
+    relax_commit): a limited queue's lock is then held for a few round
+    trips, not for a flush. `unlimited_only`: claim nothing from a limited
+    queue (inside a job's own transaction, which commits durably, its lock
+    would wait for that flush). `limits` receives the queue's limit."""
+
+    def done(jobs: list[Job]) -> list[Job]:
+        if commit:
+            conn.commit()
+        return jobs
+
     try:
+        if commit:
+            backend.relax_commit(conn)
         if not backend.lock_clause(skip_locked=False) or not known_queue:
             # where rows cannot be locked (SQLite), this first write is what
             # makes the claims of all processes take turns
             ensure_queue(backend, conn, queue)
-        limit, paused = _queue_row(backend, conn, queue, lock=False)
         room = len(sessions)
-        if limit and not paused:
-            # only a limited queue's claims take turns on its lock: an
-            # unlimited one has nothing to count, and SKIP LOCKED keeps two
-            # claims from taking one job
+        binds: dict[str, Any] = {"now": _t(backend, now), "n": room + spare, "qname": queue}
+        cur = _exec(backend, conn, f"""
+            SELECT job_id, after_jobs,
+                   (SELECT max_running FROM {QUEUES} WHERE queue_name = :qname),
+                   (SELECT paused FROM {QUEUES} WHERE queue_name = :qname)
+              FROM {TABLE}
+             WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
+               AND (not_before IS NULL OR not_before <= :now) AND {_OURS}
+             ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
+            binds)
+        rows = cur.fetchall()
+        if not rows:
+            return done([])
+        limit = DEFAULT_MAX_RUNNING if rows[0][2] is None else int(rows[0][2])
+        if limits is not None:
+            limits[queue] = limit
+        if bool(rows[0][3]) or (limit and unlimited_only):
+            return done([])
+        if limit:
             limit, paused = _queue_row(backend, conn, queue, lock=True)
+            if paused:
+                return done([])
             if limit:
                 room = min(room, limit - count_active(backend, conn, queue))
-        if paused or room <= 0:
-            conn.commit()
-            return []
-        # the next `room` candidates (a wider look only when a dependency
-        # holds some back), then their rows, locked as they are read: rows
-        # another session is claiming or cancelling right now are skipped,
-        # not waited for. Two narrow statements: sorting whole rows (params,
-        # signature) is what made one wide one slow.
-        ids: list[str] = []
-        for scan in (room, CLAIM_SCAN):
-            held_back = 0
-            for job_id, after in _candidates(backend, conn, queue, now, scan=scan):
-                if len(ids) >= room:
-                    break
-                if job_id in ids:
-                    continue
-                if after:
-                    blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
-                    if blocked is not None:
-                        held_back += 1
-                        if blocked[0] == "failed":
-                            cancel_dependent(backend, conn, job_id, now,
-                                             f"cancelled: {blocked[1]}, so it never ran")
-                        continue
-                ids.append(job_id)
-            if not held_back or len(ids) >= room or scan >= CLAIM_SCAN:
-                break
+                if room <= 0:
+                    return done([])
+        candidates = [(r[0], split_ids(_read_text(r[1]))) for r in rows]
+        if any(after for _, after in candidates):
+            candidates = _eligible(backend, conn, queue, now, candidates, room + spare)
+        ids = [job_id for job_id, _ in candidates]
+        if not ids:
+            return done([])
+        # lock only as many as wanted, the next ones when some were taken
+        # by a claim running beside this one (locks held until the commit
+        # would only make the next claim skip them too)
         picked: list[Job] = []
-        if ids:
-            binds: dict[str, Any] = {f"id{i}": v for i, v in enumerate(ids)}
+        first = backend.lock_first_clause("n")
+        pos = 0
+        while len(picked) < room and pos < len(ids):
+            # all the candidates, locking the first `room` free ones; where
+            # a limit cannot go with a lock, as many candidates as wanted
+            chunk = ids[pos:] if first else ids[pos:pos + room - len(picked)]
+            pos += len(chunk)
+            binds = {f"id{i}": v for i, v in enumerate(chunk)}
+            order = {job_id: i for i, job_id in enumerate(chunk)}
+            ending = backend.lock_clause(skip_locked=True)
+            if first:
+                binds["n"] = room - len(picked)
+                ending = "ORDER BY COALESCE(priority, 0) DESC, start_time, job_id " + first
             cur = _exec(backend, conn, f"""{_SELECT}
-                WHERE job_id IN ({', '.join(':' + k for k in binds)}) AND status = :st_queued
-                  AND claim_token IS NULL {backend.lock_clause(skip_locked=True)}""", binds)
-            rows = {job.job_id: job for job in (row_to_job(backend, r) for r in _rows(backend, cur))}
-            picked = [rows[job_id] for job_id in ids if job_id in rows]
+                WHERE job_id IN ({', '.join(':' + k for k in binds if k != 'n')})
+                  AND status = :st_queued AND claim_token IS NULL {ending}""", binds)
+            held = [row_to_job(backend, r) for r in _rows(backend, cur)]
+            picked += sorted(held, key=lambda job: order[job.job_id])
         if not picked:
-            conn.commit()
-            return []
+            return done([])
         statuses = {"st_queued": JobStatus.QUEUED.value, "st_running": JobStatus.RUNNING.value}
-        backend.execute_many(conn, f"""UPDATE {TABLE}
+        claims = [{"job_id": job.job_id, "now": _t(backend, now), "host": host, "pid": pid,
+                   "token": token, "db_session": session, **statuses}
+                  for job, session in zip(picked, sessions)]
+        update = f"""UPDATE {TABLE}
             SET status = :st_running, start_time = :now, heartbeat_at = :now, worker_host = :host,
                 worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
                 error_msg = NULL
-            WHERE job_id = :job_id AND status = :st_queued""",
-            [{"job_id": job.job_id, "now": _t(backend, now), "host": host, "pid": pid,
-              "token": token, "db_session": session, **statuses}
-             for job, session in zip(picked, sessions)])
-        conn.commit()
-        return [replace(job, status=JobStatus.RUNNING, start_time=now, heartbeat_at=now,
-                        worker_host=host, worker_pid=pid, attempt=1, claim_token=token,
-                        db_session=session, error_msg=None)
-                for job, session in zip(picked, sessions)]
+            WHERE job_id = :job_id AND status = :st_queued"""
+        if len(claims) == 1:
+            backend.execute(conn, update, claims[0])
+        else:
+            backend.execute_many(conn, update, claims)
+        return done([replace(job, status=JobStatus.RUNNING, start_time=now, heartbeat_at=now,
+                             worker_host=host, worker_pid=pid, attempt=1, claim_token=token,
+                             db_session=session, error_msg=None)
+                     for job, session in zip(picked, sessions)])
     except BaseException:
-        conn.rollback()
+        if commit:
+            conn.rollback()
         raise
+
+
+def _eligible(backend: Database, conn: Any, queue: str, now: dt.datetime,
+              candidates: list[tuple[str, list[str]]], want: int) -> list[tuple[str, list[str]]]:
+    """Candidates whose dependencies all completed (those whose dependency
+    ended badly are cancelled on the way), looking further down the queue
+    when some are held back."""
+    out: list[tuple[str, list[str]]] = []
+    for scan in (None, CLAIM_SCAN):
+        held_back = 0
+        for job_id, after in (candidates if scan is None
+                              else _candidates(backend, conn, queue, now, scan=scan)):
+            if len(out) >= want:
+                break
+            if any(job_id == seen for seen, _ in out):
+                continue
+            if after:
+                blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+                if blocked is not None:
+                    held_back += 1
+                    if blocked[0] == "failed":
+                        cancel_dependent(backend, conn, job_id, now,
+                                         f"cancelled: {blocked[1]}, so it never ran")
+                    continue
+            out.append((job_id, after))
+        if not held_back or len(out) >= want:
+            break
+    return out
 
 
 def unreserve(backend: Database, conn: Any, job_id: str, token: str) -> int:

@@ -383,6 +383,9 @@ class Answers:
     def to_db_time(self, value):
         return value.replace(tzinfo=None)
 
+    def announce_work(self, conn, queue):
+        return None  # Oracle announces nothing: a pool polls (PolledCancel)
+
     def resolve(self, conn, name, given):
         from jobctl.model import NUMBER, TEXT, Param, Signature
 

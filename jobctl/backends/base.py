@@ -129,6 +129,17 @@ class Database(Protocol):
         """What ends a SELECT that locks the rows it returns for this
         transaction ("" where the transaction itself holds the write lock)."""
 
+    def lock_first_clause(self, bind: str) -> str | None:
+        """What ends a SELECT that locks (skipping locked rows) only the first
+        `:<bind>` rows it finds, or None where a row limit cannot be combined
+        with a lock (Oracle: ORA-02014); the caller then locks fewer at a time."""
+
+    def relax_commit(self, conn: Any) -> None:
+        """This transaction's commit need not wait for the disk (PostgreSQL:
+        synchronous_commit off). Only for a transaction whose loss in a
+        server crash is harmless: a claim, since the outcome that follows is
+        written guarded by the claim and committed durably."""
+
     def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
         """An INSERT of one row (binds `:<column>`) that does nothing when a
         row with the same `key` is there."""

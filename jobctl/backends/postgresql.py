@@ -278,6 +278,14 @@ class PostgresBackend:
     def lock_clause(self, *, skip_locked: bool) -> str:
         return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
 
+    def lock_first_clause(self, bind: str) -> str | None:
+        return f"LIMIT :{bind} FOR UPDATE SKIP LOCKED"  # locks only the rows it returns
+
+    def relax_commit(self, conn: Any) -> None:
+        # a later durable commit on this connection (the job's outcome)
+        # flushes the WAL past this one too
+        self.execute(conn, "SET LOCAL synchronous_commit TO OFF")
+
     def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
         return (f"INSERT INTO {table} ({', '.join(columns)}) "
                 f"VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({key}) DO NOTHING")

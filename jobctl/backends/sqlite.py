@@ -252,6 +252,12 @@ class SqliteBackend(PolledCancel):
         # already holds the database's one write lock (BEGIN IMMEDIATE)
         return ""
 
+    def lock_first_clause(self, bind: str) -> str | None:
+        return f"LIMIT :{bind}"  # the write lock covers every row
+
+    def relax_commit(self, conn) -> None:
+        return None  # one writer at a time: nothing waits on a claim's commit
+
     def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
         return (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
                 f"VALUES ({', '.join(':' + c for c in columns)})")

@@ -77,6 +77,12 @@ class OracleDialect(OracleBase):
     def lock_clause(self, *, skip_locked: bool) -> str:
         return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
 
+    def lock_first_clause(self, bind: str) -> str | None:
+        return None  # FETCH FIRST with FOR UPDATE is ORA-02014
+
+    def relax_commit(self, conn: Any) -> None:
+        return None  # COMMIT WRITE NOWAIT exists, but jobctl has not been measured on Oracle
+
     def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
         # MERGE, Oracle's INSERT ... ON CONFLICT; two sessions racing on a new
         # key can still meet ORA-00001, which the caller treats as "there"
