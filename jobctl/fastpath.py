@@ -58,8 +58,8 @@ FORMATS = ("table", "json", "jsonl", "csv", "tsv")
 def run(args: list[str]) -> int | None:
     """Serve `jobctl ARGS` here and return its exit code, or None when
     cli.py must serve it."""
-    if "_JOBCTL_COMPLETE" in os.environ:
-        return None
+    if any(name.startswith(("_JOBCTL_", "_TYPER_")) for name in os.environ):
+        return None  # shell completion, or a switch that changes typer's help
     if args in (["--help"], ["-h"]):
         return _help()
     parsed = parse(args)

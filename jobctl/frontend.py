@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from . import talk
 from .errors import JobctlError
 from .formats import Format
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without loading typing for `jobctl --help`
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -428,10 +428,10 @@ def leave(code) -> None:
     atexit handlers run and stdout/stderr are flushed first. With a thread
     still working, the ordinary exit waits for it."""
     import atexit
-    import threading
 
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
+    threading = sys.modules.get("threading")  # not loaded: no thread was started
+    if threading is not None and any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                                     if t is not threading.main_thread()):
         sys.exit(code)
     if code is None:
         code = 0
