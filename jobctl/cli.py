@@ -1,8 +1,11 @@
 """The command line: parses options, calls `jobctl.api`, renders. No SQL and
 no driver imports here; rich loads only when a table or a progress bar is shown.
 
-Errors are translated in one place, `JobctlGroup.main`: a domain error becomes
-`jobctl: error: <message>` on stderr and its exit code.
+Errors are translated in one place, `frontend.failure`, called from
+`JobctlGroup.main`: a domain error becomes `jobctl: error: <message>` on
+stderr and its exit code. `status`, `list` and `--help` usually never get
+here: `fastpath.py` serves them without typer, with the same code from
+`frontend.py`.
 """
 
 import os
@@ -16,24 +19,18 @@ import typer.core
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError as ClickUsageError
 from typer.exceptions import Abort, Exit
 
-from . import __version__, talk
+from . import __version__, frontend, talk
 from .errors import JobctlError, JobsNotCompleted
 from .formats import Format
+# what every command uses, shared with the fast path (fastpath.py)
+from .frontend import (  # noqa: F401 - GLOBAL_OPTIONS, hoist_global_options: for tests and tools
+    GLOBAL_OPTIONS, alert as _alert, colour as _colour, hoist_global_options, invoked_command,
+    now as _now, out as _out, print_details as _print_details, print_table as _print_table,
+    say as _say, seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
+)
 
-_state = {"debug": False}
 #: as api.MAX_LIST_LIMIT, repeated so that --help does not import the api
 MAX_LIST_LIMIT = 1_000_000
-
-
-def _say(message: str) -> None:
-    """A notice, summary or hint: silenced by -q."""
-    talk.say(message)
-
-
-def _alert(message: str) -> None:
-    """Something went wrong: said even under -q."""
-    sys.stderr.write(f"jobctl: {message}\n")
-    sys.stderr.flush()
 
 
 def _set_quiet(ctx, param, value) -> bool:
@@ -59,74 +56,6 @@ class _QuietGroup(typer.core.TyperGroup):
         return _with_quiet(super().get_command(ctx, cmd_name))
 
 
-def _print_traceback() -> None:
-    import traceback
-
-    traceback.print_exc()
-
-
-#: root options that may also follow the command (`jobctl list --dsn X`):
-#: before parsing they are moved in front of it. True: the option takes a
-#: value. A new global option is one more entry here.
-GLOBAL_OPTIONS = {"--dsn": True, "--profile": True, "--debug": False}
-#: command options that may also come before the command (`jobctl -f json
-#: list`): moved after it, where the command declares them
-COMMAND_OPTIONS = {"--format": True, "-f": True}
-
-
-def _option_at(args: list[str], i: int, known: dict[str, bool]) -> int:
-    """How many words at args[i] are one of `known` (0: none): `--dsn X`,
-    `--dsn=X` or a flag."""
-    word = args[i]
-    name, eq, _ = word.partition("=")
-    if name not in known:
-        return 0
-    if eq or not known[name]:
-        return 1
-    # without its value it stays where it is (Tab after `--dsn` completes it)
-    return 2 if i + 1 < len(args) else 0
-
-
-def invoked_command(args: list[str]) -> Optional[str]:
-    """The command word of a command line (`list` in `jobctl --dsn X list`),
-    or None when there is none before an option the root does not share."""
-    i = 0
-    while i < len(args) and args[i].startswith("-") and args[i] != "--":
-        n = _option_at(args, i, GLOBAL_OPTIONS) or _option_at(args, i, COMMAND_OPTIONS)
-        if not n:
-            return None
-        i += n
-    return args[i] if i < len(args) and args[i] != "--" else None
-
-
-def hoist_global_options(args: list[str]) -> list[str]:
-    """The root's options in front of the command, the command's --format
-    after it, the rest in order. Nothing moves past `--`."""
-    front: list[str] = []
-    moved_down: list[str] = []
-    i = 0
-    while i < len(args) and args[i].startswith("-") and args[i] != "--":  # up to the command
-        if n := _option_at(args, i, GLOBAL_OPTIONS):
-            front += args[i:i + n]
-        elif n := _option_at(args, i, COMMAND_OPTIONS):
-            moved_down += args[i:i + n]
-        else:
-            return front + moved_down + args[i:]  # --version, -h, a mistake: click says
-        i += n
-    if i >= len(args) or args[i] == "--":
-        return front + moved_down + args[i:]
-    command, rest = args[i], []
-    i += 1
-    while i < len(args) and args[i] != "--":
-        if n := _option_at(args, i, GLOBAL_OPTIONS):
-            front += args[i:i + n]
-        else:
-            rest.append(args[i])
-            n = 1
-        i += n
-    return front + [command] + moved_down + rest + args[i:]
-
-
 class JobctlGroup(_QuietGroup):
     """Every exit leaves through here: one line on stderr, the right code."""
 
@@ -138,45 +67,31 @@ class JobctlGroup(_QuietGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         talk.set_quiet(False)  # one process may run several commands (tests, the library)
-        # what jobctl creates (its directories, jobs.db and its -wal/-shm, the
-        # worker's log) is private to the user: job parameters may be secrets
-        umask = os.umask(0o077)
-        try:
-            # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
-            rv = super().main(args, prog_name or "jobctl", complete_var, standalone_mode=False, **extra)
+
+        def invoke():
+            try:
+                # typer turns Ctrl-C into Exit(130) and, not standalone, returns the code
+                rv = super(JobctlGroup, self).main(args, prog_name or "jobctl", complete_var,
+                                                   standalone_mode=False, **extra)
+            except Exit as exc:
+                return exc.exit_code
+            except Abort:
+                return 130
+            except NoArgsIsHelpError as exc:
+                exc.show()
+                return exc.exit_code
+            except ClickException as exc:
+                hint = ""
+                if isinstance(exc, ClickUsageError) and exc.ctx is not None:
+                    hint = f" (see `{exc.ctx.command_path} --help`)"
+                _alert(f"error: {exc.format_message()}{hint}")
+                return exc.exit_code
             code = rv if isinstance(rv, int) else 0
             if code == 130:
                 _alert("interrupted (detached jobs keep running)")
-        except Exit as exc:
-            code = exc.exit_code
-        except Abort:
-            code = 130
-        except KeyboardInterrupt:
-            _alert("interrupted (detached jobs keep running)")
-            code = 130
-        except NoArgsIsHelpError as exc:
-            exc.show()
-            code = exc.exit_code
-        except ClickException as exc:
-            hint = ""
-            if isinstance(exc, ClickUsageError) and exc.ctx is not None:
-                hint = f" (see `{exc.ctx.command_path} --help`)"
-            _alert(f"error: {exc.format_message()}{hint}")
-            code = exc.exit_code
-        except JobctlError as exc:
-            if _state["debug"]:
-                _print_traceback()
-            _alert(f"error: {exc.message}")
-            code = exc.exit_code
-        except BrokenPipeError:
-            code = 1
-        except Exception as exc:  # a bug: say so in one line, traceback on --debug
-            if _state["debug"]:
-                _print_traceback()
-            _alert(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)")
-            code = 1
-        finally:
-            os.umask(umask)
+            return code
+
+        code = frontend.run_command(invoke)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -230,7 +145,7 @@ def main(
 
     Example: jobctl submit SUMA_SIMPLE --param vA=10
     """
-    _state["debug"] = debug
+    frontend.set_debug(debug)
 
     def typed(name: str, value: Optional[str]) -> Optional[str]:
         # taken from JOBCTL_DSN / JOBCTL_PROFILE: resolve_settings reads those
@@ -242,86 +157,17 @@ def main(
 
 
 def _settings(ctx: typer.Context):
-    from .config import resolve_settings
-
     root = ctx.find_root().obj or {}
-    return resolve_settings(root.get("dsn"), root.get("profile"))
+    return frontend.settings(root.get("dsn"), root.get("profile"))
 
 
 def _api(ctx: typer.Context, *, create: bool = False):
     """`create`: only submit and db init (and doctor) may bring the default
     SQLite file into being; any other command on a missing one is exit 4."""
-    from .api import Jobctl
-
-    api = Jobctl(_settings(ctx), create=create)
+    root = ctx.find_root().obj or {}
+    api = frontend.open_api(root.get("dsn"), root.get("profile"), create=create)
     ctx.call_on_close(api.close)
     return api
-
-
-def _out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _terminal_width() -> Optional[int]:
-    """The width to fit tables to, or None when stdout is a pipe or a file:
-    then nothing is ever cut (`jobctl list | grep long_name` finds it)."""
-    if not sys.stdout.isatty():
-        return None
-    import shutil
-
-    return shutil.get_terminal_size().columns  # COLUMNS wins, as for every tool
-
-
-def _colour() -> bool:
-    """Rich tables and colour only for a person at a terminal."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-
-def _print_table(headers, rows, title: Optional[str] = None, *, show_headers: bool = True) -> None:
-    from . import render
-
-    width = _terminal_width()
-    if width is None or not _colour():
-        _out((f"{title}\n" if title else "") + render.plain_table(headers, rows, width,
-                                                                 show_headers=show_headers))
-        return
-    from rich.console import Console
-
-    Console(soft_wrap=False, width=width).print(
-        render.rich_table(headers, rows, width, title, show_headers=show_headers))
-
-
-def _print_details(blocks) -> None:
-    from . import render
-
-    if not _colour():
-        _out("\n".join(render.plain_pairs(pairs) for pairs in blocks))
-        return
-    from rich.console import Console
-
-    console = Console(soft_wrap=False)
-    for i, pairs in enumerate(blocks):
-        if i:
-            console.rule(style="dim")
-        console.print(render.rich_pairs(pairs))
-
-
-def _now():
-    from .model import utcnow
-
-    return utcnow()
-
-
-def _seconds(text: Optional[str], option: str) -> Optional[float]:
-    from .model import parse_duration
-
-    return None if text is None else parse_duration(text, option=option)
-
-
-def _since(text: str) -> Optional[float]:
-    """`--since`: a duration, or `all` (None: no bound)."""
-    return None if text.strip().lower() == "all" else _seconds(text, "--since")
 
 
 ColumnsOpt = Annotated[Optional[str], typer.Option(
@@ -332,105 +178,6 @@ WatchOpt = Annotated[bool, typer.Option(
     "--watch", "-w", help="Keep the table on screen, refreshed in place; Ctrl-C leaves (exit 0).")]
 IntervalOpt = Annotated[Optional[str], typer.Option(
     "--interval", help="--watch refresh interval (default: JOBCTL_POLL, 0.5s).")]
-
-
-class _View:
-    """Which columns a command shows, chosen once from --columns and --format."""
-
-    def __init__(self, fmt: Format, requested: Optional[str], no_headers: bool, *, table_columns,
-                 table_default, record_columns, record_default):
-        from . import render
-        from .errors import UsageError
-
-        if fmt in (Format.json, Format.jsonl) and (requested is not None or no_headers):
-            raise UsageError(f"--columns and --no-headers apply to table, csv and tsv, not {fmt.value}")
-        aliases = render.header_aliases(table_columns)
-        if fmt is Format.table:
-            self.keys = render.choose_columns(requested, list(table_columns), table_default, aliases)
-        else:
-            self.keys = render.choose_columns(requested, list(record_columns), record_default, aliases)
-        self.fmt = fmt
-        self.requested = requested
-        self.show_headers = not no_headers
-
-
-def _job_view(fmt: Format, columns: Optional[str], no_headers: bool, *, detail: bool) -> _View:
-    from . import render
-
-    return _View(fmt, columns, no_headers, table_columns=render.JOB_TABLE_COLUMNS,
-                 table_default=render.JOB_TABLE_DEFAULT, record_columns=render.DETAIL_COLUMNS,
-                 record_default=render.DETAIL_COLUMNS if detail else render.LIST_COLUMNS)
-
-
-def _show_jobs(jobs, fmt: Format, *, detail: bool = False, single: bool = False,
-               view: Optional[_View] = None) -> None:
-    from . import render
-
-    view = view or _job_view(fmt, None, False, detail=detail)
-    if fmt is Format.table:
-        now = _now()
-        if detail and view.requested is None and view.show_headers:
-            _print_details([render.detail_pairs(job, now) for job in jobs])
-        else:
-            _print_table(*render.jobs_rows(jobs, now, view.keys), show_headers=view.show_headers)
-        return
-    _out(render.records([j.to_dict() for j in jobs], fmt, view.keys, single=single,
-                        headers=view.show_headers))
-
-
-def _watch(api, build, interval_s: float, what: str) -> None:
-    """Refresh `build(width) -> (renderable, done)` in place until done or
-    Ctrl-C. Leaving with Ctrl-C is the normal way out of a watch: exit 0."""
-    import time
-
-    from rich.console import Console, Group
-    from rich.live import Live
-    from rich.text import Text
-
-    console = Console()
-    shown = None
-    try:
-        with Live(console=console, auto_refresh=False, transient=False) as live:
-            while True:
-                stamp = _now().astimezone().strftime("%H:%M:%S")
-                head = f"{what} · every {interval_s:g}s · {stamp} · Ctrl-C to leave"
-                try:
-                    shown, done = build(console.width)
-                except JobctlError as exc:
-                    if exc.exit_code != 4:  # only the database being away is worth waiting out
-                        raise
-                    head += f" · {exc.message} (retrying)"
-                    api.close()  # a connection the server dropped stays dead: open a new one
-                    done = False
-                body = [Text(head, style="dim", no_wrap=True, overflow="ellipsis")]
-                live.update(Group(*body, *([shown] if shown is not None else [])), refresh=True)
-                if done:
-                    return
-                time.sleep(interval_s)
-    except KeyboardInterrupt:
-        return
-
-
-def _watch_interval(api, interval: Optional[str], fmt: Format) -> float:
-    from .errors import UsageError
-
-    if fmt is not Format.table:
-        raise UsageError(f"--watch shows a table; it cannot be combined with --format {fmt.value}")
-    seconds = _seconds(interval, "--interval")
-    if seconds is None:
-        seconds = api.settings.tunables.poll_s
-    if seconds <= 0:
-        raise UsageError("--interval must be more than 0")
-    return seconds
-
-
-def _watch_or_once(api, show_once, build, interval_s: float, what: str) -> None:
-    if not sys.stdout.isatty():
-        # a pipe or a file cannot be redrawn: the table once, like without --watch
-        _say("--watch needs a terminal; showing the table once")
-        show_once()
-        return
-    _watch(api, build, interval_s, what)
 
 
 # -- shell completion: called by the shell on Tab, never on a normal run -----------
@@ -739,37 +486,7 @@ def status(
 
     Example: jobctl status 3f2a9c1e --format json
     """
-    view = _job_view(fmt, columns, no_headers, detail=True)
-    api = _api(ctx)
-    single = len(job_ids) == 1
-    if not watch:
-        _show_jobs(api.get_many(job_ids), fmt, detail=True, single=single, view=view)
-        return
-    interval_s = _watch_interval(api, interval, fmt)
-    ids = [job.job_id for job in api.get_many(job_ids)]  # a bad id fails before the screen is taken
-
-    def build(width):
-        from . import render
-
-        jobs = api.get_many(ids)
-        now = _now()
-        if view.requested is None and view.show_headers:
-            from rich.console import Group
-            from rich.rule import Rule
-
-            parts = []
-            for i, job in enumerate(jobs):
-                if i:
-                    parts.append(Rule(style="dim"))
-                parts.append(render.rich_pairs(render.detail_pairs(job, now)))
-            shown = Group(*parts)
-        else:
-            shown = render.rich_table(*render.jobs_rows(jobs, now, view.keys), width,
-                                      show_headers=view.show_headers)
-        return shown, all(job.status.finished for job in jobs)
-
-    _watch_or_once(api, lambda: _show_jobs(api.get_many(ids), fmt, detail=True, single=single, view=view),
-                   build, interval_s, "jobctl status " + " ".join(i[:8] for i in ids))
+    frontend.status(lambda: _api(ctx), job_ids, fmt, columns, no_headers, watch, interval)
 
 
 @app.command("list")
@@ -799,39 +516,8 @@ def list_(
 
     Example: jobctl list --status running --since 1h
     """
-    view = _job_view(fmt, columns, no_headers, detail=False)
-    since_s = _since(since)
-    api = _api(ctx)
-
-    def jobs():
-        return api.list_jobs(statuses=status_, procedure=procedure, since_s=since_s, limit=limit,
-                             queue=queue)
-
-    if not watch:
-        shown = jobs()
-        _show_jobs(shown, fmt, view=view)
-        if not shown and sys.stderr.isatty():
-            _say(_nothing_since(since_s))
-        return
-    interval_s = _watch_interval(api, interval, fmt)
-    from . import render
-
-    def build(width):
-        return render.rich_table(*render.jobs_rows(jobs(), _now(), view.keys), width,
-                                 show_headers=view.show_headers), False
-
-    _watch_or_once(api, lambda: _show_jobs(jobs(), fmt, view=view), build, interval_s, "jobctl list")
-
-
-def _nothing_since(since_s: Optional[float]) -> str:
-    from datetime import timedelta
-
-    from .render import local_time
-
-    if since_s is None:
-        return "no jobs match"
-    wider = "--since 7d" if since_s < 7 * 86400 else "--since all"
-    return f"no jobs since {local_time(_now() - timedelta(seconds=since_s))}; try {wider}"
+    frontend.list_jobs(lambda: _api(ctx), status_, procedure, since, limit, queue, fmt, columns,
+                       no_headers, watch, interval)
 
 
 @app.command()
@@ -1263,29 +949,4 @@ def run() -> None:
         _app_for(sys.argv[1:])()
     except SystemExit as exc:
         code = exc.code
-    _leave(code)
-
-
-def _leave(code) -> None:
-    """Exit as Python would, without tearing the interpreter down module by
-    module (a tenth of a short command's run, for a process about to vanish):
-    atexit handlers run and stdout/stderr are flushed first. With a thread
-    still working, the ordinary exit waits for it."""
-    import atexit
-    import threading
-
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.main_thread()):
-        sys.exit(code)
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):
-        sys.stderr.write(f"{code}\n")
-        code = 1
-    atexit._run_exitfuncs()
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, OSError):  # `jobctl list | head -1`: the reader left
-        code = code or 1
-    os._exit(code)
+    frontend.leave(code)

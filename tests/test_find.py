@@ -371,13 +371,15 @@ def test_oracle_lists_procedures_named_as_resolve_names_them():
 
 # -- start-up: what a short command loads -------------------------------------------------
 
-def test_help_and_status_load_no_driver_and_no_rich(sqlite_env):
+def test_help_status_and_list_load_no_typer_no_driver_and_no_rich(sqlite_env):
     job_id = sqlite_env.submit("SUMA_SIMPLE", "-p", "vA=1")
-    for args in (["--help"], ["status", job_id], ["status", job_id, "-f", "json"]):
+    for args in (["--help"], ["status", job_id], ["status", job_id, "-f", "json"], ["list"],
+                 ["list", "--since", "all", "-f", "csv"]):
         result = subprocess.run([sys.executable, "-X", "importtime", "-m", "jobctl", *args],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
                     if line.startswith("import time:")}
-        assert "typer" in imported  # the measurement is real
-        assert not {"psycopg", "oracledb", "rich", "jobctl.local", "jobctl.runner"} & imported, args
+        assert "jobctl.fastpath" in imported  # the measurement is real
+        assert not {"typer", "psycopg", "oracledb", "rich", "jobctl.cli", "jobctl.local",
+                    "jobctl.runner"} & imported, args
