@@ -340,6 +340,9 @@ class Jobctl:
 
         started = 0
         for queue in queues:
+            with self._db() as conn:
+                if self._pool_serves(conn, queue):
+                    continue  # its pool heard of the work and claims it
             while True:
                 token = uuid.uuid4().hex
                 with self._db() as conn:
@@ -408,6 +411,72 @@ class Jobctl:
                              f"{found[1].job_id[:12]}, ...): give more characters")
         return found[0]
 
+    # -- worker pools ----------------------------------------------------------------------
+    def run_pool(self, *, queues: Sequence[str] = (), concurrency: int = 4,
+                 grace_s: float = 60.0) -> int:
+        """`jobctl worker`: run in the foreground until SIGTERM/SIGINT (see pool.py)."""
+        from .pool import Pool
+
+        names = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
+        self._require_table(self.conn)
+        # the backend's settings: they hold a password asked for at the prompt
+        pool = Pool(replace(self.settings, connection=self.backend.settings), queues=names,
+                    concurrency=concurrency, grace_s=grace_s)
+        self.close()  # the pool holds its own connections
+        return pool.run()
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The pools registered in JOB_WORKERS, each judged running, stopping or gone."""
+        from .pool import describe_worker
+
+        with self._db() as conn:
+            try:
+                rows = store.list_workers(self.backend, conn)
+                conn.commit()
+            except Exception as exc:
+                conn.rollback()
+                if self.backend.is_missing_table(exc):
+                    raise DatabaseError("table JOB_WORKERS is missing: run jobctl db init "
+                                        "to create it") from exc
+                raise
+        now = utcnow()
+        return [{"worker": w.worker_id, "host": w.host, "pid": w.pid,
+                 "queues": ",".join(w.queues) or store.ALL_QUEUES, "concurrency": w.concurrency,
+                 "running": w.running,
+                 "state": describe_worker(w, host=self.lifecycle.host,
+                                          lost_after_s=self.settings.tunables.lost_after_s, now=now),
+                 "started_at": w.started_at, "heartbeat_at": w.heartbeat_at} for w in rows]
+
+    def _forget_gone_pools(self, conn: Any, now: dt.datetime) -> None:
+        """cleanup: the JOB_WORKERS rows of pools that are gone (killed, or a
+        host that rebooted); their jobs were judged by the lost rule above."""
+        from .pool import describe_worker
+
+        try:
+            rows = store.list_workers(self.backend, conn)
+            gone = [w.worker_id for w in rows if describe_worker(
+                w, host=self.lifecycle.host, lost_after_s=self.settings.tunables.lost_after_s,
+                now=now) == "gone"]
+            store.delete_workers(self.backend, conn, gone)
+            conn.commit()
+        except Exception:  # noqa: BLE001 - no pool table (an older schema): nothing to forget
+            conn.rollback()
+
+    def _pool_serves(self, conn: Any, queue: str) -> bool:
+        """A live `jobctl worker` serves `queue`: submit leaves the job to it.
+        A database without JOB_WORKERS (or a role that may not read it) has none."""
+        from .pool import describe_worker
+
+        try:
+            rows = store.list_workers(self.backend, conn)
+            conn.commit()
+        except Exception:  # noqa: BLE001 - no pool table: daemon-free workers only
+            conn.rollback()
+            return False
+        return any(w.serves(queue) and describe_worker(
+            w, host=self.lifecycle.host, lost_after_s=self.settings.tunables.lost_after_s) == "running"
+            for w in rows)
+
     # -- queues ----------------------------------------------------------------------------
     def queue_set(self, name: str, *, max_running: int | None = None,
                   paused: bool | None = None) -> store.QueueState:
@@ -456,6 +525,8 @@ class Jobctl:
         if not state.free:
             return (f"no free slot: {state.running} running of limit {state.max_running} "
                     f"in queue {job.queue}")
+        if self._pool_serves(conn, job.queue):
+            return f"waiting for a `jobctl worker` serving queue {job.queue} to take it"
         return "no live worker has taken it: `jobctl cleanup --days N` starts one"
 
     def _require_table(self, conn) -> None:
@@ -736,6 +807,7 @@ class Jobctl:
             while n := store.delete_finished_batch(self.backend, conn, before=before,
                                                    statuses=names, batch=CLEANUP_BATCH):
                 deleted += n
+            self._forget_gone_pools(conn, now)
         self.heal()  # the slots of lost jobs are free again: start what waits for them
         return CleanupReport(lost, deleted, False)
 

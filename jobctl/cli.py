@@ -195,6 +195,9 @@ app.add_typer(db_app, name="db")
 queue_app = typer.Typer(cls=_QuietGroup, no_args_is_help=True, rich_markup_mode=None,
                         help="Queues: how many jobs run at once, pause and resume.")
 app.add_typer(queue_app, name="queue")
+worker_app = typer.Typer(cls=_QuietGroup, invoke_without_command=True, rich_markup_mode=None,
+                         help="Run a worker pool in the foreground (a service), or list the pools.")
+app.add_typer(worker_app, name="worker")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.",
                                            case_sensitive=False)]
@@ -1181,6 +1184,54 @@ def queue_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Q
     Example: jobctl queue resume nightly
     """
     _show_queue(_api(ctx, create=True).queue_set(name, paused=False), fmt)
+
+
+WORKER_COLUMNS = ("worker", "host", "pid", "queues", "concurrency", "running", "state",
+                  "started_at", "heartbeat_at")
+
+
+@worker_app.callback()
+def worker(
+    ctx: typer.Context,
+    queue: Annotated[Optional[list[str]], typer.Option(
+        "--queue", help="Serve this queue (repeat for several; default: every queue).")] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-c", help="Run up to this many jobs at once (each on its own session).")] = 4,
+    grace: Annotated[str, typer.Option(
+        "--grace", help="On SIGTERM/SIGINT, let running jobs finish this long, then cancel them.")] = "60s",
+) -> None:
+    """Run jobs in the foreground until SIGTERM/SIGINT: up to --concurrency at
+    once, within each queue's limit, with one bookkeeping connection for all.
+
+    Example: jobctl worker --queue nightly --concurrency 8
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .model import parse_duration
+
+    grace_s = parse_duration(grace, option="--grace")
+    raise typer.Exit(_api(ctx).run_pool(queues=tuple(queue or ()), concurrency=concurrency,
+                                        grace_s=grace_s))
+
+
+@worker_app.command("list")
+def worker_list(ctx: typer.Context, fmt: FormatOpt = Format.table,
+                no_headers: NoHeadersOpt = False) -> None:
+    """The worker pools using this database: host, pid, queues, running jobs, last heartbeat.
+
+    Example: jobctl worker list --format json
+    """
+    from . import render
+
+    rows = _api(ctx).workers()
+    if fmt is Format.table:
+        _print_table(["WORKER", "HOST", "PID", "QUEUES", "CONC", "RUNNING", "STATE", "HEARTBEAT"],
+                     [[r["worker"], r["host"], str(r["pid"]), r["queues"], str(r["concurrency"]),
+                       str(r["running"]), r["state"],
+                       render.local_time(r["heartbeat_at"])] for r in rows],
+                     show_headers=not no_headers)
+    else:
+        _out(render.records(rows, fmt, WORKER_COLUMNS, headers=not no_headers))
 
 
 def _app_for(args: list[str]) -> typer.Typer:

@@ -122,6 +122,35 @@ class Lifecycle:
         return store.claim_next(self.backend, conn, queue, now=now or utcnow(), host=self.host,
                                 pid=pid, token=token)
 
+    def reserve_next_before_commit(self, conn: Any, queue: str, *, token: str,
+                                   pid: int) -> str | None:
+        """The worker's hand-over: in the transaction that records its job's
+        outcome, before it commits, reserve the next eligible job of `queue`
+        for itself. The slot passes from one job to the next without ever
+        being free, so no submit starts another worker in between. A
+        reservation that fails is undone alone (a savepoint): the outcome and
+        the work stay. None: nothing eligible (or it failed)."""
+        store.savepoint(self.backend, conn, "jobctl_next")
+        try:
+            return store.claim_next(self.backend, conn, queue, now=utcnow(), host=self.host,
+                                    pid=pid, token=token, commit=False)
+        except Exception:  # noqa: BLE001 - the worker claims after the commit instead
+            store.rollback_to(self.backend, conn, "jobctl_next")
+            return None
+
+    def claim_batch(self, conn: Any, queue: str, *, token: str, pid: int,
+                    sessions: list[str | None], known_queue: bool = False,
+                    now: dt.datetime | None = None) -> list[Job]:
+        """queued → running for a pool: up to len(sessions) jobs of `queue`
+        at once, within its limit (see store.claim_batch); commits."""
+        return store.claim_batch(self.backend, conn, queue, now=now or utcnow(), host=self.host,
+                                 pid=pid, token=token, sessions=sessions, known_queue=known_queue)
+
+    def unreserve(self, conn: Any, job_id: str, token: str) -> int:
+        """A reservation its worker will not use (it was told to stop): the
+        job is queued for any worker again (the caller commits)."""
+        return store.unreserve(self.backend, conn, job_id, token)
+
     def cancel_dependents(self, conn: Any, job_id: str, status: JobStatus,
                           now: dt.datetime | None = None) -> int:
         """`job_id` ended `status` without completing: every queued job

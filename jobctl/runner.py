@@ -46,10 +46,10 @@ from typing import Any
 
 from . import jsontext, lifecycle, store
 from .backends import get_backend
-from .backends.base import CallContext
+from .backends.base import WORK_NEWS, CallContext
 from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError
-from .model import JobStatus, format_duration, utcnow
+from .model import Job, JobStatus, format_duration, utcnow
 from .params import from_stored
 
 #: the variables that carried a secret to this worker: kept out of the
@@ -209,15 +209,122 @@ class _Signals:
                 cls.current.request_stop(JobStatus.CANCELLED, f"worker received {cls.received}")
 
 
+class Books:
+    """The bookkeeping connection: claims, heartbeats, cancel flags and
+    outcomes of every job a process runs (one job after another for a
+    daemon-free worker, many at once for `jobctl worker`), under one lock.
+    News the database announces on it (PostgreSQL NOTIFY) is read into
+    `news` by whichever thread reads first, and taken by the one it is for."""
+
+    def __init__(self, backend: Any, conn: Any = None):
+        self.backend = backend
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.listening = False
+        self.news: set[str] = set()
+        #: job id -> how to wake its watchdog when news of it arrives, however
+        #: it was read (another job's watchdog, the pool)
+        self.wakers: dict[str, Any] = {}
+
+    def listen(self) -> None:
+        """Ask for news on the connection (the caller commits)."""
+        self.listening = self.backend.listen_cancel(self.conn)
+
+    def read_news(self) -> None:
+        """Under the lock: take in what arrived, waking the jobs it is for."""
+        fresh = set(self.backend.announcements(self.conn)) - self.news
+        self.news |= fresh
+        for job_id in fresh:
+            if (wake := self.wakers.get(job_id)) is not None:
+                wake()
+
+    def heard_cancel(self, job_id: str) -> bool:
+        """Under the lock: was a cancel of job_id announced?"""
+        self.read_news()
+        if job_id in self.news:
+            self.news.discard(job_id)
+            return True
+        return False
+
+    def heard_work(self) -> bool:
+        """Under the lock: was work queued (in any queue) since last asked?"""
+        self.read_news()
+        work = {n for n in self.news if n.startswith(WORK_NEWS)}
+        self.news -= work
+        return bool(work)
+
+    def wait_fd(self) -> int | None:
+        if not self.listening or self.conn is None:
+            return None
+        try:
+            return self.backend.cancel_wait_fd(self.conn)
+        except Exception:  # noqa: BLE001 - a closed connection: nothing to wait on
+            return None
+
+    def reconnect(self, job_id: str | None = None) -> None:
+        """A new connection in place of a broken one (under the lock); raises
+        when the database cannot be reached."""
+        fresh = self.backend.connect(job_id=job_id)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+        self.conn = fresh
+        if self.listening:
+            self.listen()
+            self.conn.commit()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+class Signatures:
+    """A pool's resolved signatures, each reused for at most TTL_S and only
+    while it is the one the job's submit recorded: a pool runs many jobs of
+    the same procedure, and resolving it for every one of them was a third
+    of a short job's cost. A procedure replaced (with new parameters) in the
+    last second before its job starts may be called with the shape resolved
+    just before; the call then fails on its parameters. A job submitted
+    after the change records the new fingerprint and resolves afresh."""
+
+    TTL_S = 1.0
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.lock = threading.Lock()
+        self.seen: dict[tuple[str, frozenset[str]], tuple[Any, float]] = {}
+
+    def resolve(self, conn: Any, name: str, given: frozenset[str], recorded: dict) -> Any:
+        key, now = (name, given), time.monotonic()
+        with self.lock:
+            hit = self.seen.get(key)
+        if (hit is not None and now - hit[1] < self.TTL_S
+                and recorded.get("fingerprint") in (None, hit[0].fingerprint)):
+            return hit[0]
+        sig = self.backend.resolve(conn, name, given)
+        with self.lock:
+            self.seen[key] = (sig, now)
+        return sig
+
+
 class Worker:
     def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
-                 token: str | None = None, connections: tuple[Any, Any] = (None, None)):
+                 token: str | None = None, connections: tuple[Any, Any] = (None, None),
+                 books: Books | None = None, pooled: bool = False, backend: Any = None,
+                 signatures: Signatures | None = None):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
-        self.backend = get_backend(connection)
+        self.backend = backend or get_backend(connection)
         self.ctx = CallContext(job_id)
-        self.db_lock = threading.Lock()      # the bookkeeping connection is shared
+        #: in a pool, every job's bookkeeping shares the pool's connection;
+        #: the daemon-free worker hands its own from job to job
+        self.books = books or Books(self.backend, connections[0])
+        #: a pooled job leaves signals to the pool, and a call that ignores
+        #: its interrupt to the pool too (it may not end the process)
+        self.pooled = pooled
+        self.signatures = signatures
+        #: set once the outcome is recorded and the call was abandoned (pool)
+        self.abandoned = threading.Event()
         self.state_lock = threading.Lock()
         self.in_call = False
         self.stop_reason: JobStatus | None = None
@@ -226,8 +333,8 @@ class Worker:
         self.timeout_s: float | None = None
         self.done = threading.Event()
         self.finished = False
-        # the previous job's connections, when this worker drains its queue
-        self.watch_conn, self.call_conn = connections
+        # the previous job's connection, when this worker drains its queue
+        self.call_conn = connections[1]
         self.started_mono = time.monotonic()
         #: written at claim (or already, by the reservation that started this
         #: worker): every write of the outcome is guarded by it
@@ -244,13 +351,42 @@ class Worker:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self.ctx.on_change = self._wake
+        self.books.wakers[job_id] = self._wake
+        self._watching = False
+        self._releasing = False
+        self._released = False
+        #: how the run ended, as far as this worker knows (None: not run)
+        self.outcome: JobStatus | None = None
+        #: the job's queue, once read; and the next job of it reserved for
+        #: this worker in the outcome's transaction: (id, token)
+        self.queue: str | None = None
+        self.reserved: tuple[str, str] | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
-        self.listening = False
+
+    # the bookkeeping connection and its lock belong to `books`
+    @property
+    def watch_conn(self) -> Any:
+        return self.books.conn
+
+    @watch_conn.setter
+    def watch_conn(self, conn: Any) -> None:
+        self.books.conn = conn
+
+    @property
+    def db_lock(self) -> threading.Lock:
+        return self.books.lock
+
+    @property
+    def listening(self) -> bool:
+        return self.books.listening
 
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wake_w, b"!")   # a full pipe is awake enough
+        with self.state_lock:
+            if self._released:
+                return  # its descriptor may belong to another job now
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wake_w, b"!")   # a full pipe is awake enough
 
     def _end_watch(self) -> None:
         self.done.set()
@@ -269,6 +405,17 @@ class Worker:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
                     _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
+
+    def _watch(self) -> None:
+        """The watchdog's thread: it owns the wake-up pipe while it runs, so
+        a pooled job's pipe is closed by whichever of it and `release` ends last."""
+        try:
+            self._watchdog()
+        finally:
+            with self.state_lock:
+                self._watching = False
+                if self._releasing:
+                    self._close_pipe()
 
     def _watchdog(self) -> None:
         """Until the run ends: hear a cancel (announced at once, or read every
@@ -296,6 +443,7 @@ class Worker:
             now = time.monotonic()
             if self.interrupted_at is not None and self.in_call and now - self.interrupted_at > grace:
                 self._give_up()
+                return
             #: cancel flags read this round: True, False, or None (the row is no longer ours)
             flags: list[bool | None] = []
             try:
@@ -319,10 +467,10 @@ class Worker:
                         next_hb = now + hb
                     if changed:
                         next_flush = now + gap
-                if self.listening and (heard or flags):
+                if self.listening and (heard or flags or self.job_id in self.books.news):
                     # news that came with the socket, or during the statements above
                     with self.db_lock:
-                        flags.append(self.backend.cancel_announced(self.watch_conn, self.job_id))
+                        flags.append(self.books.heard_cancel(self.job_id))
             except Exception as exc:
                 _log(self.job_id, f"watchdog: {describe_exception(exc)}")
                 self._reconnect_watch()
@@ -339,9 +487,12 @@ class Worker:
         """Wait up to `seconds` for a wake-up; True when the watch connection
         has something to read (a cancel may have been announced)."""
         fds = [self._wake_r]
-        if self.listening:
-            with contextlib.suppress(Exception):
-                fds.append(self.backend.cancel_wait_fd(self.watch_conn))
+        # in a pool, the pool reads the shared connection and wakes the job
+        # whose cancel came: a dozen watchdogs woken by every reply on it
+        # would only queue up for its lock
+        news = None if self.pooled else self.books.wait_fd()
+        if news is not None:
+            fds.append(news)
         try:
             ready, _, _ = select.select(fds, [], [], seconds)
         except (OSError, ValueError):   # the watch connection closed under us
@@ -353,8 +504,10 @@ class Worker:
         return any(fd != self._wake_r for fd in ready)
 
     def _listen(self) -> None:
-        """Ask for cancel news on the watch connection (the caller commits)."""
-        self.listening = self.backend.listen_cancel(self.watch_conn)
+        """Ask for cancel news on the watch connection (the caller commits);
+        a pool's connection listens already."""
+        if not self.books.listening:
+            self.books.listen()
 
     def _expire(self, attempt_no: int) -> None:
         """The timeout's timer: a thread of its own, so no database round
@@ -376,6 +529,13 @@ class Worker:
                         + (f" (to end it: {kill})" if kill else ""))
         self._finish(self.stop_reason or JobStatus.CANCELLED, None, message)
         lifecycle.remove_liveness(self.live_path)
+        if self.pooled:
+            # the other jobs of the pool run on: this call's thread and
+            # connection are left to end when the call does, and the pool
+            # gives the slot a new connection
+            self.abandoned.set()
+            self._end_watch()
+            return
         os._exit(1)
 
     def _pulse(self, path: Path) -> None:
@@ -391,51 +551,52 @@ class Worker:
                 return
 
     def _reconnect_watch(self) -> None:
-        with self.db_lock:
-            try:
-                self.watch_conn.close()
-            except Exception:
-                pass
-            try:
-                self.watch_conn = self.backend.connect(job_id=self.job_id)
-                if self.listening:
-                    self._listen()
-                    self.watch_conn.commit()
-            except Exception:
-                pass
+        with self.db_lock, contextlib.suppress(Exception):
+            self.books.reconnect(job_id=None if self.pooled else self.job_id)
 
     # -- running -------------------------------------------------------------------
-    def run(self) -> int:
-        _Signals.attach(self)
-        if _Signals.received:
-            self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
-
-        if not self._open_connections():
-            return 1
-        # the call's connection opened before the claim, so that the claim
-        # records the server session that will run the call
-        self.session = self._session_id()
+    def run(self, claimed: Job | None = None, session: str | None = None) -> int:
+        """Claim the job and run it. `claimed`: a pool claimed it already
+        (running, under this worker's token, run by server session `session`
+        on the call connection it handed over)."""
+        if not self.pooled:
+            _Signals.attach(self)
+            if _Signals.received:
+                self.request_stop(JobStatus.CANCELLED, f"worker received {_Signals.received}")
+        if claimed is None:
+            if not self._open_connections():
+                return 1
+            # the call's connection opened before the claim, so that the claim
+            # records the server session that will run the call
+            self.session = self._session_id()
+        else:
+            self.session = session
         if self.live_path is not None:
             threading.Thread(target=self._pulse, args=(self.live_path,), daemon=True,
                              name="pulse").start()
-        with self.db_lock:
-            claimed = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
-                                           pid=os.getpid(), token=self.token, session=self.session)
-            if claimed:
-                # in the claim's transaction: a cancel can only be requested
-                # of a running job, and by then this connection hears it
-                self._listen()
-            self.watch_conn.commit()
-        if not claimed:
-            _log(self.job_id, "not claimed: the job is no longer queued")
-            self._end_watch()
-            lifecycle.remove_liveness(self.live_path)
-            return 0
-        self.started_mono = time.monotonic()
-        job = store.get(self.backend, self.watch_conn, self.job_id)
-        self.watch_conn.commit()
-        assert job is not None  # just claimed, and only cleanup deletes (finished rows)
+        if claimed is None:
+            with self.db_lock:
+                taken = self.lifecycle.claim(self.watch_conn, self.job_id, now=utcnow(),
+                                             pid=os.getpid(), token=self.token, session=self.session)
+                if taken:
+                    # in the claim's transaction: a cancel can only be requested
+                    # of a running job, and by then this connection hears it
+                    self._listen()
+                self.watch_conn.commit()
+            if not taken:
+                _log(self.job_id, "not claimed: the job is no longer queued")
+                self._end_watch()
+                lifecycle.remove_liveness(self.live_path)
+                return 0
+            self.started_mono = time.monotonic()
+            with self.db_lock:
+                job = store.get(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+            assert job is not None  # just claimed, and only cleanup deletes (finished rows)
+        else:
+            job = claimed
         self.timeout_s = job.timeout_s
+        self.queue = job.queue
         max_attempts = max(1, job.max_attempts or 1)
 
         try:
@@ -443,18 +604,22 @@ class Worker:
             # run exactly what submit validated: same procedure, same overload,
             # and the values it bound (exact, typed), not a re-coercion of text
             recorded = job.signature or {}
-            sig = self.backend.resolve(self.call_conn, recorded.get("name") or job.procedure_name,
-                                       frozenset(k.casefold() for k in stored))
+            name = recorded.get("name") or job.procedure_name
+            given = frozenset(k.casefold() for k in stored)
+            sig = (self.signatures.resolve(self.call_conn, name, given, recorded)
+                   if self.signatures else self.backend.resolve(self.call_conn, name, given))
             if changed := sig.changes_since(recorded):
                 raise JobctlError(changed)
             values = from_stored(sig, stored)
         except Exception as exc:
             self.done.set()
             self._finish(JobStatus.FAILED, None, describe_exception(exc))
+            self.outcome = JobStatus.FAILED
             lifecycle.remove_liveness(self.live_path)
             return 1
 
-        threading.Thread(target=self._watchdog, daemon=True, name="watchdog").start()
+        self._watching = True
+        threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
         status, result, error = JobStatus.FAILED, None, None
         for attempt in range(1, max_attempts + 1):
             status, result, error = self._attempt(sig, values)
@@ -471,6 +636,7 @@ class Worker:
                 break
         self._end_watch()
         self._finish(status, result, error)
+        self.outcome = status
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
 
@@ -481,31 +647,90 @@ class Worker:
         queue's limit, which this job's slot just freed). (job id, token) or
         None when nothing is eligible, or the worker was told to stop."""
         if _Signals.received:
+            self._unreserve()
             return None
         try:
+            queue = self.settle_dependents()
+            if self.reserved is not None:
+                return self.reserved
+            if queue is None:
+                return None
             with self.db_lock:
-                self.watch_conn.rollback()
-                job = store.get(self.backend, self.watch_conn, self.job_id)
-                self.watch_conn.commit()
-                if job is None:
-                    return None
-                if job.status.finished and job.status is not JobStatus.COMPLETED:
-                    self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
-                    others = []
-                else:
-                    # jobs of other queues that waited for this one may start now
-                    others = sorted({q for _, q in store.queued_dependents(
-                        self.backend, self.watch_conn, job.job_id) if q != job.queue})
-                    self.watch_conn.commit()
                 token = uuid.uuid4().hex
-                found = self.lifecycle.claim_next(self.watch_conn, job.queue, token=token,
+                found = self.lifecycle.claim_next(self.watch_conn, queue, token=token,
                                                   pid=os.getpid())
-            if others:
-                self._start_workers_for(others)
         except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
             _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            self._unreserve()
             return None
         return (found, token) if found else None
+
+    def _unreserve(self) -> None:
+        """Stopping with a job reserved: give it back to the queue, so the
+        next worker takes it (not left to read lost)."""
+        if self.reserved is None:
+            return
+        job_id, token = self.reserved
+        self.reserved = None
+        try:
+            with self.db_lock:
+                self.lifecycle.unreserve(self.watch_conn, job_id, token)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - it reads lost at start_timeout, as a crash would
+            _log(job_id, f"could not give back the reservation: {describe_exception(exc)}")
+
+    def settle_dependents(self) -> str | None:
+        """After the job: the jobs that waited for it are cancelled when it did
+        not complete; when it did, workers start for those of them that wait
+        in other queues (this job's own queue is its worker's to drain).
+        Returns the job's queue, None when its row is gone."""
+        with self.db_lock:
+            self.watch_conn.rollback()
+            job = store.get(self.backend, self.watch_conn, self.job_id)
+            self.watch_conn.commit()
+            if job is None:
+                return None
+            if job.status.finished and job.status is not JobStatus.COMPLETED:
+                self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                others = []
+            else:
+                others = sorted({q for _, q in store.queued_dependents(
+                    self.backend, self.watch_conn, job.job_id) if q != job.queue})
+                self.watch_conn.commit()
+        if others:
+            self._start_workers_for(others)
+        return job.queue
+
+    def release(self) -> None:
+        """A pooled job's end: its watchdog told to stop and its wake-up pipe
+        closed (a pool runs thousands of jobs; a daemon-free worker exits),
+        without waiting for the watchdog: it closes the pipe if still running."""
+        self._end_watch()
+        self.books.wakers.pop(self.job_id, None)
+        with self.state_lock:
+            self._releasing = True
+            if not self._watching:
+                self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        """Under state_lock; once."""
+        if self._released:
+            return
+        self._released = True  # _wake writes nothing from now on
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def crashed(self, exc: BaseException) -> None:
+        """The worker itself failed (a bug, not the procedure): say so in the
+        row, whether the job was still queued or already running."""
+        crashed = f"worker crashed: {describe_exception(exc)}"
+        with self.db_lock:
+            if not self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), crashed):
+                self.lifecycle.finish(self.watch_conn, self.job_id, status=JobStatus.FAILED,
+                                      end_time=utcnow(), duration=None, elapsed_s=None, result=None,
+                                      output=None, progress=None, error=crashed, token=self.token)
+            self.watch_conn.commit()
 
     def _start_workers_for(self, queues: list[str]) -> None:
         from .api import Jobctl  # only when a dependency crosses queues
@@ -666,11 +891,26 @@ class Worker:
                         "claim (declared lost or cancelled meanwhile)")
                 self._settled(note)
                 return JobStatus.FAILED, None, note
+            self._reserve_next(self.call_conn)
             self.call_conn.commit()
         except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
-            return self._after_failed_commit(exc, result)
+            outcome = self._after_failed_commit(exc, result)
+            if outcome[0] is not JobStatus.COMPLETED:
+                self.reserved = None  # rolled back with the rest
+            return outcome
         self._settled(None)
         return JobStatus.COMPLETED, result, None
+
+    def _reserve_next(self, conn: Any) -> None:
+        """A daemon-free worker's hand-over, in its outcome's transaction
+        (see Lifecycle.reserve_next_before_commit); a pool claims for itself."""
+        self.reserved = None
+        if self.pooled or _Signals.received or self.queue is None:
+            return
+        token = uuid.uuid4().hex
+        found = self.lifecycle.reserve_next_before_commit(conn, self.queue, token=token,
+                                                          pid=os.getpid())
+        self.reserved = (found, token) if found else None
 
     def _settled(self, note: str | None) -> None:
         """The row holds its final outcome: nothing left for _finish to write."""
@@ -742,6 +982,8 @@ class Worker:
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
                     written = self.lifecycle.finish(self.watch_conn, self.job_id,
                                                     token=self.token, **fields)
+                    if written:
+                        self._reserve_next(self.watch_conn)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")

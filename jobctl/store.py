@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .jsontext import loads
@@ -162,6 +162,7 @@ def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: d
 
 def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
     _exec(backend, conn, _INSERT, _insert_binds(backend, **fields))
+    backend.announce_work(conn, fields.get("queue") or DEFAULT_QUEUE)
 
 
 def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) -> None:
@@ -169,6 +170,8 @@ def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) ->
     statuses = {f"st_{s.value}": s.value for s in JobStatus if f":st_{s.value}" in _INSERT}
     backend.execute_many(conn, _INSERT,
                          [{**_insert_binds(backend, **fields), **statuses} for fields in jobs])
+    for queue in sorted({fields.get("queue") or DEFAULT_QUEUE for fields in jobs}):
+        backend.announce_work(conn, queue)
 
 
 def fail_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime, error: str) -> int:
@@ -559,10 +562,17 @@ def _queue_row(backend: Database, conn: Any, queue: str, *, lock: bool) -> tuple
 
 
 def count_active(backend: Database, conn: Any, queue: str) -> int:
+    # two counts rather than one with an OR of the statuses: each one reads
+    # only its status's part of the claim index, not every row of the table
     binds: dict[str, Any] = {}
-    cur = _exec(backend, conn, f"SELECT COUNT(*) FROM {TABLE} WHERE {_in_queue(queue, binds)} AND {_ACTIVE}",
-                binds)
-    return int(cur.fetchone()[0])
+    where = _in_queue(queue, binds)
+    cur = _exec(backend, conn, f"""
+        SELECT COUNT(*) FROM {TABLE} WHERE status = :st_running AND {where}
+           AND worker_host IS NOT NULL
+        UNION ALL
+        SELECT COUNT(*) FROM {TABLE} WHERE status = :st_queued AND {where}
+           AND claim_token IS NOT NULL AND worker_host IS NOT NULL""", binds)
+    return sum(int(r[0]) for r in cur.fetchall())
 
 
 def live_workers(backend: Database, conn: Any, queue: str, fresh_after: dt.datetime) -> int:
@@ -633,10 +643,11 @@ def queued_dependents(backend: Database, conn: Any, job_id: str) -> list[tuple[s
 CLAIM_SCAN = 50
 
 
-def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime) -> list[tuple[str, list[str]]]:
+def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime,
+                scan: int = CLAIM_SCAN) -> list[tuple[str, list[str]]]:
     """The queue's unreserved queued jobs whose start time has come, next
     first: (id, its dependencies)."""
-    binds: dict[str, Any] = {"now": _t(backend, now), "n": CLAIM_SCAN}
+    binds: dict[str, Any] = {"now": _t(backend, now), "n": scan}
     cur = _exec(backend, conn, f"""
         SELECT job_id, after_jobs FROM {TABLE}
          WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
@@ -662,7 +673,7 @@ def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> boo
 
 
 def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
-               pid: int | None, token: str) -> str | None:
+               pid: int | None, token: str, commit: bool = True) -> str | None:
     """Reserve the next eligible job of `queue` for a worker, in one
     transaction that holds the queue's lock while it counts the slots taken
     (PostgreSQL/Oracle: the JOB_QUEUES row FOR UPDATE; SQLite: the write
@@ -670,13 +681,19 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
     job in a queue of four. The reservation (token, host, heartbeat) occupies
     the slot until that worker claims the job; the lost rule judges it by
     the reservation time. Jobs whose dependency ended badly are cancelled on
-    the way. Commits; returns the job id or None."""
+    the way. Commits (`commit=False`: the caller's transaction, which it
+    commits or rolls back); returns the job id or None."""
+
+    def done(found: str | None) -> str | None:
+        if commit:
+            conn.commit()
+        return found
+
     try:
         ensure_queue(backend, conn, queue)
         limit, paused = _queue_row(backend, conn, queue, lock=True)
         if paused or (limit and count_active(backend, conn, queue) >= limit):
-            conn.commit()
-            return None
+            return done(None)
         for job_id, after in _candidates(backend, conn, queue, now):
             if after:
                 blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
@@ -697,13 +714,115 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
                 WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
                 {"job_id": job_id, "token": token, "host": host, "pid": pid,
                  "now": _t(backend, now)})
+            return done(job_id)
+        return done(None)
+    except BaseException:
+        if commit:
+            conn.rollback()
+        raise
+
+
+def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
+                pid: int, token: str, sessions: Sequence[str | None],
+                known_queue: bool = False) -> list[Job]:
+    """A pool's claim: up to len(sessions) eligible jobs of `queue`, straight
+    to `running` (the pool runs them at once, so no reservation is needed),
+    the i-th recorded as run by server session sessions[i]. A limited queue
+    takes the same lock and count as claim_next, so its limit holds against
+    every other worker and pool. `known_queue`: its JOB_QUEUES row exists (this pool
+    claimed from it before). Commits; returns the claimed jobs."""
+    try:
+        if not backend.lock_clause(skip_locked=False) or not known_queue:
+            # where rows cannot be locked (SQLite), this first write is what
+            # makes the claims of all processes take turns
+            ensure_queue(backend, conn, queue)
+        limit, paused = _queue_row(backend, conn, queue, lock=False)
+        room = len(sessions)
+        if limit and not paused:
+            # only a limited queue's claims take turns on its lock: an
+            # unlimited one has nothing to count, and SKIP LOCKED keeps two
+            # claims from taking one job
+            limit, paused = _queue_row(backend, conn, queue, lock=True)
+            if limit:
+                room = min(room, limit - count_active(backend, conn, queue))
+        if paused or room <= 0:
             conn.commit()
-            return job_id
+            return []
+        # the next `room` candidates (a wider look only when a dependency
+        # holds some back), then their rows, locked as they are read: rows
+        # another session is claiming or cancelling right now are skipped,
+        # not waited for. Two narrow statements: sorting whole rows (params,
+        # signature) is what made one wide one slow.
+        ids: list[str] = []
+        for scan in (room, CLAIM_SCAN):
+            held_back = 0
+            for job_id, after in _candidates(backend, conn, queue, now, scan=scan):
+                if len(ids) >= room:
+                    break
+                if job_id in ids:
+                    continue
+                if after:
+                    blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+                    if blocked is not None:
+                        held_back += 1
+                        if blocked[0] == "failed":
+                            cancel_dependent(backend, conn, job_id, now,
+                                             f"cancelled: {blocked[1]}, so it never ran")
+                        continue
+                ids.append(job_id)
+            if not held_back or len(ids) >= room or scan >= CLAIM_SCAN:
+                break
+        picked: list[Job] = []
+        if ids:
+            binds: dict[str, Any] = {f"id{i}": v for i, v in enumerate(ids)}
+            cur = _exec(backend, conn, f"""{_SELECT}
+                WHERE job_id IN ({', '.join(':' + k for k in binds)}) AND status = :st_queued
+                  AND claim_token IS NULL {backend.lock_clause(skip_locked=True)}""", binds)
+            rows = {job.job_id: job for job in (row_to_job(backend, r) for r in _rows(backend, cur))}
+            picked = [rows[job_id] for job_id in ids if job_id in rows]
+        if not picked:
+            conn.commit()
+            return []
+        statuses = {"st_queued": JobStatus.QUEUED.value, "st_running": JobStatus.RUNNING.value}
+        backend.execute_many(conn, f"""UPDATE {TABLE}
+            SET status = :st_running, start_time = :now, heartbeat_at = :now, worker_host = :host,
+                worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
+                error_msg = NULL
+            WHERE job_id = :job_id AND status = :st_queued""",
+            [{"job_id": job.job_id, "now": _t(backend, now), "host": host, "pid": pid,
+              "token": token, "db_session": session, **statuses}
+             for job, session in zip(picked, sessions)])
         conn.commit()
-        return None
+        return [replace(job, status=JobStatus.RUNNING, start_time=now, heartbeat_at=now,
+                        worker_host=host, worker_pid=pid, attempt=1, claim_token=token,
+                        db_session=session, error_msg=None)
+                for job, session in zip(picked, sessions)]
     except BaseException:
         conn.rollback()
         raise
+
+
+def unreserve(backend: Database, conn: Any, job_id: str, token: str) -> int:
+    cur = _exec(backend, conn, f"""UPDATE {TABLE}
+        SET claim_token = NULL, worker_host = NULL, worker_pid = NULL, heartbeat_at = NULL
+        WHERE job_id = :job_id AND status = :st_queued AND claim_token = :token""",
+        {"job_id": job_id, "token": token})
+    return cur.rowcount
+
+
+def savepoint(backend: Database, conn: Any, name: str) -> None:
+    backend.execute(conn, f"SAVEPOINT {name}")
+
+
+def rollback_to(backend: Database, conn: Any, name: str) -> None:
+    backend.execute(conn, f"ROLLBACK TO SAVEPOINT {name}")
+
+
+def queued_with_dependencies(backend: Database, conn: Any) -> list[tuple[str, list[str], str]]:
+    """Every queued job that waits for others: (id, the ids, its queue)."""
+    cur = _exec(backend, conn, f"""SELECT job_id, after_jobs, queue FROM {TABLE}
+        WHERE status = :st_queued AND after_jobs IS NOT NULL""")
+    return [(r[0], split_ids(_read_text(r[1])), r[2] or DEFAULT_QUEUE) for r in cur.fetchall()]
 
 
 def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> list[str]:
@@ -749,3 +868,74 @@ def list_queues(backend: Database, conn: Any) -> list[QueueState]:
         queued, running = counts.get(name, (0, 0))
         out.append(QueueState(name, limit, paused, running, queued))
     return out
+
+
+# -- worker pools (`jobctl worker`) ---------------------------------------------
+
+WORKERS = "JOB_WORKERS"
+
+#: QUEUES of a pool that serves every queue
+ALL_QUEUES = "*"
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    worker_id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]       # empty: every queue
+    concurrency: int
+    running: int
+    state: str                    # running | stopping
+    started_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+
+    def serves(self, queue: str) -> bool:
+        return not self.queues or queue in self.queues
+
+
+def register_worker(backend: Database, conn: Any, *, worker_id: str, host: str, pid: int,
+                    queues: Sequence[str], concurrency: int, now: dt.datetime) -> None:
+    backend.execute(conn, f"""INSERT INTO {WORKERS}
+        (worker_id, host, pid, queues, concurrency, running, state, started_at, heartbeat_at)
+        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, 'running', :now, :now)""",
+        {"worker_id": worker_id, "host": host, "pid": pid,
+         "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
+         "now": _t(backend, now)})
+
+
+def worker_heartbeat(backend: Database, conn: Any, worker_id: str, *, now: dt.datetime,
+                     running: int, state: str) -> int:
+    """0: the row is gone (cleanup judged the pool gone while it was frozen)."""
+    cur = backend.execute(conn, f"""UPDATE {WORKERS}
+        SET heartbeat_at = :now, running = :running, state = :state WHERE worker_id = :worker_id""",
+        {"worker_id": worker_id, "now": _t(backend, now), "running": running, "state": state})
+    return cur.rowcount
+
+
+def deregister_worker(backend: Database, conn: Any, worker_id: str) -> None:
+    backend.execute(conn, f"DELETE FROM {WORKERS} WHERE worker_id = :worker_id",
+                    {"worker_id": worker_id})
+
+
+def list_workers(backend: Database, conn: Any) -> list[WorkerRow]:
+    cur = backend.execute(conn, f"""SELECT worker_id, host, pid, queues, concurrency, running,
+        state, started_at, heartbeat_at FROM {WORKERS} ORDER BY started_at, worker_id""")
+    out = []
+    for r in cur.fetchall():
+        queues = _read_text(r[3]) or ALL_QUEUES
+        out.append(WorkerRow(
+            worker_id=r[0], host=r[1], pid=int(r[2]),
+            queues=() if queues == ALL_QUEUES else tuple(split_ids(queues)),
+            concurrency=int(r[4]), running=int(r[5] or 0), state=str(r[6]),
+            started_at=backend.from_db_time(r[7]), heartbeat_at=backend.from_db_time(r[8])))
+    return out
+
+
+def delete_workers(backend: Database, conn: Any, worker_ids: Sequence[str]) -> int:
+    deleted = 0
+    for worker_id in worker_ids:
+        cur = backend.execute(conn, f"DELETE FROM {WORKERS} WHERE worker_id = :worker_id",
+                              {"worker_id": worker_id})
+        deleted += cur.rowcount
+    return deleted

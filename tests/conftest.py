@@ -183,6 +183,7 @@ def env(request, tmp_path, monkeypatch) -> Env:
     else:
         e.sql("DELETE FROM ASYNC_JOBS")  # a clean table per test on the shared server database
         e.sql("DELETE FROM JOB_QUEUES")  # and no queue limit or pause left by another test
+        e.sql("DELETE FROM JOB_WORKERS")  # nor a pool row that would keep submit from starting workers
     yield e
 
 

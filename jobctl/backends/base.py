@@ -198,9 +198,14 @@ class Database(Protocol):
         """A descriptor readable when news may have come (only asked of a
         connection listen_cancel returned True for)."""
 
-    def cancel_announced(self, conn: Any, job_id: str) -> bool:
-        """Without waiting: did news of a cancel of job_id arrive? Raises when
-        the connection is gone."""
+    def announce_work(self, conn: Any, queue: str) -> None:
+        """In the transaction that queues work in `queue`, so that a worker
+        pool serving it claims at once rather than at its next poll."""
+
+    def announcements(self, conn: Any) -> list[str]:
+        """Without waiting: the news that arrived on a listening connection:
+        a job id (its cancel was requested) or WORK_NEWS + a queue name (work
+        was queued). Raises when the connection is gone."""
 
 
 class Procedures(Protocol):
@@ -244,6 +249,10 @@ class Backend(Database, Procedures, Protocol):
     """One database module (backends/<name>.py): both roles."""
 
 
+#: the prefix of an announcement that work was queued (a job id never has one)
+WORK_NEWS = "queue:"
+
+
 class PolledCancel:
     """The cancel-news methods of a backend whose database cannot announce a
     cancel (SQLite, Oracle): the worker polls CANCEL_REQUESTED every
@@ -258,5 +267,8 @@ class PolledCancel:
     def cancel_wait_fd(self, conn: Any) -> int:
         raise NotImplementedError("no cancel news: listen_cancel returned False")
 
-    def cancel_announced(self, conn: Any, job_id: str) -> bool:
-        return False
+    def announce_work(self, conn: Any, queue: str) -> None:
+        return None
+
+    def announcements(self, conn: Any) -> list[str]:
+        return []

@@ -32,7 +32,7 @@ from ..model import (
 )
 from ..params import to_json_value
 from ..sqlfiles import segments
-from .base import CallContext
+from .base import WORK_NEWS, CallContext
 
 _UTC = dt.timezone.utc
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -211,7 +211,8 @@ _PASSING_FATAL = re.compile(r"too many (connections|clients)|remaining connectio
                             r"the database system is (starting up|shutting down|in recovery|"
                             r"not yet accepting)|terminating connection")
 
-#: the channel `jobctl cancel` notifies and workers listen on
+#: the channel workers listen on: `jobctl cancel` announces a job id there,
+#: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
 
 
@@ -558,13 +559,14 @@ class PostgresBackend:
     def cancel_wait_fd(self, conn: Any) -> int:
         return conn.fileno()
 
-    def cancel_announced(self, conn: Any, job_id: str) -> bool:
+    def announce_work(self, conn: Any, queue: str) -> None:
+        self.execute(conn, f"SELECT pg_notify('{CANCEL_CHANNEL}', :news)",
+                     {"news": WORK_NEWS + queue})
+
+    def announcements(self, conn: Any) -> list[str]:
         # timeout=0: what arrived during other statements (psycopg keeps those
         # aside), then whatever the socket holds now, without waiting
-        heard = False
-        for notify in conn.notifies(timeout=0.0):
-            heard = heard or notify.payload == job_id
-        return heard
+        return [notify.payload for notify in conn.notifies(timeout=0.0)]
 
     def schema_files(self, *, examples: bool) -> list[str]:
         return ["create_async_jobs_table.sql"] + (["examples.sql"] if examples else [])

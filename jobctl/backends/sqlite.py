@@ -11,6 +11,7 @@ import re
 import signal
 import sqlite3
 import stat
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,6 +87,36 @@ class _LineWriter(io.TextIOBase):
         if self.buf:
             self.ctx.log(self.buf)
             self.buf = ""
+
+
+class _PerThreadStdout(io.TextIOBase):
+    """sys.stdout while local procedures run: each thread's print() goes to
+    the writer of the call it runs (a pool runs several at once), anything
+    else to the stdout it replaced."""
+
+    def __init__(self, original: Any):
+        self.original = original
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        writer = getattr(self.local, "writer", None)
+        return (writer or self.original).write(text)
+
+    def flush(self) -> None:
+        if getattr(self.local, "writer", None) is None:
+            self.original.flush()
+
+
+_STDOUT_LOCK = threading.Lock()
+
+
+def _capture_stdout(writer: _LineWriter) -> _PerThreadStdout:
+    with _STDOUT_LOCK:
+        if not isinstance(sys.stdout, _PerThreadStdout):
+            sys.stdout = _PerThreadStdout(sys.stdout)
+        out = sys.stdout
+    out.local.writer = writer
+    return out
 
 
 class LocalContext:
@@ -324,13 +355,14 @@ class SqliteBackend(PolledCancel):
                 ctx.note_self_commit()
 
         conn.set_trace_callback(on_statement)
+        out = _capture_stdout(writer)
         try:
-            with contextlib.redirect_stdout(writer):
-                self._in_call = True
-                try:
-                    returned = proc.func(LocalContext(ctx, conn), **values)
-                finally:
-                    self._in_call = False
+            self._in_call = on_main
+            try:
+                returned = proc.func(LocalContext(ctx, conn), **values)
+            finally:
+                self._in_call = False
+                out.local.writer = None
         finally:
             conn.set_trace_callback(None)
             writer.flush_rest()
@@ -344,9 +376,11 @@ class SqliteBackend(PolledCancel):
     def interrupt(self, conn) -> None:
         # a running SQL statement stops at once; Python code is woken by a
         # signal to the main thread, which raises CallInterrupted there
+        # (a call on another thread — a pool's slot — has no such handler:
+        # it stops at its next ctx.sleep or statement, which see the stop)
         with contextlib.suppress(Exception):
             conn.interrupt()
-        if threading.current_thread() is not threading.main_thread():
+        if self._in_call and threading.current_thread() is not threading.main_thread():
             main = threading.main_thread().ident
             if main is not None:  # always: the main thread is running
                 signal.pthread_kill(main, signal.SIGUSR1)

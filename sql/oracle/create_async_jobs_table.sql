@@ -109,6 +109,31 @@ EXCEPTION
 END;
 /
 
+-- The `jobctl worker` pools using this database, each with its heartbeat:
+-- `jobctl worker list` reads them, and submit leaves a queue a live pool
+-- serves to it. QUEUES is a comma-separated list, or * for every queue.
+DECLARE
+    e_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_exists, -955);
+BEGIN
+    EXECUTE IMMEDIATE q'[
+        CREATE TABLE JOB_WORKERS (
+            WORKER_ID    VARCHAR2(32)   NOT NULL,
+            HOST         VARCHAR2(255)  NOT NULL,
+            PID          NUMBER         NOT NULL,
+            QUEUES       VARCHAR2(4000) NOT NULL,
+            CONCURRENCY  NUMBER         NOT NULL,
+            RUNNING      NUMBER         DEFAULT 0 NOT NULL,
+            STATE        VARCHAR2(20)   NOT NULL,
+            STARTED_AT   TIMESTAMP      NOT NULL,
+            HEARTBEAT_AT TIMESTAMP      NOT NULL,
+            CONSTRAINT PK_JOB_WORKERS PRIMARY KEY (WORKER_ID)
+        )]';
+EXCEPTION
+    WHEN e_exists THEN NULL;
+END;
+/
+
 -- Indexes for the real queries: list by status / time window, stats per
 -- procedure, and a unique index over active --unique jobs only. Oracle has
 -- no partial indexes; entries whose key is all NULL are not indexed, so the

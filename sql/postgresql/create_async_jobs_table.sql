@@ -77,6 +77,21 @@ CREATE TABLE IF NOT EXISTS job_queues (
     paused       NUMERIC(1)   DEFAULT 0 NOT NULL
 );
 
+-- The `jobctl worker` pools using this database, each with its heartbeat:
+-- `jobctl worker list` reads them, and submit leaves a queue a live pool
+-- serves to it. queues is a comma-separated list, or * for every queue.
+CREATE TABLE IF NOT EXISTS job_workers (
+    worker_id    VARCHAR(32)   NOT NULL PRIMARY KEY,
+    host         VARCHAR(255)  NOT NULL,
+    pid          NUMERIC       NOT NULL,
+    queues       VARCHAR(4000) NOT NULL,
+    concurrency  NUMERIC       NOT NULL,
+    running      NUMERIC       DEFAULT 0 NOT NULL,
+    state        VARCHAR(20)   NOT NULL,
+    started_at   TIMESTAMP     NOT NULL,
+    heartbeat_at TIMESTAMP     NOT NULL
+);
+
 -- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
 CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
 CREATE INDEX IF NOT EXISTS ix_async_jobs_start      ON async_jobs (start_time);
