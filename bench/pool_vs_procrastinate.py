@@ -10,9 +10,13 @@ postgresql://postgres@127.0.0.1:5432/test; dropped at the end):
    sides) until every job has its outcome, polled by SQL (ASYNC_JOBS /
    procrastinate_jobs); then it gets SIGTERM.
    - jobctl: `submit bench_noop --params-file FILE` (N lines of `{}`) into a
-     queue of limit 4 that is paused while jobs go in, so no detached worker
-     drains them; it is unpaused by SQL, not `queue resume` (which would start
-     detached workers for the free slots), just before the pool starts.
+     queue that is paused while jobs go in, so no detached worker drains
+     them; it is unpaused by SQL, not `queue resume` (which would start
+     detached workers for the free slots), just before the pool starts. Run
+     twice: the queue's limit at 4 (a limit that holds across hosts: each
+     claim locks the queue's row) and at 0, unlimited, where only
+     --concurrency bounds the pool, as only --concurrency bounds
+     procrastinate's worker (it has no cross-host limit).
    - procrastinate: the peer a Python user would pick, in its own venv
      (bench/.venv-procrastinate; never a dependency of jobctl). The task is
      async and runs `CALL bench_noop()` on a connection from the app's
@@ -22,8 +26,9 @@ postgresql://postgres@127.0.0.1:5432/test; dropped at the end):
      no task waits for a connection (the default pool of 4 would make it).
      Jobs go in with batch_defer, one statement; the worker is procrastinate's
      own CLI with LISTEN/NOTIFY on (its default).
-   --rounds R repeats part 1 R times, alternating which side goes first, and
-   reports the median.
+   --rounds R repeats part 1 R times, each round starting with the next
+   side, and reports the medians. The worker process's CPU seconds per job
+   are printed beside jobs/s: they move less with the machine's other load.
 2. The same N jobs without the pool: `submit --params-file` into a queue of
    limit 4, where submit starts detached workers that drain the queue
    (bench/queue_drain.py's drain()): jobs/s, peak worker processes (the
@@ -53,9 +58,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from _common import (PROBE_APP, Peaks, jobctl_cmd, pg_database, probe_connection, rss_kib,
+from _common import (PROBE_APP, Peaks, cpu_seconds, jobctl_cmd, pg_database, probe_connection, rss_kib,
                      scratch_env, tagged_pids, tree_pids)
 from queue_drain import drain, insert_rate
 
@@ -97,6 +102,8 @@ def timed_worker(argv: list[str], env: dict[str, str], dsn: str, *, jobs: int, d
                 break
             time.sleep(0.02)
         seconds = time.perf_counter() - t0
+        # less moved by the machine's other load than the wall time
+        cpu = sum(cpu_seconds(p) for p in tree_pids(proc.pid))
     stop0 = time.perf_counter()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -109,7 +116,7 @@ def timed_worker(argv: list[str], env: dict[str, str], dsn: str, *, jobs: int, d
     with probe_connection(dsn) as conn:
         statuses = dict(conn.execute(status_sql, args).fetchall())
     out = {"jobs": jobs, "done": done, "seconds": seconds, "jobs_per_s": done / seconds,
-           "statuses": statuses, "exit": proc.returncode, "stop_s": stop_s, **peaks.peak}
+           "cpu_s": cpu, "statuses": statuses, "exit": proc.returncode, "stop_s": stop_s, **peaks.peak}
     if done < jobs or proc.returncode != 0:
         with open(log.name, errors="replace") as fh:
             out["log_tail"] = fh.read()[-2000:]
@@ -117,10 +124,11 @@ def timed_worker(argv: list[str], env: dict[str, str], dsn: str, *, jobs: int, d
     return out
 
 
-def jobctl_pool(env: dict[str, str], dsn: str, queue: str, jobs: int, concurrency: int) -> dict[str, Any]:
+def jobctl_pool(env: dict[str, str], dsn: str, queue: str, jobs: int, concurrency: int, *,
+                limit: int) -> dict[str, Any]:
     cmd = jobctl_cmd()
     quiet(cmd + ["queue", "pause", queue], env)
-    quiet(cmd + ["queue", "set", queue, "--max-running", str(concurrency)], env)
+    quiet(cmd + ["queue", "set", queue, "--max-running", str(limit)], env)
     with tempfile.NamedTemporaryFile("w", prefix="jobctl-bench-", suffix=".jsonl") as fh:
         fh.write("{}\n" * jobs)
         fh.flush()
@@ -161,7 +169,7 @@ def worker_available(env: dict[str, str]) -> bool:
 
 def describe(name: str, r: dict[str, Any]) -> str:
     line = (f"{name}: {r['done']}/{r['jobs']} done in {r['seconds']:.2f} s = {r['jobs_per_s']:.0f} jobs/s; "
-            f"statuses {r['statuses']}; peak running {r['running']}, peak sessions {r['sessions']}, "
+            f"worker CPU {r['cpu_s']:.2f} s; statuses {r['statuses']}; peak running {r['running']}, peak sessions {r['sessions']}, "
             f"peak RSS {r['rss_kib'] / 1024:.1f} MiB, detached jobctl workers {r['detached']}; "
             f"SIGTERM -> exit {r['exit']} in {r['stop_s'] * 1000:.0f} ms")
     if "log_tail" in r:
@@ -197,25 +205,35 @@ def main() -> None:
             quiet([str(PEER_PYTHON), str(HERE / "_procrastinate_app.py"), "schema"], peer_env(dsn))
 
         c = args.concurrency
-        rates: dict[str, list[float]] = {"jobctl": [], "procrastinate": []}
+        # jobctl twice: under its queue's limit of c (what holds across hosts;
+        # every claim locks the queue's row) and unlimited, where only
+        # --concurrency bounds it, as only --concurrency bounds procrastinate
+        sides: dict[str, Callable[[str], dict[str, Any]]] = {}
+        if pool:
+            sides[f"jobctl worker -c {c}, queue limit {c}"] = \
+                lambda q: jobctl_pool(env, dsn, q, args.jobs, c, limit=c)
+            sides[f"jobctl worker -c {c}, queue unlimited"] = \
+                lambda q: jobctl_pool(env, dsn, q, args.jobs, c, limit=0)
+        if peer:
+            sides[f"procrastinate worker -c {c}"] = lambda q: procrastinate_worker(dsn, q, args.jobs, c)
+        rates: dict[str, list[float]] = {name: [] for name in sides}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in sides}
+        names = list(sides)
         for rnd in range(args.rounds):
-            sides = [s for s in ("jobctl", "procrastinate") if {"jobctl": pool, "procrastinate": peer}[s]]
-            for side in sides if rnd % 2 == 0 else sides[::-1]:
-                if side == "jobctl":
-                    r = jobctl_pool(env, dsn, f"pool{rnd}", args.jobs, c)
-                    print(describe(f"[1] jobctl worker --concurrency {c}, {args.jobs} jobs", r), flush=True)
-                else:
-                    r = procrastinate_worker(dsn, f"peer{rnd}", args.jobs, c)
-                    print(describe(f"[1] procrastinate worker --concurrency {c}, {args.jobs} jobs", r),
-                          flush=True)
-                rates[side].append(r["jobs_per_s"])
-        for side in ("jobctl", "procrastinate"):
-            if rates[side]:
-                table.append((f"{side} worker -c {c}, {args.jobs} no-op calls",
-                              f"{statistics.median(rates[side]):.0f} jobs/s", ""))
-        if rates["jobctl"] and rates["procrastinate"]:
-            ratio = statistics.median(rates["jobctl"]) / statistics.median(rates["procrastinate"])
-            table.append(("ratio jobctl / procrastinate", f"{ratio:.2f}x", ">= 2x"))
+            # each round starts with the next side, so none always runs first
+            for k, name in enumerate(names[rnd % len(names):] + names[:rnd % len(names)]):
+                r = sides[name](f"part1_{rnd}_{k}")
+                print(describe(f"[1] {name}, {args.jobs} jobs", r), flush=True)
+                rates[name].append(r["jobs_per_s"])
+                cpu_ms[name].append(r["cpu_s"] * 1000 / max(r["done"], 1))
+        for name in names:
+            table.append((f"{name}, {args.jobs} no-op calls", f"{statistics.median(rates[name]):.0f} jobs/s", ""))
+            table.append(("  its process's CPU per job", f"{statistics.median(cpu_ms[name]):.2f} ms", ""))
+        peer_rate = [statistics.median(v) for k, v in rates.items() if k.startswith("procrastinate")]
+        for name in names:
+            if name.startswith("jobctl") and peer_rate:
+                table.append((f"ratio: {name.removeprefix('jobctl worker ')} / procrastinate",
+                              f"{statistics.median(rates[name]) / peer_rate[0]:.2f}x", ">= 2x"))
 
         d = drain(env, "bench_noop", ["{}"] * args.jobs, queue="free", by_sql=True)
         print(f"[2] daemon-free, {args.jobs} jobs via --params-file into a queue of limit 4: "
@@ -233,7 +251,7 @@ def main() -> None:
 
         if pool:
             for conc in (1, 8):
-                r = jobctl_pool(env, dsn, f"rss{conc}", args.rss_jobs, conc)
+                r = jobctl_pool(env, dsn, f"rss{conc}", args.rss_jobs, conc, limit=conc)
                 print(describe(f"[4] jobctl worker --concurrency {conc}, {args.rss_jobs} jobs", r), flush=True)
                 table.append((f"jobctl worker -c {conc}: peak RSS ({r['jobs_per_s']:.0f} jobs/s)",
                               f"{r['rss_kib'] / 1024:.1f} MiB", ""))
