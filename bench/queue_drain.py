@@ -6,44 +6,23 @@ rate of --params-file (into a paused queue, so only the insert is timed).
     .venv/bin/python bench/queue_drain.py [--jobs 200] [--insert 5000] [--backend sqlite|postgresql|both]
 
 PostgreSQL: a throwaway database on JOBCTL_TEST_PG_ADMIN_DSN (default
-postgresql://postgres@127.0.0.1:5432/test), dropped afterwards."""
+postgresql://postgres@127.0.0.1:5432/test), dropped afterwards.
+bench/pool_vs_procrastinate.py reuses drain() and insert_rate()."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
-import threading
 import time
 import uuid
+from typing import Any
 
-from _common import jobctl_cmd, scratch_env
+from _common import Peaks, jobctl_cmd, pg_database, probe_connection, scratch_env, tagged_pids
 
-PG_ADMIN = os.environ.get("JOBCTL_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def tagged_pids(tag: str) -> list[int]:
-    """Worker processes of this run (they inherit the tag variable); not the
-    launchers, which lead their new session and exit at once."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                if f"JOBCTL_BENCH_TAG={tag}".encode() not in fh.read():
-                    continue
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                if b"jobctl.runner" not in fh.read():
-                    continue
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                state, _, _, session = fh.read().rsplit(b")", 1)[1].split()[:4]
-            if state != b"Z" and int(session) != int(name):
-                out.append(int(name))
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
+DONE_SQL = "SELECT count(*) FROM async_jobs WHERE queue = %s AND status NOT IN ('queued', 'running')"
 
 
 def sqlite_sessions(pids: list[int], db_path: str) -> int:
@@ -62,97 +41,91 @@ def sqlite_sessions(pids: list[int], db_path: str) -> int:
     return n
 
 
-def wait_by_sql(backend: str, dsn: str, db_path: str, jobs: int) -> None:
+def wait_by_sql(env: dict[str, str], queue: str, jobs: int) -> None:
     """Wait for the outcomes without jobctl (whose reading commands may start
     workers themselves), polling the table."""
-    sql = "SELECT count(*) FROM async_jobs WHERE status NOT IN ('queued', 'running')"
-    if backend == "postgresql":
-        import psycopg
-
-        conn = psycopg.connect(dsn, autocommit=True)
-        done = lambda: conn.execute(sql).fetchone()[0]  # noqa: E731
-    else:
+    dsn = env["JOBCTL_DSN"]
+    if dsn.startswith("sqlite:///"):
         import sqlite3
 
-        conn = sqlite3.connect(db_path)
-        done = lambda: conn.execute(sql).fetchone()[0]  # noqa: E731
+        conn: Any = sqlite3.connect(dsn.removeprefix("sqlite:///"))
+        done = lambda: conn.execute(DONE_SQL.replace("%s", "?"), (queue,)).fetchone()[0]  # noqa: E731
+    else:
+        conn = probe_connection(dsn)
+        done = lambda: conn.execute(DONE_SQL, (queue,)).fetchone()[0]  # noqa: E731
     while done() < jobs:
         time.sleep(0.02)
     conn.close()
 
 
-def run(backend: str, jobs: int, insert: int) -> None:
-    env = scratch_env()
-    tag = uuid.uuid4().hex
-    env["JOBCTL_BENCH_TAG"] = tag
-    admin = db_name = None
-    if backend == "postgresql":
-        import psycopg
-
-        db_name = f"jobctl_bench_{tag[:10]}"
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-        admin.execute(f'CREATE DATABASE "{db_name}"')
-        env["JOBCTL_DSN"] = PG_ADMIN.rsplit("/", 1)[0] + "/" + db_name
-    db_path = env["JOBCTL_DSN"].removeprefix("sqlite:///")
+def drain(env: dict[str, str], procedure: str, lines: list[str], *, queue: str = "bench",
+          by_sql: bool = False) -> dict[str, Any]:
+    """Submit `lines` with --params-file into `queue` (limit 4) and time until
+    every job has its outcome. `env` carries JOBCTL_BENCH_TAG, which the
+    detached workers inherit and the process count looks for."""
     cmd = jobctl_cmd()
-    try:
-        subprocess.run(cmd + ["db", "init", "--examples"], env=env, check=True, capture_output=True)
-        subprocess.run(cmd + ["queue", "set", "bench", "--max-running", "4"], env=env, check=True,
-                       capture_output=True)
-        lines = "".join(json.dumps({"vA": i, "vB": 1}) + "\n" for i in range(jobs))
-        peak = {"procs": 0, "sessions": 0}
-        stop = threading.Event()
-
-        def sample() -> None:
-            conn = psycopg.connect(env["JOBCTL_DSN"], autocommit=True) if backend == "postgresql" else None
-            while not stop.is_set():
-                pids = tagged_pids(tag)
-                peak["procs"] = max(peak["procs"], len(pids))
-                if conn is not None:
-                    n = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                     "current_database() AND application_name LIKE 'jobctl:%'"
-                                     ).fetchone()[0]
-                else:
-                    n = sqlite_sessions(pids, db_path)
-                peak["sessions"] = max(peak["sessions"], n)
-                time.sleep(0.01)
-            if conn is not None:
-                conn.close()
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+    tag = env["JOBCTL_BENCH_TAG"]
+    dsn = env["JOBCTL_DSN"]
+    pg = not dsn.startswith("sqlite:///")
+    subprocess.run(cmd + ["queue", "set", queue, "--max-running", "4"], env=env, check=True,
+                   capture_output=True)
+    with contextlib.ExitStack() as stack:
+        if pg:
+            conn = probe_connection(dsn)
+            stack.callback(conn.close)
+            sessions = lambda: conn.execute(  # noqa: E731
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE 'jobctl:%'").fetchone()[0]
+        else:
+            sessions = lambda: sqlite_sessions(tagged_pids(tag), dsn.removeprefix("sqlite:///"))  # noqa: E731
+        peaks = stack.enter_context(Peaks({"procs": lambda: len(tagged_pids(tag)), "sessions": sessions}))
         t0 = time.perf_counter()
-        ids = subprocess.run(cmd + ["submit", "SUMA_SIMPLE", "--params-file", "-", "--queue", "bench"],
-                             env=env, input=lines, capture_output=True, text=True, check=True).stdout.split()
+        ids = subprocess.run(cmd + ["submit", procedure, "--params-file", "-", "--queue", queue],
+                             env=env, input="".join(line + "\n" for line in lines),
+                             capture_output=True, text=True, check=True).stdout.split()
         submitted = time.perf_counter() - t0
-        if os.environ.get("BENCH_WAIT_BY_SQL"):
-            wait_by_sql(backend, env["JOBCTL_DSN"], db_path, jobs)
+        if by_sql:
+            wait_by_sql(env, queue, len(ids))
         else:
             subprocess.run(cmd + ["wait", *ids], env={**env, "JOBCTL_POLL": "0.05"}, check=True,
                            capture_output=True)
         drained = time.perf_counter() - t0
-        stop.set()
-        sampler.join()
-        rows = json.loads(subprocess.run(cmd + ["list", "--queue", "bench", "-n", str(jobs), "-f", "json"],
-                                         env=env, capture_output=True, text=True, check=True).stdout)
-        completed = sum(r["status"] == "completed" for r in rows)
-        print(f"{backend}: {jobs} no-op jobs via --params-file into a queue of limit 4: "
-              f"{completed} completed in {drained:.2f} s = {jobs / drained:.0f} jobs/s "
-              f"(submit command {submitted * 1000:.0f} ms); peak worker processes "
-              f"{peak['procs']}, peak worker sessions {peak['sessions']}")
+    rows = json.loads(subprocess.run(cmd + ["list", "--queue", queue, "-n", str(len(ids)), "-f", "json"],
+                                     env=env, capture_output=True, text=True, check=True).stdout)
+    return {"jobs": len(ids), "completed": sum(r["status"] == "completed" for r in rows),
+            "seconds": drained, "jobs_per_s": len(ids) / drained, "submit_s": submitted,
+            "peak_procs": peaks.peak["procs"], "peak_sessions": peaks.peak["sessions"]}
 
-        subprocess.run(cmd + ["queue", "pause", "ins"], env=env, check=True, capture_output=True)
-        lines = "".join(json.dumps({"vA": i, "vB": 1}) + "\n" for i in range(insert))
-        t0 = time.perf_counter()
-        subprocess.run(cmd + ["submit", "SUMA_SIMPLE", "--params-file", "-", "--queue", "ins"],
-                       env=env, input=lines, capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
-        print(f"{backend}: --params-file batch insert of {insert} jobs: {wall:.2f} s wall "
-              f"(whole command) = {insert / wall:.0f} jobs/s")
-    finally:
-        if admin is not None:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            admin.close()
+
+def insert_rate(env: dict[str, str], procedure: str, lines: list[str], *,
+                queue: str = "ins") -> dict[str, Any]:
+    """The whole `submit --params-file` command into a paused queue (so no
+    worker starts and only the insert is timed)."""
+    cmd = jobctl_cmd()
+    subprocess.run(cmd + ["queue", "pause", queue], env=env, check=True, capture_output=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd + ["submit", procedure, "--params-file", "-", "--queue", queue],
+                   env=env, input="".join(line + "\n" for line in lines), capture_output=True,
+                   text=True, check=True)
+    wall = time.perf_counter() - t0
+    return {"jobs": len(lines), "seconds": wall, "jobs_per_s": len(lines) / wall}
+
+
+def run(backend: str, jobs: int, insert: int) -> None:
+    env = scratch_env()
+    env["JOBCTL_BENCH_TAG"] = uuid.uuid4().hex
+    with pg_database(env) if backend == "postgresql" else contextlib.nullcontext():
+        subprocess.run(jobctl_cmd() + ["db", "init", "--examples"], env=env, check=True,
+                       capture_output=True)
+        d = drain(env, "SUMA_SIMPLE", [json.dumps({"vA": i, "vB": 1}) for i in range(jobs)],
+                  by_sql=bool(os.environ.get("BENCH_WAIT_BY_SQL")))
+        print(f"{backend}: {jobs} no-op jobs via --params-file into a queue of limit 4: "
+              f"{d['completed']} completed in {d['seconds']:.2f} s = {d['jobs_per_s']:.0f} jobs/s "
+              f"(submit command {d['submit_s'] * 1000:.0f} ms); peak worker processes "
+              f"{d['peak_procs']}, peak worker sessions {d['peak_sessions']}")
+        i = insert_rate(env, "SUMA_SIMPLE", [json.dumps({"vA": i, "vB": 1}) for i in range(insert)])
+        print(f"{backend}: --params-file batch insert of {insert} jobs: {i['seconds']:.2f} s wall "
+              f"(whole command) = {i['jobs_per_s']:.0f} jobs/s")
 
 
 def main() -> None:
