@@ -237,3 +237,29 @@ def test_worker_on_a_database_without_job_workers_says_db_init(sqlite_env):
         assert "JOB_WORKERS is missing: run jobctl db init" in result.stderr
     assert sqlite_env.cli("db", "init").exit_code == 0
     assert sqlite_env.json("worker", "list") == []
+
+
+PRINTER = '''
+import time
+from jobctl.local import procedure
+
+@procedure("PRINTER")
+def printer(ctx, tag: str):
+    for i in range(5):
+        print(f"{tag} line {i}")
+        time.sleep(0.05)
+'''
+
+
+def test_print_of_local_procedures_running_side_by_side_stays_with_each_job(sqlite_env, pools):
+    path = sqlite_env.tmp / "printer.py"
+    path.write_text(PRINTER)
+    config = sqlite_env.tmp / "config" / "jobctl" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'modules = ["{path}"]\n')
+    pools.append(Pool(sqlite_env, "--queue", "pr", "--concurrency", "3"))
+    ids = {tag: sqlite_env.submit("PRINTER", "-p", f"tag={tag}", "--queue", "pr")
+           for tag in ("alpha", "beta", "gamma")}
+    for tag, job_id in ids.items():
+        job = sqlite_env.wait_for(job_id, lambda j: j["status"] == "completed", timeout=30)
+        assert job["output"].splitlines() == [f"{tag} line {i}" for i in range(5)], job["output"]
