@@ -870,7 +870,7 @@ def _object(stmt: str) -> str:
 def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
     assert [_object(s) for s in stmts] == [
-        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
+        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
         "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent
@@ -911,6 +911,11 @@ def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
         assert f"EXCEPTION_INIT(e_" in text and code in text
     view = next(s for s in _split("create_async_jobs_table.sql") if "VIEW" in s.split("\n")[0])
     assert isinstance(sqlglot.parse_one(view, read="oracle"), exp.Create)
+    # the pools' table has the columns store.py reads and writes
+    workers = re.search(r"q'\[\s*(CREATE TABLE JOB_WORKERS.*?)\]'", text, re.S).group(1)
+    names = {c.name.lower() for c in sqlglot.parse_one(workers, read="oracle").find_all(exp.ColumnDef)}
+    assert names == {"worker_id", "host", "pid", "queues", "concurrency", "running", "state",
+                     "started_at", "heartbeat_at"}
 
 
 def test_progress_package_is_keyed_by_client_identifier():
