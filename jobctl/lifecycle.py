@@ -141,14 +141,14 @@ class Lifecycle:
     def claim_batch(self, conn: Any, queue: str, *, token: str, pid: int,
                     sessions: list[str | None], known_queue: bool = False,
                     commit: bool = True, spare: int = store.CLAIM_SPARE,
-                    unlimited_only: bool = False, limits: dict[str, int] | None = None,
+                    handover: bool = False, limits: dict[str, int] | None = None,
                     now: dt.datetime | None = None) -> list[Job]:
         """queued → running for a pool: up to len(sessions) jobs of `queue`
         at once, within its limit (see store.claim_batch); commits unless
         told the caller's transaction does."""
         return store.claim_batch(self.backend, conn, queue, now=now or utcnow(), host=self.host,
                                  pid=pid, token=token, sessions=sessions, known_queue=known_queue,
-                                 commit=commit, spare=spare, unlimited_only=unlimited_only,
+                                 commit=commit, spare=spare, handover=handover,
                                  limits=limits)
 
     def unreserve(self, conn: Any, job_id: str, token: str) -> int:

@@ -363,6 +363,8 @@ class Worker:
         self.reserved: tuple[str, str] | None = None
         #: a pool's slot: how to claim its next job in this job's commit, and what it claimed
         self.claim_following: Any = None
+        #: a pool starts the watchdog a moment later (see pool.WatchLater)
+        self.watch_later: Any = None
         self.following: Job | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
@@ -408,6 +410,14 @@ class Worker:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
                     _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
+
+    def start_watch(self) -> None:
+        """Start the watchdog thread, unless the run already ended."""
+        with self.state_lock:
+            if self._releasing or self.done.is_set():
+                return
+            self._watching = True
+        threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
 
     def _watch(self) -> None:
         """The watchdog's thread: it owns the wake-up pipe while it runs, so
@@ -621,8 +631,10 @@ class Worker:
             lifecycle.remove_liveness(self.live_path)
             return 1
 
-        self._watching = True
-        threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
+        if self.watch_later is not None:
+            self.watch_later(self)
+        else:
+            self.start_watch()
         status, result, error = JobStatus.FAILED, None, None
         for attempt in range(1, max_attempts + 1):
             status, result, error = self._attempt(sig, values)

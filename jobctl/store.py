@@ -731,7 +731,7 @@ CLAIM_SPARE = 4
 def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
                 pid: int, token: str, sessions: Sequence[str | None],
                 known_queue: bool = False, commit: bool = True,
-                spare: int = CLAIM_SPARE, unlimited_only: bool = False,
+                spare: int = CLAIM_SPARE, handover: bool = False,
                 limits: dict[str, int] | None = None) -> list[Job]:
     """A pool's claim: up to len(sessions) eligible jobs of `queue`, straight
     to `running` (the pool runs them at once, so no reservation is needed),
@@ -747,9 +747,14 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
     locked, in a second statement; one update claims them. A claim in its
     own transaction (`commit`) commits without waiting for the disk (see
     relax_commit): a limited queue's lock is then held for a few round
-    trips, not for a flush. `unlimited_only`: claim nothing from a limited
-    queue (inside a job's own transaction, which commits durably, its lock
-    would wait for that flush). `limits` receives the queue's limit."""
+    trips, not for a flush. `limits` receives the queue's limit.
+
+    `handover`: a pool slot's next job, claimed in the transaction that
+    records its current job's outcome (one commit for both). It takes no
+    queue lock: the job it claims replaces the one it finishes, so the
+    queue's running count after its commit is never above the count before
+    it, which every locked claim respected; the count is still read (a limit
+    lowered meanwhile, a paused queue: no hand-over)."""
 
     def done(jobs: list[Job]) -> list[Job]:
         if commit:
@@ -764,6 +769,24 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             # makes the claims of all processes take turns
             ensure_queue(backend, conn, queue)
         room = len(sessions)
+        if handover and room == 1:
+            # (jobs with dependencies are left to the claim that checks them)
+            if limits is not None and limits.get(queue) == 0:
+                # unlimited when last seen: one statement, which claims
+                # nothing unless the queue still is, and is not paused
+                job = _claim_first(backend, conn, queue, now=now, host=host, pid=pid, token=token,
+                                   session=sessions[0], where=f"""EXISTS (SELECT 1 FROM {QUEUES}
+                                       WHERE queue_name = :qname AND max_running = 0 AND paused = 0)""")
+            else:
+                limit, paused, active = _queue_now(backend, conn, queue)
+                if limits is not None:
+                    limits[queue] = limit
+                if paused or (limit and active >= limit):
+                    return done([])
+                job = _claim_first(backend, conn, queue, now=now, host=host, pid=pid, token=token,
+                                   session=sessions[0])
+            if job is not NotImplemented:
+                return done([job] if job else [])
         binds: dict[str, Any] = {"now": _t(backend, now), "n": room + spare, "qname": queue}
         cur = _exec(backend, conn, f"""
             SELECT job_id, after_jobs,
@@ -780,7 +803,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         limit = DEFAULT_MAX_RUNNING if rows[0][2] is None else int(rows[0][2])
         if limits is not None:
             limits[queue] = limit
-        if bool(rows[0][3]) or (limit and unlimited_only):
+        if bool(rows[0][3]):
             return done([])
         if limit:
             limit, paused = _queue_row(backend, conn, queue, lock=True)
@@ -796,6 +819,11 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         ids = [job_id for job_id, _ in candidates]
         if not ids:
             return done([])
+        if room == 1 and not any(after for _, after in candidates):
+            job = _claim_first(backend, conn, queue, now=now, host=host, pid=pid, token=token,
+                               session=sessions[0])
+            if job is not NotImplemented:
+                return done([job] if job else [])
         # lock only as many as wanted, the next ones when some were taken
         # by a claim running beside this one (locks held until the commit
         # would only make the next claim skip them too)
@@ -841,6 +869,50 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         if commit:
             conn.rollback()
         raise
+
+
+def _queue_now(backend: Database, conn: Any, queue: str) -> tuple[int, bool, int]:
+    """(limit, paused, slots taken) of `queue`, in one statement, unlocked."""
+    binds: dict[str, Any] = {"qname": queue}
+    where = _in_queue(queue, binds)
+    cur = _exec(backend, conn, f"""SELECT max_running, paused,
+        (SELECT COUNT(*) FROM {TABLE} WHERE status = :st_running AND {where}
+            AND worker_host IS NOT NULL),
+        (SELECT COUNT(*) FROM {TABLE} WHERE status = :st_queued AND {where}
+            AND claim_token IS NOT NULL AND worker_host IS NOT NULL)
+        FROM {QUEUES} WHERE queue_name = :qname""", binds)
+    row = cur.fetchone()
+    if row is None:
+        return DEFAULT_MAX_RUNNING, False, count_active(backend, conn, queue)
+    limit = DEFAULT_MAX_RUNNING if row[0] is None else int(row[0])
+    return limit, bool(row[1]), int(row[2]) + int(row[3])
+
+
+def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
+                 pid: int, token: str, session: str | None, where: str = "1 = 1") -> Any:
+    """The next eligible job of `queue` with no dependencies, claimed in one
+    statement: the update picks it with SKIP LOCKED and returns its row.
+    The claimed Job, None when there is none, or NotImplemented where the
+    database cannot do it in one statement (the caller takes the long way)."""
+    returning = backend.returning_clause(COLUMNS)
+    first = backend.lock_first_clause("one")
+    if returning is None or first is None:
+        return NotImplemented
+    binds: dict[str, Any] = {"now": _t(backend, now), "one": 1, "qname": queue, "host": host,
+                             "pid": pid, "token": token, "db_session": session}
+    cur = _exec(backend, conn, f"""UPDATE {TABLE}
+        SET status = :st_running, start_time = :now, heartbeat_at = :now, worker_host = :host,
+            worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
+            error_msg = NULL
+        WHERE job_id = (SELECT job_id FROM {TABLE}
+                         WHERE status = :st_queued AND {_in_queue(queue, binds)}
+                           AND claim_token IS NULL AND after_jobs IS NULL
+                           AND (not_before IS NULL OR not_before <= :now) AND {_OURS} AND {where}
+                         ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {first})
+          AND status = :st_queued
+        {returning}""", binds)
+    rows = _rows(backend, cur)
+    return row_to_job(backend, rows[0]) if rows else None
 
 
 def _eligible(backend: Database, conn: Any, queue: str, now: dt.datetime,

@@ -134,6 +134,11 @@ class Database(Protocol):
         `:<bind>` rows it finds, or None where a row limit cannot be combined
         with a lock (Oracle: ORA-02014); the caller then locks fewer at a time."""
 
+    def returning_clause(self, columns: Sequence[str]) -> str | None:
+        """What ends an UPDATE that returns the updated rows' `columns`, or
+        None where the database cannot (Oracle, outside PL/SQL; SQLite before
+        3.35): the caller reads them in a statement of its own."""
+
     def relax_commit(self, conn: Any) -> None:
         """This transaction's commit need not wait for the disk (PostgreSQL:
         synchronous_commit off). Only for a transaction whose loss in a

@@ -281,6 +281,9 @@ class PostgresBackend:
     def lock_first_clause(self, bind: str) -> str | None:
         return f"LIMIT :{bind} FOR UPDATE SKIP LOCKED"  # locks only the rows it returns
 
+    def returning_clause(self, columns: Sequence[str]) -> str | None:
+        return "RETURNING " + ", ".join(columns)
+
     def relax_commit(self, conn: Any) -> None:
         # a later durable commit on this connection (the job's outcome)
         # flushes the WAL past this one too

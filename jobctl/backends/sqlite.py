@@ -255,6 +255,9 @@ class SqliteBackend(PolledCancel):
     def lock_first_clause(self, bind: str) -> str | None:
         return f"LIMIT :{bind}"  # the write lock covers every row
 
+    def returning_clause(self, columns: Sequence[str]) -> str | None:
+        return "RETURNING " + ", ".join(columns) if sqlite3.sqlite_version_info >= (3, 35) else None
+
     def relax_commit(self, conn) -> None:
         return None  # one writer at a time: nothing waits on a claim's commit
 

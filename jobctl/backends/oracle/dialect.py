@@ -80,6 +80,9 @@ class OracleDialect(OracleBase):
     def lock_first_clause(self, bind: str) -> str | None:
         return None  # FETCH FIRST with FOR UPDATE is ORA-02014
 
+    def returning_clause(self, columns: Sequence[str]) -> str | None:
+        return None  # RETURNING ... INTO binds one row's values, not a result set
+
     def relax_commit(self, conn: Any) -> None:
         return None  # COMMIT WRITE NOWAIT exists, but jobctl has not been measured on Oracle
 
