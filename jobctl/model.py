@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -153,7 +154,7 @@ class Signature:
         return [f"{p.name} {p.type_name}{'[]' if p.array else ''} {p.mode}"
                 + (" DEFAULT" if p.defaulted else "") for p in self.params]
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Changes when what a call binds could change: the parameters' names,
         types, modes and defaults, and the overload chosen. The worker compares

@@ -246,7 +246,7 @@ class Pool:
     def _worker(self, job: Job, ready: tuple[Any, str | None]) -> Worker:
         worker = Worker(self.settings.connection, self.tunables, job.job_id, token=job.claim_token,
                         connections=(None, ready[0]), books=self.books, pooled=True,
-                        backend=self.backend, signatures=self.signatures)
+                        backend=self.backend, signatures=self.signatures, jobs=self.lifecycle)
         worker.claim_following = self._claim_in(ready[1])
         worker.watch_later = self.watch_later
         with self.lock:

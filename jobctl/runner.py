@@ -310,7 +310,8 @@ class Worker:
     def __init__(self, connection: ConnectionSettings, tunables: Tunables, job_id: str,
                  token: str | None = None, connections: tuple[Any, Any] = (None, None),
                  books: Books | None = None, pooled: bool = False, backend: Any = None,
-                 signatures: Signatures | None = None):
+                 signatures: Signatures | None = None,
+                 jobs: lifecycle.Lifecycle | None = None):
         self.settings = connection
         self.tunables = tunables
         self.job_id = job_id
@@ -341,15 +342,14 @@ class Worker:
         self.token = token or uuid.uuid4().hex
         #: the server session running the call (DB_SESSION), when the backend has one
         self.session: str | None = None
-        self.lifecycle = lifecycle.Lifecycle(self.backend, tunables)
+        self.lifecycle = jobs or lifecycle.Lifecycle(self.backend, tunables)
         self.live_path = lifecycle.liveness_path(self.backend, job_id)
         self.stop_retrying = False
         #: the watchdog sleeps in select() on this pipe (and on the watch
         #: connection's socket where cancels are announced): new progress or
         #: output, and the end of the run, wake it at once
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        #: (made with the watchdog: a pooled job that ends first never needs it)
+        self._wake_r = self._wake_w = -1
         self.ctx.on_change = self._wake
         self.books.wakers[job_id] = self._wake
         self._watching = False
@@ -388,8 +388,8 @@ class Worker:
 
     def _wake(self) -> None:
         with self.state_lock:
-            if self._released:
-                return  # its descriptor may belong to another job now
+            if self._released or self._wake_w < 0:
+                return  # no watchdog yet, or its descriptor may belong to another job now
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._wake_w, b"!")   # a full pipe is awake enough
 
@@ -417,6 +417,9 @@ class Worker:
             if self._releasing or self.done.is_set():
                 return
             self._watching = True
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
         threading.Thread(target=self._watch, daemon=True, name="watchdog").start()
 
     def _watch(self) -> None:
@@ -733,6 +736,8 @@ class Worker:
             return
         self._released = True  # _wake writes nothing from now on
         for fd in (self._wake_r, self._wake_w):
+            if fd < 0:
+                continue
             with contextlib.suppress(OSError):
                 os.close(fd)
 

@@ -51,15 +51,26 @@ def _exec(backend: Database, conn: Any, sql: str, binds: dict[str, Any] | None =
     ...) bound from JobStatus, so no status is spelled twice. Only the ones
     used are bound: Oracle refuses binds a statement does not name."""
     binds = dict(binds or {})
-    for status in JobStatus:
-        if f":st_{status.value}" in sql:
-            binds[f"st_{status.value}"] = status.value
+    for placeholder, name, value in _STATUS_BINDS:
+        if placeholder in sql:
+            binds[name] = value
     return backend.execute(conn, sql, binds)
+
+
+#: (":st_running", "st_running", "running") for each status, once
+_STATUS_BINDS = tuple((f":st_{s.value}", f"st_{s.value}", s.value) for s in JobStatus)
 
 
 def _rows(backend: Database, cur) -> list[dict[str, Any]]:
     names = [d[0].lower() for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _jobs(backend: Database, cur) -> list[Job]:
+    """The jobs a statement selecting COLUMNS returned. Named by COLUMNS, not
+    by the cursor's description: building that costs more than the row (a
+    pool reads one per job)."""
+    return [row_to_job(backend, dict(zip(COLUMNS, row))) for row in cur.fetchall()]
 
 
 def _read_text(value: Any) -> str | None:
@@ -197,7 +208,7 @@ def find_active_unique(backend: Database, conn: Any, unique_key: str) -> list[Jo
     cur = _exec(backend, conn, f"""{_SELECT}
         WHERE unique_key = :unique_key AND status IN (:st_queued, :st_running)""",
         {"unique_key": unique_key})
-    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+    return _jobs(backend, cur)
 
 
 # -- writes from the worker --------------------------------------------------
@@ -303,8 +314,8 @@ def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
 
 def get(backend: Database, conn: Any, job_id: str) -> Job | None:
     cur = backend.execute(conn, f"{_SELECT} WHERE job_id = :job_id", {"job_id": job_id})
-    rows = _rows(backend, cur)
-    return row_to_job(backend, rows[0]) if rows else None
+    jobs = _jobs(backend, cur)
+    return jobs[0] if jobs else None
 
 
 def get_by_prefix(backend: Database, conn: Any, prefix: str) -> list[Job]:
@@ -313,7 +324,7 @@ def get_by_prefix(backend: Database, conn: Any, prefix: str) -> list[Job]:
     cur = backend.execute(conn, f"""{_SELECT}
         WHERE job_id >= :lo AND job_id < :hi ORDER BY job_id {backend.limit_clause('n')}""",
         {"lo": prefix, "hi": prefix + "g", "n": 2})
-    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+    return _jobs(backend, cur)
 
 
 def recent_jobs(backend: Database, conn: Any, limit: int) -> list[tuple[str, str, str]]:
@@ -349,7 +360,7 @@ def list_jobs(backend: Database, conn: Any, *, since: dt.datetime | None, status
         if not newest:
             own.pop("n")
         cur = backend.execute(conn, f"{_SELECT} WHERE {' AND '.join(where) or '1 = 1'}{order}", own)
-        return [row_to_job(backend, r) for r in _rows(backend, cur)]
+        return _jobs(backend, cur)
 
     if since is None:
         return select(filters, statuses, newest=True)
@@ -425,7 +436,7 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
             OR (status = :st_queued AND claim_token IS NOT NULL
                 AND (heartbeat_at IS NULL OR heartbeat_at < :unclaimed OR worker_host = :host))){extra}""",
         binds)
-    return [row_to_job(backend, r) for r in _rows(backend, cur)]
+    return _jobs(backend, cur)
 
 
 # -- writes from cancel / cleanup -----------------------------------------------
@@ -844,7 +855,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             cur = _exec(backend, conn, f"""{_SELECT}
                 WHERE job_id IN ({', '.join(':' + k for k in binds if k != 'n')})
                   AND status = :st_queued AND claim_token IS NULL {ending}""", binds)
-            held = [row_to_job(backend, r) for r in _rows(backend, cur)]
+            held = _jobs(backend, cur)
             picked += sorted(held, key=lambda job: order[job.job_id])
         if not picked:
             return done([])
@@ -911,8 +922,8 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
                          ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {first})
           AND status = :st_queued
         {returning}""", binds)
-    rows = _rows(backend, cur)
-    return row_to_job(backend, rows[0]) if rows else None
+    jobs = _jobs(backend, cur)
+    return jobs[0] if jobs else None
 
 
 def _eligible(backend: Database, conn: Any, queue: str, now: dt.datetime,

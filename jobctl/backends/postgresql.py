@@ -222,6 +222,7 @@ class PostgresBackend:
 
     def __init__(self, settings: ConnectionSettings):
         self.settings = settings
+        self._statements: dict[tuple[str, str, frozenset[str]], str] = {}
 
     # -- connections and SQL ---------------------------------------------------
     def _conninfo(self, job_id: str | None) -> dict[str, Any]:
@@ -497,26 +498,10 @@ class PostgresBackend:
 
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
-        if "schema" in sig.extra:
-            schema, proc = sig.extra["schema"], sig.extra["proc"]
-        else:
-            schema, proc = split_name(sig.name)
-        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
-                  if schema else pgsql.Identifier(proc))
         given = {k.casefold(): v for k, v in values.items()}
-        args: list[pgsql.Composable] = []
-        binds: list[Any] = []
-        for p in sig.params:
-            key = p.name.casefold()
-            if p.is_input and key in given:
-                args.append(pgsql.SQL("{} => {}::{}").format(
-                    pgsql.Identifier(p.name), pgsql.Placeholder(), pgsql.SQL(p.type_name)))
-                binds.append(_bindable(p, given[key]))
-            elif p.mode == "OUT" or (p.mode == "IN/OUT" and not p.defaulted):
-                # PostgreSQL 14+: OUT arguments take a placeholder in CALL
-                args.append(pgsql.SQL("{} => NULL::{}").format(pgsql.Identifier(p.name),
-                                                               pgsql.SQL(p.type_name)))
-        stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args))
+        binds = [_bindable(p, given[p.name.casefold()]) for p in sig.params
+                 if p.is_input and p.name.casefold() in given]
+        stmt = self._call_statement(conn, sig, frozenset(given))
 
         def on_notice(diag: Any) -> None:
             text = diag.message_primary or ""
@@ -542,6 +527,35 @@ class PostgresBackend:
         if row is None:
             return {}
         return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+
+    def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
+        """`CALL proc(name => %s::type, ...)` for these inputs, composed once
+        per procedure and set of inputs (a pool calls the same one for many
+        jobs; composing it cost as much as the call's round trip)."""
+        key = (sig.name, sig.fingerprint, given)
+        stmt = self._statements.get(key)
+        if stmt is not None:
+            return stmt
+        if "schema" in sig.extra:
+            schema, proc = sig.extra["schema"], sig.extra["proc"]
+        else:
+            schema, proc = split_name(sig.name)
+        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
+                  if schema else pgsql.Identifier(proc))
+        args: list[pgsql.Composable] = []
+        for p in sig.params:
+            if p.is_input and p.name.casefold() in given:
+                args.append(pgsql.SQL("{} => {}::{}").format(
+                    pgsql.Identifier(p.name), pgsql.Placeholder(), pgsql.SQL(p.type_name)))
+            elif p.mode == "OUT" or (p.mode == "IN/OUT" and not p.defaulted):
+                # PostgreSQL 14+: OUT arguments take a placeholder in CALL
+                args.append(pgsql.SQL("{} => NULL::{}").format(pgsql.Identifier(p.name),
+                                                               pgsql.SQL(p.type_name)))
+        stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args)).as_string(conn)
+        if len(self._statements) > 256:
+            self._statements.clear()
+        self._statements[key] = stmt
+        return stmt
 
     def interrupt(self, conn: Any) -> None:
         try:
