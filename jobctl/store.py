@@ -519,6 +519,19 @@ def table_columns(backend: Database, conn: Any) -> set[str]:
 QUEUES = "JOB_QUEUES"
 
 
+#: the order in which a queue's jobs are claimed, the claim index's own
+#: (IX_ASYNC_JOBS_NEXT): the next job is one index entry away, not a sort
+_NEXT_ORDER = "ORDER BY priority DESC, start_time, job_id"
+
+
+def _claim_in(queue: str, binds: dict[str, Any]) -> str:
+    """The claim's rows of `queue`: a row jobctl's submit wrote always names
+    its queue (the column's default filled it in rows older than queues),
+    so no `OR queue IS NULL` keeps the claim index from serving it."""
+    binds["queue"] = queue
+    return "queue = :queue"
+
+
 def _in_queue(queue: str, binds: dict[str, Any]) -> str:
     """Rows of `queue`; a NULL QUEUE (a row older than queues, or written by
     another application) belongs to the default queue."""
@@ -661,9 +674,9 @@ def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime,
     binds: dict[str, Any] = {"now": _t(backend, now), "n": scan}
     cur = _exec(backend, conn, f"""
         SELECT job_id, after_jobs FROM {TABLE}
-         WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
+         WHERE status = :st_queued AND {_claim_in(queue, binds)} AND claim_token IS NULL
            AND (not_before IS NULL OR not_before <= :now) AND {_OURS}
-         ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
+         {_NEXT_ORDER} {backend.limit_clause('n')}""",
         binds)
     return [(r[0], split_ids(_read_text(r[1]))) for r in cur.fetchall()]
 
@@ -804,9 +817,9 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
                    (SELECT max_running FROM {QUEUES} WHERE queue_name = :qname),
                    (SELECT paused FROM {QUEUES} WHERE queue_name = :qname)
               FROM {TABLE}
-             WHERE status = :st_queued AND {_in_queue(queue, binds)} AND claim_token IS NULL
+             WHERE status = :st_queued AND {_claim_in(queue, binds)} AND claim_token IS NULL
                AND (not_before IS NULL OR not_before <= :now) AND {_OURS}
-             ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {backend.limit_clause('n')}""",
+             {_NEXT_ORDER} {backend.limit_clause('n')}""",
             binds)
         rows = cur.fetchall()
         if not rows:
@@ -851,7 +864,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             ending = backend.lock_clause(skip_locked=True)
             if first:
                 binds["n"] = room - len(picked)
-                ending = "ORDER BY COALESCE(priority, 0) DESC, start_time, job_id " + first
+                ending = f"{_NEXT_ORDER} {first}"
             cur = _exec(backend, conn, f"""{_SELECT}
                 WHERE job_id IN ({', '.join(':' + k for k in binds if k != 'n')})
                   AND status = :st_queued AND claim_token IS NULL {ending}""", binds)
@@ -916,10 +929,10 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
             worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
             error_msg = NULL
         WHERE job_id = (SELECT job_id FROM {TABLE}
-                         WHERE status = :st_queued AND {_in_queue(queue, binds)}
+                         WHERE status = :st_queued AND {_claim_in(queue, binds)}
                            AND claim_token IS NULL AND after_jobs IS NULL
                            AND (not_before IS NULL OR not_before <= :now) AND {_OURS} AND {where}
-                         ORDER BY COALESCE(priority, 0) DESC, start_time, job_id {first})
+                         {_NEXT_ORDER} {first})
           AND status = :st_queued
         {returning}""", binds)
     jobs = _jobs(backend, cur)

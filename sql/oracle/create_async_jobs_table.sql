@@ -150,10 +150,12 @@ DECLARE
         WHEN e_name_used OR e_already_indexed THEN NULL;
     END;
 BEGIN
+    -- the claim's index, in the claim's own order; it replaces
+    -- IX_ASYNC_JOBS_CLAIM, which an earlier schema keeps (nothing is dropped)
     create_index('CREATE INDEX IX_ASYNC_JOBS_STATUS ON ASYNC_JOBS (STATUS)');
     create_index('CREATE INDEX IX_ASYNC_JOBS_START ON ASYNC_JOBS (START_TIME)');
     create_index('CREATE INDEX IX_ASYNC_JOBS_PROC_START ON ASYNC_JOBS (PROCEDURE_NAME, START_TIME)');
-    create_index('CREATE INDEX IX_ASYNC_JOBS_CLAIM ON ASYNC_JOBS (STATUS, QUEUE, PRIORITY, START_TIME)');
+    create_index('CREATE INDEX IX_ASYNC_JOBS_NEXT ON ASYNC_JOBS (STATUS, QUEUE, PRIORITY DESC, START_TIME, JOB_ID)');
     create_index(q'[CREATE UNIQUE INDEX UX_ASYNC_JOBS_UNIQUE_ACTIVE ON ASYNC_JOBS
                     (CASE WHEN STATUS IN ('queued', 'running') THEN UNIQUE_KEY END)]');
 END;
