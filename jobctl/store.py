@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .jsontext import loads
 from .model import Job, JobStatus
@@ -1043,8 +1043,10 @@ WORKERS = "JOB_WORKERS"
 ALL_QUEUES = "*"
 
 
-@dataclass(frozen=True)
-class WorkerRow:
+class WorkerRow(NamedTuple):
+    """A JOB_WORKERS row (a NamedTuple, not a dataclass: this module is on
+    the path of `jobctl status`, whose start-up a dataclass would cost)."""
+
     worker_id: str
     host: str
     pid: int
