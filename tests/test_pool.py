@@ -4,7 +4,6 @@ against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,8 @@ import time
 
 import pytest
 
-from test_queues import count, note_run, runs, tagged_workers, wait_all_finished
+from test_queues import (count, note_run, runs, submit_from_shells, tagged_workers,
+                         wait_all_finished)
 
 
 class Pool:
@@ -97,16 +97,7 @@ def test_limit_holds_with_two_pools_and_ten_shells_and_every_job_runs_once(env, 
     pools.append(Pool(env, "--queue", "lim", "--concurrency", "3", tag=tag))
     pools.append(Pool(env, "--queue", "lim", "--concurrency", "3", tag=tag))
     shells, per_shell = 10, 10
-    procs = []
-    for s in range(shells):
-        lines = "".join(json.dumps({"n": s * per_shell + i, "seconds": 0.05}) + "\n"
-                        for i in range(per_shell))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "jobctl", "submit", proc, "--params-file", "-", "--queue", "lim"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "JOBCTL_TEST_TAG": tag}))
-        procs[-1].stdin.write(lines)
-        procs[-1].stdin.close()
+    procs = submit_from_shells(proc, "lim", shells, per_shell, seconds=0.05, tag=tag)
     peak = [0]
 
     def sample():

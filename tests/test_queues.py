@@ -77,6 +77,24 @@ def tagged_workers(tag: str) -> list[int]:
     return found
 
 
+def submit_from_shells(proc: str, queue: str, shells: int, per_shell: int, *, seconds: float,
+                       tag: str) -> list[subprocess.Popen]:
+    """`shells` concurrent `jobctl submit --params-file -`, each of
+    `per_shell` jobs numbered n = 0, 1, ... across them all; the workers they
+    start carry `tag` in their environment."""
+    procs = []
+    for s in range(shells):
+        lines = "".join(json.dumps({"n": s * per_shell + i, "seconds": seconds}) + "\n"
+                        for i in range(per_shell))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "jobctl", "submit", proc, "--params-file", "-", "--queue", queue],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "JOBCTL_TEST_TAG": tag}))
+        procs[-1].stdin.write(lines)
+        procs[-1].stdin.close()
+    return procs
+
+
 def count(env, where: str) -> int:
     return len(env.rows(where))
 
@@ -97,16 +115,7 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
     assert env.cli("queue", "set", "lim", "--max-running", "3").exit_code == 0
     shells, per_shell = 4, 10
     tag = f"QTEST_{os.getpid()}_{time.monotonic_ns()}"  # inherited by the workers these shells start
-    procs = []
-    for s in range(shells):
-        lines = "".join(json.dumps({"n": s * per_shell + i, "seconds": 0.1}) + "\n"
-                        for i in range(per_shell))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "jobctl", "submit", proc, "--params-file", "-", "--queue", "lim"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "JOBCTL_TEST_TAG": tag}))
-        procs[-1].stdin.write(lines)
-        procs[-1].stdin.close()
+    procs = submit_from_shells(proc, "lim", shells, per_shell, seconds=0.1, tag=tag)
     peak = [0]
     peak_workers = [0]
 
