@@ -1,9 +1,11 @@
 """`jobctl worker`: a pool that runs up to N jobs at once in one process.
 
 It claims the next eligible jobs of the queues it serves (every queue unless
---queue names some) within each queue's limit, exactly as a daemon-free
-worker does (`Lifecycle.claim_next`: the queue's lock, its count of slots
-taken), so pools on many hosts and daemon-free workers share one limit. Each
+--queue names some) within each queue's limit, under the same queue lock and
+count as a daemon-free worker (`Lifecycle.claim_batch`), so pools on many
+hosts and daemon-free workers share one limit. A slot that completes a job
+claims its queue's next one in the same commit (the hand-over: see
+store.claim_batch for why that needs no lock). Each
 job runs as a `runner.Worker` on a call connection of its own; one
 bookkeeping connection (`runner.Books`) carries the claims, heartbeats,
 cancel news, progress, output and the outcomes of failures for all of them.
@@ -174,11 +176,12 @@ class Pool:
                     queues = store.queues_needing_workers(self.backend, self.books.conn, utcnow())
                     self.books.conn.commit()
             claimed = 0
+            share = max(1, free // max(1, len(queues)))
             for queue in queues:
                 free = self.concurrency - len(self.active())
                 if free <= 0 or self.stop_signal is not None:
                     return
-                ready = [self._call_connection() for _ in range(free)]
+                ready = [self._call_connection() for _ in range(min(free, share))]
                 token = uuid.uuid4().hex
                 try:
                     with self.books.lock:
