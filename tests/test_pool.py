@@ -254,3 +254,30 @@ def test_print_of_local_procedures_running_side_by_side_stays_with_each_job(sqli
     for tag, job_id in ids.items():
         job = sqlite_env.wait_for(job_id, lambda j: j["status"] == "completed", timeout=30)
         assert job["output"].splitlines() == [f"{tag} line {i}" for i in range(5)], job["output"]
+
+
+def test_pause_stops_a_pools_hand_over_and_resume_restarts_it(env, pools):
+    env.cli("queue", "pause", "hp")
+    ids = [env.submit(env.proc["sleep"], "-p", "p_seconds=0.3", "--queue", "hp") for _ in range(12)]
+    pools.append(Pool(env, "--queue", "hp", "--concurrency", "2"))
+    assert env.cli("queue", "resume", "hp").exit_code == 0
+    deadline = time.monotonic() + 60
+    while count(env, "queue = 'hp' AND status = 'completed'") < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert env.cli("queue", "pause", "hp").exit_code == 0
+    paused_at = time.time()
+    time.sleep(2.0)
+    started_late = [r["job_id"] for r in env.rows("queue = 'hp' AND status <> 'queued'")
+                    if _epoch(env.status(r["job_id"])["start_time"]) > paused_at + 1.0]
+    assert started_late == []  # the jobs running at the pause finished; none took their slot
+    assert count(env, "queue = 'hp' AND status = 'queued'") > 0
+    assert env.cli("queue", "resume", "hp").exit_code == 0
+    for job_id in ids:
+        env.wait_for(job_id, lambda j: j["status"] == "completed", timeout=60)
+
+
+def _epoch(iso: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso).timestamp()
