@@ -216,6 +216,8 @@ class Books:
     News the database announces on it (PostgreSQL NOTIFY) is read into
     `news` by whichever thread reads first, and taken by the one it is for."""
 
+    NEWS_KEPT = 256
+
     def __init__(self, backend: Any, conn: Any = None):
         self.backend = backend
         self.conn = conn
@@ -237,6 +239,11 @@ class Books:
         for job_id in fresh:
             if (wake := self.wakers.get(job_id)) is not None:
                 wake()
+        if len(self.news) > self.NEWS_KEPT:
+            # every worker hears every cancel: forget those of other
+            # processes' jobs (kept a while: a job just claimed may not have
+            # its worker yet)
+            self.news = {n for n in self.news if n in self.wakers or n.startswith(WORK_NEWS)}
 
     def heard_cancel(self, job_id: str) -> bool:
         """Under the lock: was a cancel of job_id announced?"""
