@@ -461,10 +461,16 @@ class Pool:
         self._wake()
 
     def _drain(self) -> None:
-        with contextlib.suppress(Exception):
-            self._beat("stopping")
         deadline = time.monotonic() + self.grace_s
-        while self.active() and not self.cancel_now and time.monotonic() < deadline:
+        next_beat = 0.0
+        while True:
+            if time.monotonic() >= next_beat:
+                # `stopping`, and alive for other hosts through a long grace
+                with contextlib.suppress(Exception):
+                    self._beat("stopping")
+                next_beat = time.monotonic() + self.tunables.heartbeat_s
+            if not self.active() or self.cancel_now or time.monotonic() >= deadline:
+                break
             self._sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         why = (f"cancelled: the worker received {self.stop_signal} again" if self.cancel_now else
                f"cancelled: the worker received {self.stop_signal} and the job was still running "
