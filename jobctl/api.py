@@ -132,12 +132,16 @@ class Jobctl:
 
     # -- liveness: the rule lives in lifecycle; reading commands never write ----------
     def _effective(self, job: Job, now: dt.datetime | None = None,
-                   states: dict[str, store.QueueState] | None = None) -> Job:
+                   states: dict[str, store.QueueState] | None = None,
+                   served: dict[str, bool] | None = None) -> Job:
+        """`states`, `served`: what one reading command learnt of each queue
+        (its state; whether a pool serves it), asked once for all its jobs."""
         with self._db() as conn:
             job = self.lifecycle.effective(conn, job, now)
             if job.status is JobStatus.QUEUED:
                 job = replace(job, waiting_for=self._waiting_for(
-                    conn, job, now or utcnow(), {} if states is None else states))
+                    conn, job, now or utcnow(), {} if states is None else states,
+                    {} if served is None else served))
             return job
 
     # -- submit ------------------------------------------------------------------------
@@ -427,36 +431,38 @@ class Jobctl:
 
     def workers(self) -> list[dict[str, Any]]:
         """The pools registered in JOB_WORKERS, each judged running, stopping or gone."""
-        from .pool import describe_worker
-
         with self._db() as conn:
             try:
-                rows = store.list_workers(self.backend, conn)
-                conn.commit()
+                judged = self._judged_pools(conn)
             except Exception as exc:
                 conn.rollback()
                 if self.backend.is_missing_table(exc):
                     raise DatabaseError("table JOB_WORKERS is missing: run jobctl db init "
                                         "to create it") from exc
                 raise
-        now = utcnow()
         return [{"worker": w.worker_id, "host": w.host, "pid": w.pid,
                  "queues": ",".join(w.queues) or store.ALL_QUEUES, "concurrency": w.concurrency,
-                 "running": w.running,
-                 "state": describe_worker(w, host=self.lifecycle.host,
-                                          lost_after_s=self.settings.tunables.lost_after_s, now=now),
-                 "started_at": w.started_at, "heartbeat_at": w.heartbeat_at} for w in rows]
+                 "running": w.running, "state": state,
+                 "started_at": w.started_at, "heartbeat_at": w.heartbeat_at} for w, state in judged]
+
+    def _judged_pools(self, conn: Any,
+                      now: dt.datetime | None = None) -> list[tuple[store.WorkerRow, str]]:
+        """Each JOB_WORKERS row with its state (running, stopping or gone:
+        pool.describe_worker); commits. Raises when the table cannot be read."""
+        from .pool import describe_worker
+
+        rows = store.list_workers(self.backend, conn)
+        conn.commit()
+        now = now or utcnow()
+        return [(w, describe_worker(w, host=self.lifecycle.host,
+                                    lost_after_s=self.settings.tunables.lost_after_s, now=now))
+                for w in rows]
 
     def _forget_gone_pools(self, conn: Any, now: dt.datetime) -> None:
         """cleanup: the JOB_WORKERS rows of pools that are gone (killed, or a
         host that rebooted); their jobs were judged by the lost rule above."""
-        from .pool import describe_worker
-
         try:
-            rows = store.list_workers(self.backend, conn)
-            gone = [w.worker_id for w in rows if describe_worker(
-                w, host=self.lifecycle.host, lost_after_s=self.settings.tunables.lost_after_s,
-                now=now) == "gone"]
+            gone = [w.worker_id for w, state in self._judged_pools(conn, now) if state == "gone"]
             store.delete_workers(self.backend, conn, gone)
             conn.commit()
         except Exception:  # noqa: BLE001 - no pool table (an older schema): nothing to forget
@@ -465,17 +471,12 @@ class Jobctl:
     def _pool_serves(self, conn: Any, queue: str) -> bool:
         """A live `jobctl worker` serves `queue`: submit leaves the job to it.
         A database without JOB_WORKERS (or a role that may not read it) has none."""
-        from .pool import describe_worker
-
         try:
-            rows = store.list_workers(self.backend, conn)
-            conn.commit()
+            judged = self._judged_pools(conn)
         except Exception:  # noqa: BLE001 - no pool table: daemon-free workers only
             conn.rollback()
             return False
-        return any(w.serves(queue) and describe_worker(
-            w, host=self.lifecycle.host, lost_after_s=self.settings.tunables.lost_after_s) == "running"
-            for w in rows)
+        return any(w.serves(queue) and state == "running" for w, state in judged)
 
     # -- queues ----------------------------------------------------------------------------
     def queue_set(self, name: str, *, max_running: int | None = None,
@@ -501,7 +502,7 @@ class Jobctl:
         return out
 
     def _waiting_for(self, conn: Any, job: Job, now: dt.datetime,
-                     states: dict[str, store.QueueState]) -> str:
+                     states: dict[str, store.QueueState], served: dict[str, bool]) -> str:
         """Why a queued job has not started: the first thing that holds it."""
         if job.claim_token and job.worker_host:
             return f"starting: a worker on {job.worker_host} was started for it"
@@ -525,7 +526,9 @@ class Jobctl:
         if not state.free:
             return (f"no free slot: {state.running} running of limit {state.max_running} "
                     f"in queue {job.queue}")
-        if self._pool_serves(conn, job.queue):
+        if job.queue not in served:
+            served[job.queue] = self._pool_serves(conn, job.queue)
+        if served[job.queue]:
             return f"waiting for a `jobctl worker` serving queue {job.queue} to take it"
         return "no live worker has taken it: `jobctl cleanup --days N` starts one"
 
@@ -587,7 +590,8 @@ class Jobctl:
         if self._heal_once():
             jobs = read()  # workers were started: show what they took
         states: dict[str, store.QueueState] = {}
-        jobs = [self._effective(j, now, states) for j in jobs]
+        served: dict[str, bool] = {}
+        jobs = [self._effective(j, now, states, served) for j in jobs]
         if wanted:
             jobs = [j for j in jobs if j.status in wanted]
         return jobs

@@ -116,27 +116,12 @@ class Lifecycle:
         store.insert_jobs(self.backend, conn, jobs)
 
     def claim_next(self, conn: Any, queue: str, *, token: str, pid: int | None = None,
-                   now: dt.datetime | None = None) -> str | None:
+                   now: dt.datetime | None = None, commit: bool = True) -> str | None:
         """Reserve the next eligible job of `queue` for a worker, within the
-        queue's limit (see store.claim_next); commits. None: none may start."""
+        queue's limit (see store.claim_next); commits unless told the
+        caller's transaction does. None: none may start."""
         return store.claim_next(self.backend, conn, queue, now=now or utcnow(), host=self.host,
-                                pid=pid, token=token)
-
-    def reserve_next_before_commit(self, conn: Any, queue: str, *, token: str,
-                                   pid: int) -> str | None:
-        """The worker's hand-over: in the transaction that records its job's
-        outcome, before it commits, reserve the next eligible job of `queue`
-        for itself. The slot passes from one job to the next without ever
-        being free, so no submit starts another worker in between. A
-        reservation that fails is undone alone (a savepoint): the outcome and
-        the work stay. None: nothing eligible (or it failed)."""
-        store.savepoint(self.backend, conn, "jobctl_next")
-        try:
-            return store.claim_next(self.backend, conn, queue, now=utcnow(), host=self.host,
-                                    pid=pid, token=token, commit=False)
-        except Exception:  # noqa: BLE001 - the worker claims after the commit instead
-            store.rollback_to(self.backend, conn, "jobctl_next")
-            return None
+                                pid=pid, token=token, commit=commit)
 
     def claim_batch(self, conn: Any, queue: str, *, token: str, pid: int,
                     sessions: list[str | None], known_queue: bool = False,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import heapq
 import os
 import select
@@ -250,7 +251,8 @@ class Pool:
         worker = Worker(self.settings.connection, self.tunables, job.job_id, token=job.claim_token,
                         connections=(None, ready[0]), books=self.books, pooled=True,
                         backend=self.backend, signatures=self.signatures, jobs=self.lifecycle)
-        worker.claim_following = self._claim_in(ready[1])
+        worker.claim_following = functools.partial(self._claim_one, session=ready[1],
+                                                   handover=True)
         worker.watch_later = self.watch_later
         with self.lock:
             self.running[job.job_id] = worker
@@ -277,30 +279,25 @@ class Pool:
             self.running.pop(worker.job_id, None)
         self._wake()
 
-    def _claim_in(self, session: str | None):
-        """For a slot's worker: claim its next job inside the transaction
-        that records the current one (see Worker._claim_following)."""
-        def claim(conn: Any, queue: str) -> Job | None:
-            if self.stop_signal is not None:
-                return None
-            jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
-                                              sessions=[session], known_queue=True, commit=False,
-                                              spare=self.concurrency, handover=True,
-                                              limits=self.limits)
-            return jobs[0] if jobs else None
-        return claim
-
-    def _claim_for_slot(self, queue: str, ready: tuple[Any, str | None]) -> Job | None:
+    def _claim_one(self, conn: Any, queue: str, session: str | None, *,
+                   handover: bool) -> Job | None:
+        """A slot's next job of `queue`, run by `session` on `conn`: in the
+        transaction that records its current one (`handover`: see
+        Worker._hand_over), or in a transaction of its own."""
         if self.stop_signal is not None:
             return None
+        jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
+                                          sessions=[session], known_queue=True,
+                                          commit=not handover, spare=self.concurrency,
+                                          handover=handover, limits=self.limits)
+        return jobs[0] if jobs else None
+
+    def _claim_for_slot(self, queue: str, ready: tuple[Any, str | None]) -> Job | None:
         try:
-            jobs = self.lifecycle.claim_batch(ready[0], queue, token=uuid.uuid4().hex, pid=self.pid,
-                                              sessions=[ready[1]], known_queue=True,
-                                              spare=self.concurrency, limits=self.limits)
+            return self._claim_one(ready[0], queue, ready[1], handover=False)
         except Exception as exc:  # noqa: BLE001 - the pool's loop claims it later
             _log("pool", f"worker {self.worker_id}: claim on a slot: {describe_exception(exc)}")
             return None
-        return jobs[0] if jobs else None
 
     def _run_job(self, worker: Worker, job: Job,
                  ready: tuple[Any, str | None]) -> tuple[Any, str | None] | None:

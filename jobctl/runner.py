@@ -918,10 +918,7 @@ class Worker:
                         "claim (declared lost or cancelled meanwhile)")
                 self._settled(note)
                 return JobStatus.FAILED, None, note
-            if self.pooled:
-                self._claim_following(self.call_conn)
-            else:
-                self._reserve_next(self.call_conn)
+            self._hand_over(self.call_conn)
             self.call_conn.commit()
         except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
             outcome = self._after_failed_commit(exc, result)
@@ -931,30 +928,30 @@ class Worker:
         self._settled(None)
         return JobStatus.COMPLETED, result, None
 
-    def _claim_following(self, conn: Any) -> None:
-        """A pool slot's hand-over: the next job of the queue claimed for this
-        slot in the transaction that commits this one's work and outcome (one
-        commit for both; a failed claim is undone alone, by a savepoint)."""
-        self.following = None
-        if self.claim_following is None or self.queue is None:
+    def _hand_over(self, conn: Any) -> None:
+        """The next job of this one's queue, taken in the transaction that
+        records this one's outcome, before it commits, so that the slot passes
+        from job to job without ever standing free. A daemon-free worker
+        reserves it (`reserved`), so that no submit starts another worker in
+        between; a pool's slot claims it (`following`), one commit for both.
+        A failure is undone alone (a savepoint): the outcome and the work
+        stay, and the next job is taken after the commit instead."""
+        self.reserved = self.following = None
+        if self.queue is None or (self.claim_following is None if self.pooled
+                                  else _Signals.received):
             return
         store.savepoint(self.backend, conn, "jobctl_next")
         try:
-            self.following = self.claim_following(conn, self.queue)
-        except Exception as exc:  # noqa: BLE001 - the slot claims after the commit instead
-            _log(self.job_id, f"claim of the next job: {describe_exception(exc)}")
+            if self.pooled:
+                self.following = self.claim_following(conn, self.queue)
+            else:
+                token = uuid.uuid4().hex
+                found = self.lifecycle.claim_next(conn, self.queue, token=token, pid=os.getpid(),
+                                                  commit=False)
+                self.reserved = (found, token) if found else None
+        except Exception as exc:  # noqa: BLE001 - taken after the commit instead
+            _log(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
             store.rollback_to(self.backend, conn, "jobctl_next")
-
-    def _reserve_next(self, conn: Any) -> None:
-        """A daemon-free worker's hand-over, in its outcome's transaction
-        (see Lifecycle.reserve_next_before_commit); a pool claims for itself."""
-        self.reserved = None
-        if self.pooled or _Signals.received or self.queue is None:
-            return
-        token = uuid.uuid4().hex
-        found = self.lifecycle.reserve_next_before_commit(conn, self.queue, token=token,
-                                                          pid=os.getpid())
-        self.reserved = (found, token) if found else None
 
     def _settled(self, note: str | None) -> None:
         """The row holds its final outcome: nothing left for _finish to write."""
@@ -1026,8 +1023,8 @@ class Worker:
                         self.watch_conn = self.backend.connect(job_id=self.job_id)
                     written = self.lifecycle.finish(self.watch_conn, self.job_id,
                                                     token=self.token, **fields)
-                    if written:
-                        self._reserve_next(self.watch_conn)
+                    if written and not self.pooled:  # a pool's slot claims after this
+                        self._hand_over(self.watch_conn)
                     self.watch_conn.commit()
                 if not written:
                     _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")

@@ -50,11 +50,12 @@ def _exec(backend: Database, conn: Any, sql: str, binds: dict[str, Any] | None =
     """execute() with the status names the statement refers to (`:st_running`,
     ...) bound from JobStatus, so no status is spelled twice. Only the ones
     used are bound: Oracle refuses binds a statement does not name."""
-    binds = dict(binds or {})
-    for placeholder, name, value in _STATUS_BINDS:
-        if placeholder in sql:
-            binds[name] = value
-    return backend.execute(conn, sql, binds)
+    return backend.execute(conn, sql, {**(binds or {}), **_status_binds(sql)})
+
+
+def _status_binds(sql: str) -> dict[str, str]:
+    """The status names `sql` refers to (`:st_running`, ...), bound."""
+    return {name: value for placeholder, name, value in _STATUS_BINDS if placeholder in sql}
 
 
 #: (":st_running", "st_running", "running") for each status, once
@@ -178,7 +179,7 @@ def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
 
 def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) -> None:
     """Many new queued rows in one round of the driver's batch (--params-file)."""
-    statuses = {f"st_{s.value}": s.value for s in JobStatus if f":st_{s.value}" in _INSERT}
+    statuses = _status_binds(_INSERT)
     backend.execute_many(conn, _INSERT,
                          [{**_insert_binds(backend, **fields), **statuses} for fields in jobs])
     for queue in sorted({fields.get("queue") or DEFAULT_QUEUE for fields in jobs}):
@@ -719,13 +720,8 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         if paused or (limit and count_active(backend, conn, queue) >= limit):
             return done(None)
         for job_id, after in _candidates(backend, conn, queue, now):
-            if after:
-                blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
-                if blocked is not None:
-                    if blocked[0] == "failed":
-                        cancel_dependent(backend, conn, job_id, now,
-                                         f"cancelled: {blocked[1]}, so it never ran")
-                    continue
+            if not _may_start(backend, conn, job_id, after, now):
+                continue
             # a job another session is cancelling right now is skipped, not waited for
             cur = _exec(backend, conn, f"""SELECT job_id FROM {TABLE}
                 WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL
@@ -744,6 +740,12 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         if commit:
             conn.rollback()
         raise
+
+
+#: a pool's claim: queued → running under its token, run by its session
+_TO_RUNNING = """SET status = :st_running, start_time = :now, heartbeat_at = :now,
+        worker_host = :host, worker_pid = :pid, attempt = 1, claim_token = :token,
+        db_session = :db_session, error_msg = NULL"""
 
 
 #: a claim looks at this many candidates past the ones it wants (a pool: as
@@ -872,15 +874,11 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             picked += sorted(held, key=lambda job: order[job.job_id])
         if not picked:
             return done([])
-        statuses = {"st_queued": JobStatus.QUEUED.value, "st_running": JobStatus.RUNNING.value}
+        update = f"UPDATE {TABLE} {_TO_RUNNING} WHERE job_id = :job_id AND status = :st_queued"
+        statuses = _status_binds(update)
         claims = [{"job_id": job.job_id, "now": _t(backend, now), "host": host, "pid": pid,
                    "token": token, "db_session": session, **statuses}
                   for job, session in zip(picked, sessions)]
-        update = f"""UPDATE {TABLE}
-            SET status = :st_running, start_time = :now, heartbeat_at = :now, worker_host = :host,
-                worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
-                error_msg = NULL
-            WHERE job_id = :job_id AND status = :st_queued"""
         if len(claims) == 1:
             backend.execute(conn, update, claims[0])
         else:
@@ -924,10 +922,7 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
         return NotImplemented
     binds: dict[str, Any] = {"now": _t(backend, now), "one": 1, "qname": queue, "host": host,
                              "pid": pid, "token": token, "db_session": session}
-    cur = _exec(backend, conn, f"""UPDATE {TABLE}
-        SET status = :st_running, start_time = :now, heartbeat_at = :now, worker_host = :host,
-            worker_pid = :pid, attempt = 1, claim_token = :token, db_session = :db_session,
-            error_msg = NULL
+    cur = _exec(backend, conn, f"""UPDATE {TABLE} {_TO_RUNNING}
         WHERE job_id = (SELECT job_id FROM {TABLE}
                          WHERE status = :st_queued AND {_claim_in(queue, binds)}
                            AND claim_token IS NULL AND after_jobs IS NULL
@@ -937,6 +932,18 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
         {returning}""", binds)
     jobs = _jobs(backend, cur)
     return jobs[0] if jobs else None
+
+
+def _may_start(backend: Database, conn: Any, job_id: str, after: Sequence[str],
+               now: dt.datetime) -> bool:
+    """Has every job `job_id` waits for completed? One that ended badly
+    cancels it here, in the claim's transaction."""
+    if not after:
+        return True
+    blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
+    if blocked is not None and blocked[0] == "failed":
+        cancel_dependent(backend, conn, job_id, now, f"cancelled: {blocked[1]}, so it never ran")
+    return blocked is None
 
 
 def _eligible(backend: Database, conn: Any, queue: str, now: dt.datetime,
@@ -953,14 +960,9 @@ def _eligible(backend: Database, conn: Any, queue: str, now: dt.datetime,
                 break
             if any(job_id == seen for seen, _ in out):
                 continue
-            if after:
-                blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
-                if blocked is not None:
-                    held_back += 1
-                    if blocked[0] == "failed":
-                        cancel_dependent(backend, conn, job_id, now,
-                                         f"cancelled: {blocked[1]}, so it never ran")
-                    continue
+            if not _may_start(backend, conn, job_id, after, now):
+                held_back += 1
+                continue
             out.append((job_id, after))
         if not held_back or len(out) >= want:
             break
