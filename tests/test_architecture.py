@@ -111,7 +111,7 @@ def test_no_import_runs_upward():
             theirs = rank_of(target, table)
             if mine is not None and theirs is not None and theirs > mine:
                 upward.append(f"{module}:{line} imports {target}")
-    assert not upward, "imports that run upward:\n" + "\n".join(upward)
+    settle("imports that run upward", upward)
 
 
 def test_no_import_circle():
@@ -133,7 +133,7 @@ def test_no_import_circle():
     for start in sorted(edges):
         if start not in state:
             visit(start, [start])
-    assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+    settle("import circles", [" -> ".join(c) for c in circles])
 
 
 def private_attributes(path: Path, known: set[str], module: str) -> list[str]:
@@ -163,7 +163,63 @@ def test_no_module_takes_another_modules_private_names():
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private and target != module:
                 taken.append(f"{module}:{line} takes {', '.join(private)} from {target}")
-    assert not taken, "private names used across modules:\n" + "\n".join(taken)
+    settle("private names used across modules", taken)
+
+
+def settle(kind: str, found: list[str]) -> None:
+    """Fail on every finding not in DEBT, and on every DEBT entry no longer
+    found (so the list only shrinks as the house is put in order)."""
+    key = lambda f: re.sub(r":\d+", "", re.sub(r" \d+ lines$", "", f))
+    known = DEBT.get(kind, set())
+    new = [f for f in found if key(f) not in known]
+    paid = sorted(known - {key(f) for f in found})
+    assert not new, f"{kind}:\n" + "\n".join(new)
+    assert not paid, f"{kind}: no longer found, strike from DEBT:\n" + "\n".join(paid)
+
+
+#: what issue 15 found on main, being paid off; nothing may be added
+DEBT: dict[str, set[str]] = {
+    'imports that run upward': {
+        'jobctl.api imports jobctl.render',
+        'jobctl.api imports jobctl.doctor',
+        'jobctl.backends.oracle.checks imports jobctl.doctor',
+        'jobctl.backends.oracle.checks imports jobctl.lifecycle',
+        'jobctl.backends.sqlite imports jobctl.store',
+        'jobctl.pool imports jobctl.api',
+        'jobctl.runner imports jobctl.api',
+        'jobctl.runner imports jobctl.api',
+    },
+    'import circles': {
+        'jobctl.api -> jobctl.doctor -> jobctl.api',
+        'jobctl.api -> jobctl.doctor -> jobctl.runner -> jobctl.api',
+        'jobctl.api -> jobctl.pool -> jobctl.api',
+        'jobctl.doctor -> jobctl.backends.oracle.checks -> jobctl.doctor',
+    },
+    'private names used across modules': {
+        'jobctl.backends.oracle.call takes _is_plain_identifier from jobctl.backends.oracle.catalog',
+        'jobctl.backends.oracle.call takes _code, _db_text, _error_info from jobctl.backends.oracle.errors',
+        'jobctl.backends.oracle.catalog takes _code from jobctl.backends.oracle.errors',
+        'jobctl.backends.oracle.connect takes _read_password_file from jobctl.config',
+        'jobctl.backends.oracle.connect takes _db_text, _error_info, _first_line from jobctl.backends.oracle.errors',
+        'jobctl.backends.oracle.dialect takes _code, _created_object from jobctl.backends.oracle.errors',
+        'jobctl.backends.oracle.sessions takes _code from jobctl.backends.oracle.errors',
+        'jobctl.pool takes _log from jobctl.runner',
+    },
+    'over the size a newcomer reads in one go': {
+        'jobctl/api.py:',
+        'jobctl/api.py: class Jobctl',
+        'jobctl/backends/postgresql.py:',
+        'jobctl/backends/postgresql.py: class PostgresBackend',
+        'jobctl/cli.py:',
+        'jobctl/doctor.py:',
+        'jobctl/doctor.py: class Doctor',
+        'jobctl/pool.py: class Pool',
+        'jobctl/render.py:',
+        'jobctl/runner.py:',
+        'jobctl/runner.py: class Worker',
+        'jobctl/store.py:',
+    },
+}
 
 
 MAX_FILE_LINES = 600
@@ -186,4 +242,4 @@ def test_no_file_or_class_is_too_big_to_read():
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_CLASS_LINES:
                     big.append(f"{path.relative_to(ROOT)}: class {node.name} {length} lines")
-    assert not big, "over the size a newcomer reads in one go:\n" + "\n".join(big)
+    settle("over the size a newcomer reads in one go", big)
