@@ -387,12 +387,17 @@ class Jobctl:
     def _heal_once(self) -> int:
         """heal() for reading commands, after their own read worked: at most
         once each, and never their failure (a read-only account, a busy
-        database): they still show what they read."""
+        database): they still show what they read. A read never waits for
+        another writer: with the write lock taken, the reservation is left
+        to the next command (or to the writer, often a worker itself)."""
         if self._healed:
             return 0
         try:
-            return self.heal(every_free_slot=False)
+            with self._db() as conn, self.backend.writes_without_waiting(conn):
+                return self.heal(every_free_slot=False)
         except JobctlError as exc:
+            if isinstance(exc, DatabaseError) and exc.transient:
+                return 0  # the lock is taken (or the connection went): next time
             from . import talk
 
             talk.say(f"notice: could not start a worker for waiting jobs: {exc.message}")

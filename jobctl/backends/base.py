@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol
@@ -138,6 +139,14 @@ class Database(Protocol):
         """What ends an UPDATE that returns the updated rows' `columns`, or
         None where the database cannot (Oracle, outside PL/SQL; SQLite before
         3.35): the caller reads them in a statement of its own."""
+
+    def writes_without_waiting(self, conn: Any) -> AbstractContextManager[None]:
+        """Within it, a write that would wait for another writer's lock fails
+        at once instead (is_transient is true of its error). For what a
+        reading command writes on the side (starting a worker for waiting
+        jobs): it leaves that to the next command rather than wait. Where
+        readers never wait for writers and a claim skips locked rows
+        (PostgreSQL, Oracle) there is nothing to do."""
 
     def relax_commit(self, conn: Any) -> None:
         """This transaction's commit need not wait for the disk (PostgreSQL:

@@ -11,6 +11,7 @@ for it (and need not have it installed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -284,6 +285,9 @@ class PostgresBackend:
 
     def returning_clause(self, columns: Sequence[str]) -> str | None:
         return "RETURNING " + ", ".join(columns)
+
+    def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # MVCC, and claims skip locked rows
 
     def relax_commit(self, conn: Any) -> None:
         # a later durable commit on this connection (the job's outcome)

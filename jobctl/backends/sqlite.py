@@ -207,8 +207,11 @@ class SqliteBackend(PolledCancel):
 
     def _schema_incomplete(self, conn: sqlite3.Connection) -> bool:
         columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(ASYNC_JOBS)")}
+        # every index of the schema file, on whichever table: comparing with
+        # ASYNC_JOBS' own only made every whole database look half-made, and
+        # each connect then waited for the write lock to "repair" it
         indexes = {row[0].upper() for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ASYNC_JOBS'")}
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
         return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
@@ -257,6 +260,15 @@ class SqliteBackend(PolledCancel):
 
     def returning_clause(self, columns: Sequence[str]) -> str | None:
         return "RETURNING " + ", ".join(columns) if sqlite3.sqlite_version_info >= (3, 35) else None
+
+    @contextlib.contextmanager
+    def writes_without_waiting(self, conn: sqlite3.Connection):
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a connection closed meanwhile
+                conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_s * 1000)}")
 
     def relax_commit(self, conn) -> None:
         return None  # one writer at a time: nothing waits on a claim's commit

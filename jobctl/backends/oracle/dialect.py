@@ -3,6 +3,7 @@ PL/SQL compiled with errors, and the schema scripts (ORACLE_NOTES "SQL")."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -82,6 +83,9 @@ class OracleDialect(OracleBase):
 
     def returning_clause(self, columns: Sequence[str]) -> str | None:
         return None  # RETURNING ... INTO binds one row's values, not a result set
+
+    def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # readers never wait; claims skip locked rows
 
     def relax_commit(self, conn: Any) -> None:
         return None  # COMMIT WRITE NOWAIT exists, but jobctl has not been measured on Oracle
