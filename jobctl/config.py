@@ -350,6 +350,13 @@ class Tunables:
     retry_backoff_s: float = 2.0   # --retries: first pause, doubled each attempt
     busy_timeout_s: float = 30.0   # SQLite: how long a write waits for another writer
     final_write_attempts: int = 8  # final status write, retried with backoff
+    #: a completed job's commit that meets a lock or a full disk is tried again
+    #: for this long (None: lost_after_s, after which others read it lost)
+    outcome_retry_s: float | None = None
+
+    @property
+    def outcome_retry_window_s(self) -> float:
+        return self.lost_after_s if self.outcome_retry_s is None else self.outcome_retry_s
 
     @staticmethod
     def env_name(f: str) -> str:
@@ -363,7 +370,7 @@ class Tunables:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for f in ("heartbeat_s", "cancel_poll_s", "lost_after_s", "start_timeout_s", "poll_s",
-                  "retry_backoff_s", "busy_timeout_s"):
+                  "retry_backoff_s", "busy_timeout_s", "outcome_retry_s"):
             env = os.environ.get(cls.env_name(f))
             raw = env if env is not None else profile.get(f)
             if raw is None:

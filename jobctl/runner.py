@@ -910,23 +910,49 @@ class Worker:
         or neither. A job declared lost or cancelled meanwhile keeps that
         outcome, and its work is rolled back."""
         fields = self._outcome_fields(JobStatus.COMPLETED, result, None)
-        try:
-            written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token, **fields)
-            if not written:
-                self.call_conn.rollback()
-                note = ("work rolled back: the job is no longer running under this worker's "
-                        "claim (declared lost or cancelled meanwhile)")
-                self._settled(note)
-                return JobStatus.FAILED, None, note
-            self._hand_over(self.call_conn)
-            self.call_conn.commit()
-        except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
-            outcome = self._after_failed_commit(exc, result)
-            if outcome[0] is not JobStatus.COMPLETED:
-                self.reserved = self.following = None  # rolled back with the rest
-            return outcome
+        work_pending = self.backend.in_transaction(self.call_conn)
+        written = False  # the outcome's UPDATE is in the open transaction
+        deadline = time.monotonic() + self.tunables.outcome_retry_window_s
+        delay = 0.1
+        while True:
+            try:
+                if not written:
+                    written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token,
+                                                    **fields)
+                    if not written:
+                        self.call_conn.rollback()
+                        note = ("work rolled back: the job is no longer running under this "
+                                "worker's claim (declared lost or cancelled meanwhile)")
+                        self._settled(note)
+                        return JobStatus.FAILED, None, note
+                    self._hand_over(self.call_conn)
+                self.call_conn.commit()
+                break
+            except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
+                if self._may_try_again(exc, work_pending, deadline):
+                    if not self.backend.in_transaction(self.call_conn):
+                        written = False  # nothing of it was kept: the UPDATE again, guarded
+                    time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                outcome = self._after_failed_commit(exc, result)
+                if outcome[0] is not JobStatus.COMPLETED:
+                    self.reserved = self.following = None  # rolled back with the rest
+                return outcome
         self._settled(None)
         return JobStatus.COMPLETED, result, None
+
+    def _may_try_again(self, exc: Exception, work_pending: bool, deadline: float) -> bool:
+        """The outcome's write or commit met a lock or a full disk that left
+        everything as it was (SQLite): the same commit, again, until the
+        deadline. Never when the procedure's own work was rolled back with
+        it: that work cannot be redone (at most once)."""
+        if not self.backend.keeps_transaction(exc) or time.monotonic() >= deadline:
+            return False
+        if work_pending and not self.backend.in_transaction(self.call_conn):
+            return False
+        _log(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
+        return True
 
     def _hand_over(self, conn: Any) -> None:
         """The next job of this one's queue, taken in the transaction that

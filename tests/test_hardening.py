@@ -150,7 +150,8 @@ def test_a_default_database_readable_by_others_is_tightened_with_a_notice(sqlite
     ("JOBCTL_HEARTBEAT", "0"), ("JOBCTL_HEARTBEAT", "soon"), ("JOBCTL_HEARTBEAT", "1e300"),
     ("JOBCTL_POLL", "nan"), ("JOBCTL_POLL", "0"), ("JOBCTL_LOST_AFTER", "inf"),
     ("JOBCTL_START_TIMEOUT", "-1"), ("JOBCTL_RETRY_BACKOFF", "nan"), ("JOBCTL_BUSY_TIMEOUT", "inf"),
-    ("JOBCTL_BUSY_TIMEOUT", "0"),
+    ("JOBCTL_BUSY_TIMEOUT", "0"), ("JOBCTL_OUTCOME_RETRY", "abc"), ("JOBCTL_OUTCOME_RETRY", "-5"),
+    ("JOBCTL_OUTCOME_RETRY", "1e400"),
 ])
 def test_a_bad_timing_knob_is_refused_at_start_naming_it(sqlite_env, monkeypatch, var, value):
     monkeypatch.setenv(var, value)

@@ -187,6 +187,16 @@ class Database(Protocol):
     def is_transient(self, exc: BaseException) -> bool:
         """Connection lost, deadlock, ... worth retrying a bookkeeping write."""
 
+    def keeps_transaction(self, exc: BaseException) -> bool:
+        """`exc`, raised by a write or a commit, left the transaction as it
+        was, everything in it (SQLite after SQLITE_BUSY or SQLITE_FULL): the
+        same statement or commit may be tried again, and commits it once.
+        False where a failed commit ends the transaction (PostgreSQL, Oracle):
+        the caller reads back what happened instead."""
+
+    def in_transaction(self, conn: Any) -> bool:
+        """`conn` holds uncommitted work."""
+
     # -- sessions: who runs the call on the server (at-most-once) ------------
     def session_id(self, conn: Any) -> str | None:
         """The server session of `conn`, recorded in DB_SESSION at claim, in

@@ -286,6 +286,12 @@ class PostgresBackend:
     def returning_clause(self, columns: Sequence[str]) -> str | None:
         return "RETURNING " + ", ".join(columns)
 
+    def keeps_transaction(self, exc: BaseException) -> bool:
+        return False  # a failed statement aborts the transaction, a failed commit ends it
+
+    def in_transaction(self, conn: Any) -> bool:
+        return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
     def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # MVCC, and claims skip locked rows
 

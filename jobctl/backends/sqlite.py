@@ -314,6 +314,17 @@ class SqliteBackend(PolledCancel):
         text = str(exc).lower()
         return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
+    def keeps_transaction(self, exc: BaseException) -> bool:
+        # SQLite's own advice: COMMIT failing with SQLITE_BUSY leaves the
+        # transaction active, to be committed later; after SQLITE_FULL the
+        # caller learns from in_transaction whether it was rolled back
+        return isinstance(exc, sqlite3.OperationalError) and \
+            getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED,
+                                                         sqlite3.SQLITE_FULL)
+
+    def in_transaction(self, conn: sqlite3.Connection) -> bool:
+        return conn.in_transaction
+
     def translate_error(self, exc: BaseException) -> JobctlError:
         if isinstance(exc, JobctlError):
             return exc

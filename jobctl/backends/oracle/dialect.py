@@ -84,6 +84,12 @@ class OracleDialect(OracleBase):
     def returning_clause(self, columns: Sequence[str]) -> str | None:
         return None  # RETURNING ... INTO binds one row's values, not a result set
 
+    def keeps_transaction(self, exc: BaseException) -> bool:
+        return False  # a failed commit: in doubt, read back (the outcome's own rule)
+
+    def in_transaction(self, conn: Any) -> bool:
+        return bool(conn.transaction_in_progress)
+
     def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # readers never wait; claims skip locked rows
 
