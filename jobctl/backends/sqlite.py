@@ -142,6 +142,33 @@ class LocalContext:
             raise CallInterrupted("stopped")
 
 
+def _make_private(path: Path) -> None:
+    """The default database holds every user's job parameters: tighten one
+    that an older jobctl (or a umask) left readable by others."""
+    loose = []
+    for p in (path.parent, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(p.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            with contextlib.suppress(OSError):
+                p.chmod(0o700 if p.is_dir() else 0o600)
+                loose.append(f"{p.name} {mode:o}")
+    if loose:
+        talk.say(f"notice: made {path.parent} private to its owner "
+                 f"(was readable by others: {', '.join(loose)})")
+
+def _schema_incomplete(conn: sqlite3.Connection) -> bool:
+    columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(ASYNC_JOBS)")}
+    # every index of the schema file, on whichever table: comparing with
+    # ASYNC_JOBS' own only made every whole database look half-made, and
+    # each connect then waited for the write lock to "repair" it
+    indexes = {row[0].upper() for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
+
+
 class SqliteBackend(PolledCancel):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
@@ -158,7 +185,7 @@ class SqliteBackend(PolledCancel):
         memory = str(path) == ":memory:"
         if self.settings.is_default:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._make_private(path)
+            _make_private(path)
         if path.is_dir():
             raise DatabaseError(f"cannot open database {self.settings.display}: {path} is a directory")
         if not memory and not path.exists() and path.parent.is_dir():
@@ -178,7 +205,7 @@ class SqliteBackend(PolledCancel):
             # typeshed knows only aggregates of one int argument
             conn.create_aggregate("percentile_cont", 2, _Percentile)  # type: ignore[arg-type]
             if not memory and (self.settings.is_default or path.stat().st_size == 0) \
-                    and self._schema_incomplete(conn):
+                    and _schema_incomplete(conn):
                 # the default file is jobctl's own: (re)create what a first use
                 # or a full disk left missing
                 self._create_schema(conn)
@@ -187,32 +214,6 @@ class SqliteBackend(PolledCancel):
         except sqlite3.Error as exc:
             raise self.translate_error(exc) from None
         return conn
-
-    def _make_private(self, path: Path) -> None:
-        """The default database holds every user's job parameters: tighten one
-        that an older jobctl (or a umask) left readable by others."""
-        loose = []
-        for p in (path.parent, path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-            try:
-                mode = stat.S_IMODE(p.stat().st_mode)
-            except OSError:
-                continue
-            if mode & 0o077:
-                with contextlib.suppress(OSError):
-                    p.chmod(0o700 if p.is_dir() else 0o600)
-                    loose.append(f"{p.name} {mode:o}")
-        if loose:
-            talk.say(f"notice: made {path.parent} private to its owner "
-                     f"(was readable by others: {', '.join(loose)})")
-
-    def _schema_incomplete(self, conn: sqlite3.Connection) -> bool:
-        columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(ASYNC_JOBS)")}
-        # every index of the schema file, on whichever table: comparing with
-        # ASYNC_JOBS' own only made every whole database look half-made, and
-        # each connect then waited for the write lock to "repair" it
-        indexes = {row[0].upper() for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'index'")}
-        return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         from ..sqlfiles import read_sql, split_script
