@@ -820,12 +820,6 @@ class Jobctl:
         self.heal()  # the slots of lost jobs are free again: start what waits for them
         return CleanupReport(lost, deleted, False)
 
-    # -- checking a database -----------------------------------------------------------------
-    def doctor(self):
-        """Check that jobctl works against this database: a `doctor.Report`
-        of named checks; its own demo jobs are deleted again."""
-        return doctor(self.settings)
-
     # -- schema ------------------------------------------------------------------------------
     def schema_sql(self, *, examples: bool = False) -> str:
         from .sqlfiles import read_sql
@@ -857,14 +851,6 @@ class Jobctl:
         if missing:
             raise DatabaseError(f"ASYNC_JOBS still lacks columns {', '.join(sorted(missing))} after db init")
         return ran
-
-
-def doctor(settings: Settings):
-    """`Jobctl.doctor` without a Jobctl: doctor also reports a database
-    driver that is not installed, which constructing a Jobctl would raise."""
-    from . import doctor as checks
-
-    return checks.run(settings)
 
 
 def name_pattern(pattern: str | None) -> tuple[str | None, Callable[[str], bool]]:

@@ -725,7 +725,7 @@ def doctor(
     Example: jobctl --profile prod doctor --format json > doctor.json
     """
     from . import render
-    from .api import doctor as run_doctor
+    from .doctor import run as run_doctor
 
     report = run_doctor(_settings(ctx))
     if fmt is Format.table:

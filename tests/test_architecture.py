@@ -181,19 +181,14 @@ def settle(kind: str, found: list[str]) -> None:
 DEBT: dict[str, set[str]] = {
     'imports that run upward': {
         'jobctl.api imports jobctl.render',
-        'jobctl.api imports jobctl.doctor',
-        'jobctl.backends.oracle.checks imports jobctl.doctor',
-        'jobctl.backends.oracle.checks imports jobctl.lifecycle',
         'jobctl.backends.sqlite imports jobctl.store',
         'jobctl.pool imports jobctl.api',
         'jobctl.runner imports jobctl.api',
         'jobctl.runner imports jobctl.api',
     },
     'import circles': {
-        'jobctl.api -> jobctl.doctor -> jobctl.api',
-        'jobctl.api -> jobctl.doctor -> jobctl.runner -> jobctl.api',
+        'jobctl.api -> jobctl.pool -> jobctl.runner -> jobctl.api',
         'jobctl.api -> jobctl.pool -> jobctl.api',
-        'jobctl.doctor -> jobctl.backends.oracle.checks -> jobctl.doctor',
     },
     'private names used across modules': {
         'jobctl.backends.oracle.call takes _is_plain_identifier from jobctl.backends.oracle.catalog',
@@ -211,8 +206,6 @@ DEBT: dict[str, set[str]] = {
         'jobctl/backends/postgresql.py:',
         'jobctl/backends/postgresql.py: class PostgresBackend',
         'jobctl/cli.py:',
-        'jobctl/doctor.py:',
-        'jobctl/doctor.py: class Doctor',
         'jobctl/pool.py: class Pool',
         'jobctl/render.py:',
         'jobctl/runner.py:',

@@ -454,8 +454,10 @@ class Answers:
 def _run_oracle_checks(db):
     from jobctl.backends.oracle import checks as oc
 
-    return {c.name: c for c in oc.checks(db, _Session(db), table_ok=True, demos_ok=True,
-                                          tag="jobctl-doctor@test")}
+    from jobctl.lifecycle import Lifecycle
+
+    return {c.name: c for c in oc.run(db, _Session(db), jobs=Lifecycle(db), table_ok=True,
+                                      demos_ok=True, tag="jobctl-doctor@test")}
 
 
 def test_oracle_checks_read_documented_answers_as_ok_and_leave_no_probe_rows():

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..config import ConnectionSettings
 
 if TYPE_CHECKING:
+    from ..checks import BackendChecks
     from .base import Backend
 
 _MODULES = {"sqlite": "sqlite", "postgresql": "postgresql", "oracle": "oracle"}
@@ -18,3 +19,16 @@ def get_backend(settings: ConnectionSettings) -> Backend:
     module = importlib.import_module(f"{__name__}.{_MODULES[settings.scheme]}")
     backend: Backend = module.BACKEND(settings)
     return backend
+
+
+#: backends whose package brings `jobctl doctor` checks of its own, in its `checks` module
+_WITH_CHECKS = {"oracle"}
+
+
+def extra_checks(scheme: str) -> BackendChecks | None:
+    """A backend's own doctor checks, loaded only when its scheme is used
+    (Oracle's import the driver)."""
+    if scheme not in _WITH_CHECKS:
+        return None
+    checks: BackendChecks = importlib.import_module(f"{__name__}.{_MODULES[scheme]}.checks").CHECKS
+    return checks

@@ -19,13 +19,12 @@ from typing import Any
 
 import oracledb
 
-from ...doctor import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, Catalog, Check
+from ...checks import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, BackendChecks, Catalog, Check, JobRows
 from ...errors import JobctlError
-from ...lifecycle import Lifecycle
 from ...model import NUMBER, utcnow
 from ..base import CallContext
 
-CHECKS = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
+NAMES = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
           "oracle_dbms_output", "oracle_timestamp_binds", "oracle_clob_update",
           "oracle_client_identifier", "oracle_set_progress", "oracle_longops",
           "oracle_name_shadowing")
@@ -136,14 +135,15 @@ def _shown(r: dict[str, Any]) -> str:
 
 
 class _OracleChecks:
-    def __init__(self, backend: Any, conn: Any, *, table_ok: bool, demos_ok: bool, tag: str):
-        self.backend, self.conn = backend, conn
+    def __init__(self, backend: Any, conn: Any, *, jobs: JobRows, table_ok: bool, demos_ok: bool,
+                 tag: str):
+        self.backend, self.conn, self.jobs = backend, conn, jobs
         self.table_ok, self.demos_ok, self.tag = table_ok, demos_ok, tag
         self.owner: str | None = None
 
     def run(self) -> list[Check]:
         out = []
-        for name in CHECKS:
+        for name in NAMES:
             method = getattr(self, name.removeprefix("oracle_"))
             try:
                 out.append(method(name))
@@ -217,9 +217,9 @@ class _OracleChecks:
 
     def _insert_probe(self, now: dt.datetime) -> str:
         job_id = uuid.uuid4().hex
-        Lifecycle(self.backend).enqueue(self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
-                                        now=now, params_json="{}", timeout_s=None, max_attempts=1,
-                                        submitted_by=self.tag, unique_key=None)
+        self.jobs.enqueue(self.conn, job_id=job_id, procedure_name=PROBE_PROCEDURE,
+                          now=now, params_json="{}", timeout_s=None, max_attempts=1,
+                          submitted_by=self.tag, unique_key=None)
         return job_id
 
     # "Reading the signature" / "SQL": a datetime bound without
@@ -278,8 +278,8 @@ class _OracleChecks:
         job_id = self._insert_probe(utcnow())
         # committed and running, as a real job is: the autonomous transaction
         # in SET_PROGRESS cannot see (and would wait on) an uncommitted row
-        Lifecycle(self.backend).claim(self.conn, job_id, now=utcnow(), pid=os.getpid(),
-                                      token=uuid.uuid4().hex, session=None)
+        self.jobs.claim(self.conn, job_id, now=utcnow(), pid=os.getpid(),
+                        token=uuid.uuid4().hex, session=None)
         self.conn.commit()
         try:
             call_conn = self.backend.connect(job_id=job_id)
@@ -347,5 +347,10 @@ class _OracleChecks:
                      "with PLS-00302", remedy)
 
 
-def checks(backend: Any, conn: Any, *, table_ok: bool, demos_ok: bool, tag: str) -> list[Check]:
-    return _OracleChecks(backend, conn, table_ok=table_ok, demos_ok=demos_ok, tag=tag).run()
+def run(backend: Any, conn: Any, *, jobs: JobRows, table_ok: bool, demos_ok: bool,
+        tag: str) -> list[Check]:
+    return _OracleChecks(backend, conn, jobs=jobs, table_ok=table_ok, demos_ok=demos_ok,
+                         tag=tag).run()
+
+
+CHECKS = BackendChecks(catalog=CATALOG, names=NAMES, driver_check=driver_check, run=run)
