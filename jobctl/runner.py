@@ -918,7 +918,7 @@ class Worker:
             try:
                 if not written:
                     written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token,
-                                                    **fields)
+                                                    **fields) > 0
                     if not written:
                         self.call_conn.rollback()
                         note = ("work rolled back: the job is no longer running under this "
