@@ -318,7 +318,7 @@ def load_config_file(path: Path | None = None) -> dict[str, Any]:
         raise UsageError(f"cannot read {path}: {exc}") from None
 
 
-def _read_password_file(name: str) -> str:
+def read_password_file(name: str) -> str:
     path = Path(os.path.expanduser(name))
     try:
         st = path.stat()
@@ -511,7 +511,7 @@ def resolve_settings(dsn: str | None = None, profile: str | None = None) -> Sett
             raise UsageError(f"profile {profile!r}: environment variable {prof['password_env']} is not set")
         source = f"password_env {prof['password_env']}"
     if password is None and prof.get("password_file"):
-        password = _read_password_file(prof["password_file"])
+        password = read_password_file(prof["password_file"])
         source = f"password_file {prof['password_file']}"
     if password is not None:
         conn = conn.with_password(password)

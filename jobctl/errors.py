@@ -58,3 +58,10 @@ class JobsNotCompleted(JobctlError):
     """A waited-for job failed, was cancelled, timed out or was lost."""
 
     exit_code = 1
+
+
+def describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, JobctlError):
+        return exc.message
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -364,3 +364,15 @@ class Lifecycle:
                     token=job.claim_token)
         conn.commit()
         return True, statement
+
+
+def describe_worker(row: store.WorkerRow, *, host: str, lost_after_s: float,
+                    now: dt.datetime | None = None) -> str:
+    """running | stopping | gone, by the same rule as a job's worker: on this
+    host its pid, elsewhere its heartbeat."""
+    now = now or utcnow()
+    if row.host == host:
+        alive = pid_alive(row.pid)
+    else:
+        alive = row.heartbeat_at is not None and (now - row.heartbeat_at).total_seconds() <= lost_after_s
+    return row.state if alive else "gone"

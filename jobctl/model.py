@@ -230,3 +230,28 @@ def parse_duration(text: str, *, option: str = "duration") -> float:
     if value > MAX_DURATION_S:  # past this, date arithmetic overflows
         raise UsageError(f"invalid {option} {text!r}: at most {MAX_DURATION_S / 86400:g}d (100 years)")
     return value
+
+
+#: the columns of ASYNC_JOBS jobctl reads and writes, in the order it selects them
+COLUMNS = (
+    "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
+    "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
+    "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
+    "submitted_by", "unique_key", "signature", "claim_token", "db_session",
+    "queue", "priority", "not_before", "after_jobs",
+)
+
+
+#: what CallContext.snapshot appends when a job's output reached its cap
+OUTPUT_TRUNCATED_MARK = "[output truncated by jobctl]"
+
+
+def output_lines(text: str | None) -> tuple[list[str], bool]:
+    """A job's OUTPUT as lines, and whether jobctl capped it (the cap's
+    marker line is not one of the procedure's lines)."""
+    if not text:
+        return [], False
+    lines = text.split("\n")
+    if lines[-1] == OUTPUT_TRUNCATED_MARK:
+        return lines[:-1], True
+    return lines, False

@@ -28,7 +28,6 @@ retries). A job is claimed once, by one token, so it never runs twice.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import functools
 import heapq
 import os
@@ -42,9 +41,10 @@ from typing import Any
 from . import lifecycle, store
 from .backends import get_backend
 from .config import Settings
-from .errors import DatabaseError, UsageError
+from .errors import DatabaseError, UsageError, describe_exception
 from .model import Job, JobStatus, utcnow
-from .runner import INTERRUPT_GRACE_S, Books, Signatures, Worker, _log, describe_exception
+from .detached import note
+from .runner import INTERRUPT_GRACE_S, Books, Signatures, Worker
 
 #: the largest --concurrency: each slot is a database session
 MAX_CONCURRENCY = 256
@@ -144,7 +144,7 @@ class Pool:
                     next_beat = time.monotonic() + self.tunables.heartbeat_s
                 self._claim_free_slots()
             except Exception as exc:  # noqa: BLE001 - the database went away: reconnect, go on
-                _log("pool", f"worker {self.worker_id}: {describe_exception(exc)}")
+                note("pool", f"worker {self.worker_id}: {describe_exception(exc)}")
                 self._sleep(min(self.poll_s, 1.0))
                 self._connect_books()
                 continue
@@ -296,7 +296,7 @@ class Pool:
         try:
             return self._claim_one(ready[0], queue, ready[1], handover=False)
         except Exception as exc:  # noqa: BLE001 - the pool's loop claims it later
-            _log("pool", f"worker {self.worker_id}: claim on a slot: {describe_exception(exc)}")
+            note("pool", f"worker {self.worker_id}: claim on a slot: {describe_exception(exc)}")
             return None
 
     def _run_job(self, worker: Worker, job: Job,
@@ -306,7 +306,7 @@ class Pool:
         try:
             worker.run(claimed=job, session=ready[1])
         except BaseException as exc:  # noqa: BLE001 - one job's crash is that job's outcome
-            _log(worker.job_id, "pooled job crashed: " + describe_exception(exc))
+            note(worker.job_id, "pooled job crashed: " + describe_exception(exc))
             with contextlib.suppress(Exception):
                 worker.crashed(exc)
         if worker.outcome is JobStatus.COMPLETED:
@@ -316,7 +316,7 @@ class Pool:
             try:
                 worker.settle_dependents()  # cancels the jobs that waited for it
             except Exception as exc:  # noqa: BLE001 - the next claim cancels them
-                _log(worker.job_id, f"could not cancel the jobs waiting for it: "
+                note(worker.job_id, f"could not cancel the jobs waiting for it: "
                                     f"{describe_exception(exc)}")
         worker.release()
         if worker.abandoned.is_set():
@@ -348,10 +348,9 @@ class Pool:
         others = sorted({queue for _, after, queue in waiting
                          if done & set(after) and not (not self.queues or queue in self.queues)})
         if others:
-            from .api import Jobctl
+            from . import launcher
 
-            with Jobctl(self.settings) as api:
-                api.start_workers(others)
+            launcher.start_workers(self.settings, others)
 
     # -- this pool's row -------------------------------------------------------------
     def _register(self) -> None:
@@ -404,7 +403,7 @@ class Pool:
                     self.books.conn.commit()
                 return
             except Exception as exc:  # noqa: BLE001 - a row left behind reads as a gone worker
-                _log("pool", f"could not remove worker {self.worker_id}: {describe_exception(exc)}")
+                note("pool", f"could not remove worker {self.worker_id}: {describe_exception(exc)}")
                 time.sleep(0.5 * 2 ** attempt)
                 with self.books.lock, contextlib.suppress(Exception):
                     self.books.reconnect()
@@ -427,7 +426,7 @@ class Pool:
             except Exception as exc:
                 if not self.backend.is_transient(exc) and self.books.conn is None:
                     raise self.backend.translate_error(exc) from exc
-                _log("pool", f"worker {self.worker_id}: waiting for the database: "
+                note("pool", f"worker {self.worker_id}: waiting for the database: "
                              f"{describe_exception(exc)}")
                 if self.stop_signal is not None and not self.active():
                     return False
@@ -512,15 +511,3 @@ class Pool:
         with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._wake_r, 512):
                 pass
-
-
-def describe_worker(row: store.WorkerRow, *, host: str, lost_after_s: float,
-                    now: dt.datetime | None = None) -> str:
-    """running | stopping | gone, by the same rule as a job's worker: on this
-    host its pid, elsewhere its heartbeat."""
-    now = now or utcnow()
-    if row.host == host:
-        alive = lifecycle.pid_alive(row.pid)
-    else:
-        alive = row.heartbeat_at is not None and (now - row.heartbeat_at).total_seconds() <= lost_after_s
-    return row.state if alive else "gone"

@@ -11,7 +11,6 @@ the end with `…`; below a usable width the table becomes one block of
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Any
 from .errors import UsageError
 from .formats import Format
 from .jsontext import dumps
-from .model import Job, JobStatus, Signature, parse_duration
+from .model import OUTPUT_TRUNCATED_MARK, Job, JobStatus, Signature, output_lines, parse_duration
 
 
 STATUS_STYLE = {
@@ -39,9 +38,6 @@ PARAM_COLUMNS = ("name", "type", "mode", "defaulted")
 
 #: `status` shows this many of the last output lines; `jobctl logs` has them all
 STATUS_OUTPUT_LINES = 20
-#: what CallContext.snapshot appends when a job's output reached its cap
-OUTPUT_TRUNCATED_MARK = "[output truncated by jobctl]"
-
 
 def local_time(value: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return value.astimezone().strftime(fmt) if value else "-"
@@ -100,17 +96,6 @@ def live_duration(job: Job, now: dt.datetime) -> str:
     if job.status is JobStatus.RUNNING and job.start_time:
         return display_duration((now - job.start_time).total_seconds())
     return "-"
-
-
-def output_lines(text: str | None) -> tuple[list[str], bool]:
-    """A job's OUTPUT as lines, and whether jobctl capped it (the cap's
-    marker line is not one of the procedure's lines)."""
-    if not text:
-        return [], False
-    lines = text.split("\n")
-    if lines[-1] == OUTPUT_TRUNCATED_MARK:
-        return lines[:-1], True
-    return lines, False
 
 
 def _json_default(value: Any) -> Any:

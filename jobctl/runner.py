@@ -34,23 +34,24 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
 import traceback
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import jsontext, lifecycle, store
+from . import detached, jsontext, lifecycle, store
 from .backends import get_backend
 from .backends.base import WORK_NEWS, CallContext
 from .config import ConnectionSettings, Settings, Tunables
-from .errors import JobctlError
+from .errors import JobctlError, describe_exception
 from .model import Job, JobStatus, format_duration, utcnow
 from .params import from_stored
+
+#: where a worker writes what it cannot write to its job's row
+log_path = detached.log_path
 
 #: the variables that carried a secret to this worker: kept out of the
 #: environment of any worker it starts in turn
@@ -67,66 +68,6 @@ FLUSH_S = 1.0
 BATCH_S = 0.05
 
 
-#: The worker's first lines, run as `python -I -c`. Isolated mode puts neither
-#: the caller's directory nor PYTHON* variables on sys.path, so a `jobctl/`
-#: planted where the user stands cannot run as them; jobctl comes from the
-#: directory it was installed in (argv[1]). The launcher forks and exits at
-#: once: the caller reaps it straight away and never has a child to wait for,
-#: and the worker, reparented, inherits the stdin pipe with the settings.
-_BOOTSTRAP = (
-    "import os, sys\n"
-    "if os.fork(): os._exit(0)\n"
-    "sys.path.insert(0, sys.argv[1])\n"
-    "from jobctl.runner import main\n"
-    "sys.exit(main(['jobctl.runner', sys.argv[2]]))\n"
-)
-
-
-def _importable_path() -> list[str]:
-    """The caller's sys.path minus anything relative to where it stands, for
-    the drivers and user modules the worker imports (user site, PYTHONPATH)."""
-    cwd = os.getcwd()
-    return [p for p in sys.path if p and os.path.isabs(p) and os.path.realpath(p) != cwd]
-
-
-def spawn(settings: Settings, job_id: str, token: str | None = None,
-          wake: dict[str, str] | None = None) -> None:
-    """Start the detached worker for `job_id` and return once it is on its own.
-    `token`: the reservation claim_next made for it, which only this worker
-    may claim (handed over in the pipe, like the settings)."""
-    # secrets travel in the pipe only: every variable that carried one is left
-    # out of the worker's environment, and handed over in the pipe for a driver
-    # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
-    # worker sets them in its memory, which /proc/PID/environ does not show
-    hidden = {"JOBCTL_PASSWORD", *settings.secret_env}
-    env = {k: v for k, v in os.environ.items() if k not in hidden}
-    payload = json.dumps({"connection": settings.connection.to_payload(),
-                          "tunables": asdict(settings.tunables),
-                          "sys_path": _importable_path(), "token": token, "wake": wake,
-                          "environ": {k: os.environ[k] for k in hidden if k in os.environ}})
-    package_root = str(Path(__file__).resolve().parent.parent)
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-c", _BOOTSTRAP, package_root, job_id],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, close_fds=True, env=env, cwd="/",
-    )
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(payload.encode())
-        proc.stdin.close()
-    finally:
-        code = proc.wait()  # the launcher: it only forks, so this takes milliseconds
-    if code != 0:
-        raise OSError(f"the worker launcher {sys.executable} exited with status {code}")
-
-
-def spawn_timer(settings: Settings, queue: str, wake_at: dt.datetime) -> None:
-    """A detached process that holds no connection, sleeps until `wake_at`
-    and then starts workers for `queue`'s free slots (--at / --in). One per
-    database, queue and second on this host: the others exit at once."""
-    spawn(settings, "-", wake={"queue": queue, "at": wake_at.isoformat()})
-
-
 def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str, Any]) -> int:
     import fcntl
     import hashlib
@@ -134,7 +75,7 @@ def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str,
     wake = payload["wake"]
     at = dt.datetime.fromisoformat(wake["at"])
     key = hashlib.sha256(f"{connection.display}\n{wake['queue']}\n{at:%Y%m%d%H%M%S}".encode())
-    path = log_path().parent / "timers" / key.hexdigest()[:32]
+    path = detached.log_path().parent / "timers" / key.hexdigest()[:32]
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
@@ -144,41 +85,14 @@ def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str,
     delay = (at - utcnow()).total_seconds()
     if delay > 0:
         time.sleep(delay + 0.05)
-    from .api import Jobctl
+    from . import launcher
 
     settings = Settings(connection=connection, tunables=tunables,
                         secret_env=tuple(payload.get("environ", {})))
-    with Jobctl(settings) as api:
-        api.start_workers([wake["queue"]])
+    launcher.start_workers(settings, [wake["queue"]])
     with contextlib.suppress(OSError):
         path.unlink()
     return 0
-
-
-def log_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "jobctl" / "worker.log"
-
-
-def _log(job_id: str, message: str) -> None:
-    """Last resort for what cannot be written to the job row. Private to its
-    owner (0600 in a 0700 directory): it may quote a job's data."""
-    try:
-        path = log_path()
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.fchmod(fd, 0o600)  # one an older jobctl left readable by others, too
-        with os.fdopen(fd, "a") as fh:
-            fh.write(f"{utcnow().isoformat()} {job_id} pid={os.getpid()}: {message}\n")
-    except OSError:
-        pass
-
-
-def describe_exception(exc: BaseException) -> str:
-    if isinstance(exc, JobctlError):
-        return exc.message
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class _Signals:
@@ -416,7 +330,7 @@ class Worker:
                 try:
                     self.backend.interrupt(self.call_conn)
                 except Exception as exc:
-                    _log(self.job_id, f"interrupt failed: {describe_exception(exc)}")
+                    detached.note(self.job_id, f"interrupt failed: {describe_exception(exc)}")
 
     def start_watch(self) -> None:
         """Start the watchdog thread, unless the run already ended."""
@@ -495,7 +409,7 @@ class Worker:
                     with self.db_lock:
                         flags.append(self.books.heard_cancel(self.job_id))
             except Exception as exc:
-                _log(self.job_id, f"watchdog: {describe_exception(exc)}")
+                detached.note(self.job_id, f"watchdog: {describe_exception(exc)}")
                 self._reconnect_watch()
                 # a dead server: try again at the next poll, not in a hot loop
                 next_poll = time.monotonic() + poll
@@ -541,7 +455,7 @@ class Worker:
     def _give_up(self) -> None:
         """The call ignored the interrupt: record the outcome and end the
         process, which also rolls the procedure's transaction back."""
-        _log(self.job_id, "procedure did not stop after interrupt; exiting")
+        detached.note(self.job_id, "procedure did not stop after interrupt; exiting")
         message = f"{self.stop_message}; the call did not stop when interrupted, so the worker exited"
         if self.session:
             # exiting ends our side only: the server may go on running the
@@ -568,7 +482,7 @@ class Worker:
             try:
                 lifecycle.touch_liveness(path)
             except OSError as exc:
-                _log(self.job_id, f"liveness file {path}: {exc}")
+                detached.note(self.job_id, f"liveness file {path}: {exc}")
                 return
             if self.done.wait(self.tunables.heartbeat_s):
                 return
@@ -607,7 +521,7 @@ class Worker:
                     self._listen()
                 self.watch_conn.commit()
             if not taken:
-                _log(self.job_id, "not claimed: the job is no longer queued")
+                detached.note(self.job_id, "not claimed: the job is no longer queued")
                 self._end_watch()
                 lifecycle.remove_liveness(self.live_path)
                 return 0
@@ -685,7 +599,7 @@ class Worker:
                 found = self.lifecycle.claim_next(self.watch_conn, queue, token=token,
                                                   pid=os.getpid())
         except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
-            _log(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            detached.note(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
             self._unreserve()
             return None
         return (found, token) if found else None
@@ -702,7 +616,7 @@ class Worker:
                 self.lifecycle.unreserve(self.watch_conn, job_id, token)
                 self.watch_conn.commit()
         except Exception as exc:  # noqa: BLE001 - it reads lost at start_timeout, as a crash would
-            _log(job_id, f"could not give back the reservation: {describe_exception(exc)}")
+            detached.note(job_id, f"could not give back the reservation: {describe_exception(exc)}")
 
     def settle_dependents(self) -> str | None:
         """After the job: the jobs that waited for it are cancelled when it did
@@ -760,12 +674,10 @@ class Worker:
             self.watch_conn.commit()
 
     def _start_workers_for(self, queues: list[str]) -> None:
-        from .api import Jobctl  # only when a dependency crosses queues
+        from . import launcher  # only when a dependency crosses queues
 
-        settings = Settings(connection=self.settings, tunables=self.tunables,
-                            secret_env=tuple(_SECRET_ENV))
-        with Jobctl(settings) as api:
-            api.start_workers(queues)
+        launcher.start_workers(Settings(connection=self.settings, tunables=self.tunables,
+                                        secret_env=tuple(_SECRET_ENV)), queues)
 
     def handover(self) -> tuple[Any, Any]:
         """Both connections, clean, for the worker of the next job."""
@@ -789,7 +701,7 @@ class Worker:
         try:
             return self.backend.session_id(self.call_conn)
         except Exception as exc:  # noqa: BLE001 - unknown session: lost stays heartbeat-only
-            _log(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
+            detached.note(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
             try:
                 self.call_conn.rollback()
             except Exception:
@@ -840,7 +752,7 @@ class Worker:
             self.watch_conn.commit()
             return True
         except Exception as exc:
-            _log(self.job_id, f"could not note the wait: {describe_exception(exc)}")
+            detached.note(self.job_id, f"could not note the wait: {describe_exception(exc)}")
             with contextlib.suppress(Exception):
                 self.watch_conn.close()
             self.watch_conn = None
@@ -850,7 +762,7 @@ class Worker:
         """The job never ran: end it `failed` with the reason rather than leave
         it to read lost. With no connection at all, keep trying to write that
         with the final write's backoff (the storm may pass)."""
-        _log(self.job_id, f"not started: {reason}")
+        detached.note(self.job_id, f"not started: {reason}")
         delay = 0.25
         for attempt in range(self.tunables.final_write_attempts):
             try:
@@ -865,7 +777,7 @@ class Worker:
                         self.watch_conn.close()
                 self.watch_conn = None
                 if attempt == self.tunables.final_write_attempts - 1:
-                    _log(self.job_id, f"gave up recording the failure: {describe_exception(exc)}")
+                    detached.note(self.job_id, f"gave up recording the failure: {describe_exception(exc)}")
                     return
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -951,7 +863,7 @@ class Worker:
             return False
         if work_pending and not self.backend.in_transaction(self.call_conn):
             return False
-        _log(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
+        detached.note(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
         return True
 
     def _hand_over(self, conn: Any) -> None:
@@ -976,7 +888,7 @@ class Worker:
                                                   commit=False)
                 self.reserved = (found, token) if found else None
         except Exception as exc:  # noqa: BLE001 - taken after the commit instead
-            _log(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
+            detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
             store.rollback_to(self.backend, conn, "jobctl_next")
 
     def _settled(self, note: str | None) -> None:
@@ -985,7 +897,7 @@ class Worker:
         with self.state_lock:
             self.finished = True
         if note:
-            _log(self.job_id, note)
+            detached.note(self.job_id, note)
 
     def _after_failed_commit(self, exc: Exception, result: dict | None):
         reason = describe_exception(exc)
@@ -1005,7 +917,7 @@ class Worker:
                     self.watch_conn.commit()
                 break
             except Exception as again:  # noqa: BLE001
-                _log(self.job_id, f"cannot read back after a failed commit (try {attempt + 1}): "
+                detached.note(self.job_id, f"cannot read back after a failed commit (try {attempt + 1}): "
                                   f"{describe_exception(again)}")
                 time.sleep(min(0.25 * 2 ** attempt, 30.0))
         else:
@@ -1053,13 +965,13 @@ class Worker:
                         self._hand_over(self.watch_conn)
                     self.watch_conn.commit()
                 if not written:
-                    _log(self.job_id, f"outcome {status.value} not written: the row is no longer running")
+                    detached.note(self.job_id, f"outcome {status.value} not written: the row is no longer running")
                 return
             except Exception as exc:
-                _log(self.job_id, f"final write failed (try {attempt + 1}): {describe_exception(exc)}")
+                detached.note(self.job_id, f"final write failed (try {attempt + 1}): {describe_exception(exc)}")
                 time.sleep(delay)
                 delay = min(delay * 2, 30.0)
-        _log(self.job_id, f"gave up writing outcome {status.value}: {error}")
+        detached.note(self.job_id, f"gave up writing outcome {status.value}: {error}")
 
 
 def main(argv: list[str]) -> int:
@@ -1093,7 +1005,7 @@ def main(argv: list[str]) -> int:
         worker.close()
         return code
     except BaseException as exc:  # noqa: BLE001 - a worker must leave a trace
-        _log(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
+        detached.note(job_id, "worker crashed: " + "".join(traceback.format_exception(exc)))
         try:
             backend = get_backend(ConnectionSettings.from_payload(payload["connection"]))
             jobs = lifecycle.Lifecycle(backend)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .jsontext import loads
-from .model import Job, JobStatus
+from .model import COLUMNS, Job, JobStatus
 
 if TYPE_CHECKING:
     from .backends.base import Database
@@ -33,13 +33,6 @@ class ProcedureFilter:
         binds["procedure"] = self.value
         return ("procedure_name LIKE :procedure ESCAPE '\\'" if self.like
                 else "procedure_name = :procedure")
-COLUMNS = (
-    "job_id", "status", "procedure_name", "start_time", "end_time", "duration", "result",
-    "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
-    "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
-    "submitted_by", "unique_key", "signature", "claim_token", "db_session",
-    "queue", "priority", "not_before", "after_jobs",
-)
 DEFAULT_QUEUE = "default"
 #: a queue without a JOB_QUEUES row (or with MAX_RUNNING NULL) runs this many at once
 DEFAULT_MAX_RUNNING = 4

@@ -105,15 +105,15 @@ def test_a_database_the_python_api_creates_is_private_too(sqlite_env, default_db
 
 
 def test_worker_log_is_private(sqlite_env, monkeypatch):
-    from jobctl import runner
+    from jobctl import detached
     from jobctl.api import Jobctl
     from jobctl.config import resolve_settings
 
     old = os.umask(0o022)
     try:
         api = Jobctl(resolve_settings())
-        real_spawn = runner.spawn
-        monkeypatch.setattr(runner, "spawn", lambda settings, job_id, token=None: None)
+        real_spawn = detached.spawn
+        monkeypatch.setattr(detached, "spawn", lambda settings, job_id, token=None: None)
         job_id = api.submit("SUMA_SIMPLE", {"vA": 1}).job_id
         api.cancel([job_id])
         api.close()

@@ -176,15 +176,15 @@ def test_cancel_queued_job_never_runs(env):
     # a job whose worker cannot claim it in time: insert through the API, cancel before spawn
     from jobctl.api import Jobctl
     from jobctl.config import resolve_settings
-    from jobctl import runner
+    from jobctl import detached
 
     api = Jobctl(resolve_settings())
-    real_spawn = runner.spawn
-    runner.spawn = lambda settings, job_id, token=None: 0  # hold the worker back
+    real_spawn = detached.spawn
+    detached.spawn = lambda settings, job_id, token=None: 0  # hold the worker back
     try:
         job_id = api.submit(env.proc["suma"], {"vA": 1}).job_id
     finally:
-        runner.spawn = real_spawn
+        detached.spawn = real_spawn
         api.close()
     assert env.status(job_id)["status"] == "queued"
     result = env.cli("cancel", job_id, "--format", "json")
@@ -281,17 +281,17 @@ def test_ctrl_c_on_wait_exits_130_and_leaves_the_job_running(env):
 
 
 def test_queued_job_whose_worker_never_started_is_lost_and_never_runs(env, monkeypatch):
-    from jobctl import runner
+    from jobctl import detached
     from jobctl.api import Jobctl
     from jobctl.config import resolve_settings
 
     monkeypatch.setenv("JOBCTL_START_TIMEOUT", "1")
     api = Jobctl(resolve_settings())
-    real_spawn = runner.spawn
-    monkeypatch.setattr(runner, "spawn", lambda settings, job_id, token=None: 0)  # the worker dies unborn
+    real_spawn = detached.spawn
+    monkeypatch.setattr(detached, "spawn", lambda settings, job_id, token=None: 0)  # the worker dies unborn
     job_id = api.submit(env.proc["suma"], {"vA": 1}).job_id
     api.close()
-    monkeypatch.setattr(runner, "spawn", real_spawn)
+    monkeypatch.setattr(detached, "spawn", real_spawn)
     assert env.status(job_id)["status"] == "queued"
     time.sleep(1.3)
     job = env.status(job_id)

@@ -1303,7 +1303,7 @@ def test_submit_refuses_them_before_any_row_is_written(case):
 
     conn = Conn(_resolving_cursor("SCOTT", "SCOTT", None, "P", 7, [PLSQL_ARG_ROWS[case]]))
     jc = Jobctl(resolve_settings(dsn="oracle://scott@dbhost:1521/FREEPDB1"))
-    jc._conn = conn
+    jc.session._conn = conn
     with pytest.raises(UsageError) as info:
         jc.submit("P", {})
     assert info.value.exit_code == 2 and f"parameter {PLSQL_ARG_ROWS[case][2]}" in info.value.message

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from jobctl import render
-from jobctl.api import _new_lines
+from jobctl.reading import new_lines as _new_lines
 from jobctl.backends import get_backend
 from jobctl.config import parse_dsn
 from jobctl.errors import UsageError

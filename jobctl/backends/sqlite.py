@@ -22,7 +22,7 @@ from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
 from ..params import to_json_value
-from ..store import COLUMNS
+from ..model import COLUMNS
 from .base import CallContext, PolledCancel
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")

@@ -51,7 +51,7 @@ class DemoJobChecks:
         return job_id
 
     def _worker_hint(self) -> str:
-        from ..runner import log_path
+        from ..detached import log_path
 
         return f"see the worker log {log_path()} and `jobctl status <id>`"
 

@@ -15,8 +15,8 @@ from ...errors import DatabaseError, JobctlError, UsageError
 from ...model import BOOLEAN, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
 from ...params import to_json_value
 from ..base import CallContext
-from .catalog import _is_plain_identifier
-from .errors import _code, _db_text, _error_info
+from .catalog import is_plain_identifier
+from .errors import error_code, db_text, error_info
 from .shared import UTC as _UTC
 from .shared import OracleBase
 
@@ -136,7 +136,7 @@ class OracleCalls(OracleBase):
     @staticmethod
     def _keyword(name: str) -> str:
         """A parameter name as callproc pastes it: `NAME => :n`."""
-        keyword = name if _is_plain_identifier(name) else f'"{name}"'
+        keyword = name if is_plain_identifier(name) else f'"{name}"'
         if '"' in name or not oracledb.is_simple_sql_name(keyword):
             raise UsageError(f"invalid parameter name {name!r}")
         return keyword
@@ -172,7 +172,7 @@ class OracleCalls(OracleBase):
             try:
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
             except oracledb.Error as exc:
-                if _code(exc)[0] not in _PACKAGE_STATE_DISCARDED or not self._undo_call(cur):
+                if error_code(exc)[0] not in _PACKAGE_STATE_DISCARDED or not self._undo_call(cur):
                     raise
                 # a package was recompiled since this session used it; its
                 # state is reset now, so the call is repeated once from the
@@ -205,13 +205,13 @@ class OracleCalls(OracleBase):
     def _job_error(self, exc: BaseException, name: str) -> JobctlError:
         """What ERROR_MSG records: the database's own text (ORA-20001 ...
         ORA-06512 ...), except where a translation says more."""
-        err = _error_info(exc)
+        err = error_info(exc)
         if err is None:
             return DatabaseError(f"{name}: {exc}")
         if (err.code == 6550 and "PLS-00201" in err.message) or (
                 err.full_code.startswith("DPY-") and err.full_code != "DPY-4024"):
             return self.translate_error(exc)
-        return DatabaseError(_db_text(err), transient=self.is_transient(exc))
+        return DatabaseError(db_text(err), transient=self.is_transient(exc))
 
     def _read_output(self, conn: Any, ctx: CallContext) -> None:
         """DBMS_OUTPUT lines, readable only now and in this session
@@ -265,7 +265,7 @@ class OracleCalls(OracleBase):
                 row = self.execute(conn, sql, binds).fetchone()
                 break
             except oracledb.Error as exc:
-                if _code(exc)[0] in (942, 1031):
+                if error_code(exc)[0] in (942, 1031):
                     self._longops_views.pop(0)
                     continue
                 return

@@ -12,7 +12,7 @@ import oracledb
 
 from ...errors import NotFound, UsageError
 from ...model import BOOLEAN, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
-from .errors import _code
+from .errors import error_code
 from .shared import OracleBase
 
 NAME_RESOLVE_SQL = """
@@ -123,7 +123,7 @@ def _display_type(row: Mapping[str, Any]) -> str:
     return data_type
 
 
-def _is_plain_identifier(name: str) -> bool:
+def is_plain_identifier(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Z][A-Z0-9_$#]*", name))
 
 
@@ -132,7 +132,7 @@ def _quoted(name: str) -> str:
     Oracle identifiers cannot contain double quotes, so quoting is safe."""
     if '"' in name:
         raise UsageError(f"invalid identifier {name!r}")
-    return name if _is_plain_identifier(name) else f'"{name}"'
+    return name if is_plain_identifier(name) else f'"{name}"'
 
 
 class OracleCatalog(OracleBase):
@@ -168,7 +168,7 @@ class OracleCatalog(OracleBase):
         try:
             cur.execute(NAME_RESOLVE_SQL, {"name": name, **out})
         except oracledb.Error as exc:
-            if _code(exc)[0] in (6564, 4047):
+            if error_code(exc)[0] in (6564, 4047):
                 raise NotFound(f"procedure {name} not found in {self.settings.display} "
                                "(or no EXECUTE privilege on it)") from None
             raise
@@ -227,7 +227,7 @@ class OracleCatalog(OracleBase):
         shown_owner = None if owner == r.get("current_schema") else owner
         call_name = ".".join(_quoted(p) for p in (shown_owner, package, obj) if p)
         canonical = ".".join(p for p in (shown_owner, package, obj) if p)
-        if not all(_is_plain_identifier(p) for p in canonical.split(".")):
+        if not all(is_plain_identifier(p) for p in canonical.split(".")):
             canonical = name      # a quoted name cannot be typed back: keep the user's
         candidates = []
         for overload, rows in overloads.items():

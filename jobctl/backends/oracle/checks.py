@@ -104,7 +104,7 @@ def _text(exc: BaseException) -> str:
     return " ".join(lines[:3]) or type(exc).__name__
 
 
-def _code(exc: BaseException) -> int:
+def _ora_number(exc: BaseException) -> int:
     if isinstance(exc, oracledb.Error) and exc.args and hasattr(exc.args[0], "code"):
         return exc.args[0].code
     return -1
@@ -288,7 +288,7 @@ class _OracleChecks:
                     cur.execute(SET_PROGRESS_SQL, {"pct": PROGRESS_PROBE})
                 call_conn.rollback()   # SET_PROGRESS commits on its own
             except oracledb.Error as exc:
-                if _code(exc) == 6550 and "PLS-00201" in str(exc):
+                if _ora_number(exc) == 6550 and "PLS-00201" in str(exc):
                     return Check(name, WARN, "JOBCTL_PROGRESS is not installed or not executable "
                                  f"here: {' '.join(_text(exc).split())}",
                                  "run `jobctl db init`; procedures report progress with "
@@ -316,7 +316,7 @@ class _OracleChecks:
                 self._execute(sql).fetchone()
                 readable[view] = None
             except oracledb.Error as exc:
-                if _code(exc) not in (942, 1031):
+                if _ora_number(exc) not in (942, 1031):
                     raise
                 readable[view] = exc
         if readable["GV$SESSION_LONGOPS"] is None:

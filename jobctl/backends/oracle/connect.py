@@ -17,7 +17,7 @@ import oracledb
 
 from ... import config
 from ...errors import DatabaseError, UsageError
-from .errors import _db_text, _error_info, _first_line
+from .errors import db_text, error_info, first_line
 from .shared import OracleBase
 
 #: one round trip at connect: stored times are UTC whatever the client's
@@ -106,8 +106,8 @@ def load_client(lib_dir: str | None, config_dir: str | None = None) -> None:
         try:
             oracledb.init_oracle_client(lib_dir=lib_dir, config_dir=config_dir)
         except oracledb.Error as exc:
-            err = _error_info(exc)
-            text = _first_line(_db_text(err)) if err is not None else str(exc)
+            err = error_info(exc)
+            text = first_line(db_text(err)) if err is not None else str(exc)
             text = re.sub(r"\s*See https?://\S+ for help\.?$", "", text)
             where = lib_dir or "the system library path"
             raise DatabaseError(
@@ -168,7 +168,7 @@ class OracleConnections(OracleBase):
                 raise UsageError(f"wallet_password_env: environment variable {name} is not set")
             return value
         if opts.get("wallet_password_file"):
-            return config._read_password_file(str(opts["wallet_password_file"]))
+            return config.read_password_file(str(opts["wallet_password_file"]))
         return None
 
     def _driver_options(self) -> dict[str, Any]:

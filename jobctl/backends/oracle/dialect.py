@@ -11,7 +11,7 @@ from typing import Any
 import oracledb
 
 from ...errors import DatabaseError
-from .errors import _code, _created_object
+from .errors import error_code, created_object
 from .shared import UTC as _UTC
 from .shared import OracleBase
 
@@ -46,8 +46,8 @@ class OracleDialect(OracleBase):
         try:
             cur.execute(sql, values, fetch_lobs=False)
         except oracledb.Error as exc:
-            created = _created_object(sql)
-            if _code(exc)[0] == 955 and created and created[2]:
+            created = created_object(sql)
+            if error_code(exc)[0] == 955 and created and created[2]:
                 # CREATE OR REPLACE replaces its own kind only: ORA-00955 means
                 # another object type owns the name (ORACLE_NOTES: Found in a
                 # line-by-line review, "ORA-00955 on CREATE OR REPLACE")
@@ -111,7 +111,7 @@ class OracleDialect(OracleBase):
         PLSQL_WARNINGS enabled the same warning comes for warnings alone:
         no ATTRIBUTE = 'ERROR' row in USER_ERRORS means the unit is valid
         (ORACLE_NOTES: Found in a line-by-line review), so None."""
-        created = _created_object(sql)
+        created = created_object(sql)
         if not created:
             return DatabaseError(f"{self.settings.display}: PL/SQL compiled with errors")
         obj_type, obj_name, _ = created

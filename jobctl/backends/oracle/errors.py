@@ -12,7 +12,7 @@ from ...errors import DatabaseError, JobctlError, NotFound, SchemaMissing
 from .shared import OracleBase
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
@@ -27,21 +27,21 @@ def _summary(text: str) -> str:
     return " ".join(dict.fromkeys([lines[0], *pls]))
 
 
-def _db_text(err: Any) -> str:
+def db_text(err: Any) -> str:
     """The database's message without the help URL that thin mode appends
     (src/oracledb/errors.py, `_Error._make_adjustments`)."""
     lines = [ln for ln in str(err.message).splitlines() if not ln.startswith("Help: ")]
     return "\n".join(lines).strip()
 
 
-def _error_info(exc: BaseException) -> Any | None:
+def error_info(exc: BaseException) -> Any | None:
     """The driver's `_Error` (code, full_code, message, isrecoverable), or None."""
     if isinstance(exc, oracledb.Error) and exc.args and hasattr(exc.args[0], "full_code"):
         return exc.args[0]
     return None
 
 
-def _created_object(sql: str) -> tuple[str, str, bool] | None:
+def created_object(sql: str) -> tuple[str, str, bool] | None:
     """(object type, name, OR REPLACE?) of a CREATE statement, or None."""
     m = re.match(r"\s*CREATE\s+(OR\s+REPLACE\s+)?(?:(?:NON)?EDITIONABLE\s+)?"
                  r"(PACKAGE\s+BODY|TYPE\s+BODY|PACKAGE|PROCEDURE|FUNCTION|TRIGGER|TYPE|VIEW)\s+"
@@ -51,22 +51,22 @@ def _created_object(sql: str) -> tuple[str, str, bool] | None:
     return " ".join(m.group(2).upper().split()), m.group(3).upper(), bool(m.group(1))
 
 
-def _code(exc: BaseException) -> tuple[int, str]:
-    err = _error_info(exc)
+def error_code(exc: BaseException) -> tuple[int, str]:
+    err = error_info(exc)
     return (err.code, err.full_code) if err is not None else (-1, "")
 
 
 class OracleErrors(OracleBase):
     def is_missing_table(self, exc: BaseException) -> bool:
-        return _code(exc)[0] == 942
+        return error_code(exc)[0] == 942
 
     def is_undefined_column(self, exc: BaseException) -> bool:
         """ORA-00904 invalid identifier: a column of jobctl's that an
         original-shaped ASYNC_JOBS lacks (then `db init` upgrades it)."""
-        return _code(exc)[0] == 904
+        return error_code(exc)[0] == 904
 
     def is_unique_violation(self, exc: BaseException) -> bool:
-        return _code(exc)[0] == 1
+        return error_code(exc)[0] == 1
 
     #: ORA-00955 name already used, ORA-01430 column exists, ORA-01408 column
     #: list already indexed, ORA-02260 table has a primary key, ORA-02261 such
@@ -74,7 +74,7 @@ class OracleErrors(OracleBase):
     _ALREADY_EXISTS = frozenset({955, 1430, 1408, 2260, 2261, 2275})
 
     def is_already_exists(self, exc: BaseException) -> bool:
-        return _code(exc)[0] in self._ALREADY_EXISTS
+        return error_code(exc)[0] in self._ALREADY_EXISTS
 
     #: ORA-00060 deadlock, ORA-00054 resource busy (ORACLE_NOTES "Errors →
     #: what jobctl says"). ORA-04068/04061 are not here: `call` retries the
@@ -88,7 +88,7 @@ class OracleErrors(OracleBase):
     _TRANSIENT_LISTENER = re.compile(r"ORA-(12516|12519|12520|12528)\b")
 
     def is_transient(self, exc: BaseException) -> bool:
-        err = _error_info(exc)
+        err = error_info(exc)
         if err is None:
             return False
         return bool(err.isrecoverable or err.code in self._TRANSIENT_CODES
@@ -101,12 +101,12 @@ class OracleErrors(OracleBase):
         Driver (DPY) errors have code 0 and are matched on full_code."""
         if isinstance(exc, JobctlError):
             return exc
-        err = _error_info(exc)
+        err = error_info(exc)
         where = self.settings.display
         if err is None:
             return DatabaseError(f"{where}: {exc}")
         code, full = err.code, err.full_code
-        text = _db_text(err)
+        text = db_text(err)
         lines = text.splitlines() or [""]
         cause = lines[1].strip() if full.startswith("DPY-") and len(lines) > 1 else ""
         transient = self.is_transient(exc)
@@ -132,7 +132,7 @@ class OracleErrors(OracleBase):
                                  "password_env or password_file in a profile, or run on a terminal "
                                  "to be asked")
         if full == "DPY-6005" or code == 12541:
-            reason = cause or _first_line(text)
+            reason = cause or first_line(text)
             s = self.settings
             target = (f"{s.host}:{s.port or 1521}" if s.port or s.database
                       else f"the address of TNS alias {s.host}")
@@ -141,12 +141,12 @@ class OracleErrors(OracleBase):
             return DatabaseError(f"cannot connect to {where}: {reason}", transient=True)
         if full in ("DPY-6001", "DPY-6003") or code in (12514, 12505):
             return DatabaseError(f"cannot connect to {where}: unknown service: "
-                                 f"{_first_line(text).split(': ', 1)[-1]}")
+                                 f"{first_line(text).split(': ', 1)[-1]}")
         if full == "DPY-4000":
             return DatabaseError(f"cannot connect to {where}: unknown TNS alias: "
-                                 f"{_first_line(text).split(': ', 1)[-1]}; check config_dir or TNS_ADMIN")
+                                 f"{first_line(text).split(': ', 1)[-1]}; check config_dir or TNS_ADMIN")
         if full in ("DPY-4026", "DPY-4027"):
-            return DatabaseError(f"cannot connect to {where}: {_first_line(text).split(': ', 1)[-1]}; "
+            return DatabaseError(f"cannot connect to {where}: {first_line(text).split(': ', 1)[-1]}; "
                                  "a TNS alias needs tnsnames.ora in the profile's config_dir or "
                                  "$TNS_ADMIN, or use oracle://user@host:port/service")
         if full == "DPY-3001":
@@ -159,7 +159,7 @@ class OracleErrors(OracleBase):
         if code == 1013:
             return DatabaseError(f"{where}: call cancelled (ORA-01013)")
         if full == "DPY-4024":
-            return DatabaseError(f"{where}: call timed out ({_first_line(text)})", transient=True)
+            return DatabaseError(f"{where}: call timed out ({first_line(text)})", transient=True)
         if code == 1031:
             return DatabaseError(f"{where}: insufficient privileges (ORA-01031)")
         return DatabaseError(f"{where}: {_summary(text)}", transient=transient)

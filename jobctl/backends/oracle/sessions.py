@@ -10,7 +10,7 @@ import oracledb
 
 from ...errors import UsageError
 from .connect import SESSION_SETUP_SQL
-from .errors import _code
+from .errors import error_code
 from ..base import PolledCancel
 from .shared import OracleBase
 
@@ -83,7 +83,7 @@ class OracleSessions(PolledCancel, OracleBase):
                                {"inst_id": inst_id, "sid": sid, "serial": serial})
             return bool(cur.fetchone()[0])
         except oracledb.Error as exc:
-            if _code(exc)[0] not in (942, 1031):
+            if error_code(exc)[0] not in (942, 1031):
                 raise self.translate_error(exc) from None
         here = self._session_info(conn).get("instance")
         if here is None or int(here) != inst_id:
@@ -92,7 +92,7 @@ class OracleSessions(PolledCancel, OracleBase):
             cur = self.execute(conn, SESSION_ALIVE_SQL, {"sid": sid, "serial": serial})
             return bool(cur.fetchone()[0])
         except oracledb.Error as exc:
-            if _code(exc)[0] in (942, 1031):
+            if error_code(exc)[0] in (942, 1031):
                 return None
             raise self.translate_error(exc) from None
 
@@ -115,7 +115,7 @@ class OracleSessions(PolledCancel, OracleBase):
             with conn.cursor() as cur:
                 cur.execute(statement)
         except oracledb.Error as exc:
-            code = _code(exc)[0]
+            code = error_code(exc)[0]
             if code == 30:     # ORA-00030: the session is already gone
                 return True
             if code == 1031:   # ORA-01031: insufficient privileges
