@@ -19,6 +19,11 @@ from .config import Settings
 from .model import utcnow
 
 
+#: the variables that carried a secret to this worker: kept out of the
+#: environment of any worker it starts in turn
+SECRET_ENV: list[str] = []
+
+
 #: The worker's first lines, run as `python -I -c`. Isolated mode puts neither
 #: the caller's directory nor PYTHON* variables on sys.path, so a `jobctl/`
 #: planted where the user stands cannot run as them; jobctl comes from the

@@ -44,7 +44,9 @@ from .config import Settings
 from .errors import DatabaseError, UsageError, describe_exception
 from .model import Job, JobStatus, utcnow
 from .detached import note
-from .runner import INTERRUPT_GRACE_S, Books, Signatures, Worker
+from .books import Books, Signatures
+from .jobrun import INTERRUPT_GRACE_S
+from .runner import Worker
 
 #: the largest --concurrency: each slot is a database session
 MAX_CONCURRENCY = 256
@@ -325,7 +327,7 @@ class Pool:
             return None
         if worker.call_conn is None:
             return None
-        ready = ready if worker.call_conn is ready[0] else (worker.call_conn, worker._session_id())
+        ready = ready if worker.call_conn is ready[0] else (worker.call_conn, worker.session_id())
         try:
             ready[0].rollback()
         except Exception:  # noqa: BLE001 - broken (a terminated session): the next job opens one

@@ -184,8 +184,6 @@ DEBT: dict[str, set[str]] = {
         'jobctl/backends/postgresql.py: class PostgresBackend',
         'jobctl/cli.py:',
         'jobctl/pool.py: class Pool',
-        'jobctl/runner.py:',
-        'jobctl/runner.py: class Worker',
         'jobctl/store.py:',
     },
 }

@@ -1,0 +1,189 @@
+"""Before and after the call: both connections opened through a
+connection storm, the server session noted, and after the job the jobs
+that waited for it settled and the next job of its queue reserved, so a
+daemon-free worker drains its queue on the same connections."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from typing import Any
+
+from . import detached, store
+from .config import Settings
+from .errors import describe_exception
+from .jobrun import Signals
+from .model import JobStatus, utcnow
+from .outcome import Outcome
+
+
+class Claiming(Outcome):
+    def open_connections(self) -> bool:
+        """Open both connections before claiming. A server that refuses for now
+        (too many connections, a per-role limit, a restart) is retried with
+        backoff until start_timeout; the reason goes into the queued row as soon
+        as one connection works, so `status` says what the job waits for."""
+        # readers call a job lost start_timeout after its submit, which was a
+        # moment before this process started: give up a little earlier, so the
+        # row says `failed` with the reason before anyone can read it as lost
+        limit = self.tunables.start_timeout_s
+        deadline = self.started_mono + limit - min(1.0, limit / 10)
+        delay, noted = 0.1, None
+        while True:
+            try:
+                if self.watch_conn is None:
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                if self.call_conn is None:
+                    self.call_conn = self.backend.connect(job_id=self.job_id)
+                if noted is not None:
+                    noted = None
+                    self.note_queued(None)  # best effort: the outcome overwrites it anyway
+                    if self.watch_conn is None:
+                        continue  # clearing it lost the connection: open another
+                return True
+            except Exception as exc:
+                reason = describe_exception(exc)
+                retry = self.backend.is_transient(exc) and time.monotonic() + delay < deadline
+                if not retry:
+                    if self.backend.is_transient(exc):
+                        reason = (f"no database connection within start_timeout "
+                                  f"({self.tunables.start_timeout_s:g} s): {reason}")
+                    self.fail_unstarted(reason)
+                    return False
+                if self.watch_conn is not None and reason != noted:
+                    noted = reason if self.note_queued(f"waiting for a connection: {reason}") else noted
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def note_queued(self, text: str | None) -> bool:
+        try:
+            self.lifecycle.note_waiting(self.watch_conn, self.job_id, text)
+            self.watch_conn.commit()
+            return True
+        except Exception as exc:
+            detached.note(self.job_id, f"could not note the wait: {describe_exception(exc)}")
+            with contextlib.suppress(Exception):
+                self.watch_conn.close()
+            self.watch_conn = None
+            return False
+
+    def fail_unstarted(self, reason: str) -> None:
+        """The job never ran: end it `failed` with the reason rather than leave
+        it to read lost. With no connection at all, keep trying to write that
+        with the final write's backoff (the storm may pass)."""
+        detached.note(self.job_id, f"not started: {reason}")
+        delay = 0.25
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                if self.watch_conn is None:
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), reason)
+                self.watch_conn.commit()
+                return
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    if self.watch_conn is not None:
+                        self.watch_conn.close()
+                self.watch_conn = None
+                if attempt == self.tunables.final_write_attempts - 1:
+                    detached.note(self.job_id, f"gave up recording the failure: {describe_exception(exc)}")
+                    return
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def session_id(self) -> str | None:
+        try:
+            return self.backend.session_id(self.call_conn)
+        except Exception as exc:  # noqa: BLE001 - unknown session: lost stays heartbeat-only
+            detached.note(self.job_id, f"cannot read the call's server session: {describe_exception(exc)}")
+            try:
+                self.call_conn.rollback()
+            except Exception:
+                pass
+            return None
+
+    def next_job(self) -> tuple[str, str] | None:
+        """After this job: cancel the jobs that waited for it if it did not
+        complete, then reserve the next eligible job of its queue (within the
+        queue's limit, which this job's slot just freed). (job id, token) or
+        None when nothing is eligible, or the worker was told to stop."""
+        if Signals.received:
+            self.unreserve()
+            return None
+        try:
+            queue = self.settle_dependents()
+            if self.reserved is not None:
+                return self.reserved
+            if queue is None:
+                return None
+            with self.db_lock:
+                token = uuid.uuid4().hex
+                found = self.lifecycle.claim_next(self.watch_conn, queue, token=token,
+                                                  pid=os.getpid())
+        except Exception as exc:  # noqa: BLE001 - a later jobctl command starts a worker
+            detached.note(self.job_id, f"could not take the next job of the queue: {describe_exception(exc)}")
+            self.unreserve()
+            return None
+        return (found, token) if found else None
+
+    def unreserve(self) -> None:
+        """Stopping with a job reserved: give it back to the queue, so the
+        next worker takes it (not left to read lost)."""
+        if self.reserved is None:
+            return
+        job_id, token = self.reserved
+        self.reserved = None
+        try:
+            with self.db_lock:
+                self.lifecycle.unreserve(self.watch_conn, job_id, token)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - it reads lost at start_timeout, as a crash would
+            detached.note(job_id, f"could not give back the reservation: {describe_exception(exc)}")
+
+    def settle_dependents(self) -> str | None:
+        """After the job: the jobs that waited for it are cancelled when it did
+        not complete; when it did, workers start for those of them that wait
+        in other queues (this job's own queue is its worker's to drain).
+        Returns the job's queue, None when its row is gone."""
+        with self.db_lock:
+            self.watch_conn.rollback()
+            job = store.get(self.backend, self.watch_conn, self.job_id)
+            self.watch_conn.commit()
+            if job is None:
+                return None
+            if job.status.finished and job.status is not JobStatus.COMPLETED:
+                self.lifecycle.cancel_dependents(self.watch_conn, job.job_id, job.status)
+                others = []
+            else:
+                others = sorted({q for _, q in store.queued_dependents(
+                    self.backend, self.watch_conn, job.job_id) if q != job.queue})
+                self.watch_conn.commit()
+        if others:
+            self.start_workers_for(others)
+        return job.queue
+
+    def start_workers_for(self, queues: list[str]) -> None:
+        from . import launcher  # only when a dependency crosses queues
+
+        launcher.start_workers(Settings(connection=self.settings, tunables=self.tunables,
+                                        secret_env=tuple(detached.SECRET_ENV)), queues)
+
+    def handover(self) -> tuple[Any, Any]:
+        """Both connections, clean, for the worker of the next job."""
+        conns = []
+        for conn in (self.watch_conn, self.call_conn):
+            try:
+                conn.rollback()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
+            conns.append(conn)
+        return conns[0], conns[1]
+
+    def close(self) -> None:
+        for conn in (self.watch_conn, self.call_conn):
+            with contextlib.suppress(Exception):
+                conn.close()

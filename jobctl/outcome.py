@@ -1,0 +1,187 @@
+"""Recording a job's outcome: `completed` written on the call's own
+connection and committed with the procedure's work (both or neither), the
+commit tried again while SQLite keeps the transaction, read back when in
+doubt; any other outcome written on the bookkeeping connection, guarded by
+the claim token and retried with backoff."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from . import detached, jsontext, store
+from .errors import describe_exception
+from .jobrun import JobRun, Signals
+from .model import JobStatus, format_duration, utcnow
+
+
+class Outcome(JobRun):
+    def commit_outcome(self, result: dict | None) -> tuple[JobStatus, dict | None, str | None]:
+        """Write `completed` on the call's own connection, guarded by "still
+        running and still mine", and commit it with the procedure's work: both
+        or neither. A job declared lost or cancelled meanwhile keeps that
+        outcome, and its work is rolled back."""
+        fields = self.outcome_fields(JobStatus.COMPLETED, result, None)
+        work_pending = self.backend.in_transaction(self.call_conn)
+        written = False  # the outcome's UPDATE is in the open transaction
+        deadline = time.monotonic() + self.tunables.outcome_retry_window_s
+        delay = 0.1
+        while True:
+            try:
+                if not written:
+                    written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token,
+                                                    **fields) > 0
+                    if not written:
+                        self.call_conn.rollback()
+                        note = ("work rolled back: the job is no longer running under this "
+                                "worker's claim (declared lost or cancelled meanwhile)")
+                        self.settled(note)
+                        return JobStatus.FAILED, None, note
+                    self.hand_over(self.call_conn)
+                self.call_conn.commit()
+                break
+            except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
+                if self.may_try_again(exc, work_pending, deadline):
+                    if not self.backend.in_transaction(self.call_conn):
+                        written = False  # nothing of it was kept: the UPDATE again, guarded
+                    time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                outcome = self.after_failed_commit(exc, result)
+                if outcome[0] is not JobStatus.COMPLETED:
+                    self.reserved = self.following = None  # rolled back with the rest
+                return outcome
+        self.settled(None)
+        return JobStatus.COMPLETED, result, None
+
+    def may_try_again(self, exc: Exception, work_pending: bool, deadline: float) -> bool:
+        """The outcome's write or commit met a lock or a full disk that left
+        everything as it was (SQLite): the same commit, again, until the
+        deadline. Never when the procedure's own work was rolled back with
+        it: that work cannot be redone (at most once)."""
+        if not self.backend.keeps_transaction(exc) or time.monotonic() >= deadline:
+            return False
+        if work_pending and not self.backend.in_transaction(self.call_conn):
+            return False
+        detached.note(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
+        return True
+
+    def hand_over(self, conn: Any) -> None:
+        """The next job of this one's queue, taken in the transaction that
+        records this one's outcome, before it commits, so that the slot passes
+        from job to job without ever standing free. A daemon-free worker
+        reserves it (`reserved`), so that no submit starts another worker in
+        between; a pool's slot claims it (`following`), one commit for both.
+        A failure is undone alone (a savepoint): the outcome and the work
+        stay, and the next job is taken after the commit instead."""
+        self.reserved = self.following = None
+        if self.queue is None or (self.claim_following is None if self.pooled
+                                  else Signals.received):
+            return
+        store.savepoint(self.backend, conn, "jobctl_next")
+        try:
+            if self.pooled:
+                self.following = self.claim_following(conn, self.queue)
+            else:
+                token = uuid.uuid4().hex
+                found = self.lifecycle.claim_next(conn, self.queue, token=token, pid=os.getpid(),
+                                                  commit=False)
+                self.reserved = (found, token) if found else None
+        except Exception as exc:  # noqa: BLE001 - taken after the commit instead
+            detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
+            store.rollback_to(self.backend, conn, "jobctl_next")
+
+    def settled(self, note: str | None) -> None:
+        """The row holds its final outcome: nothing left for finish to write."""
+        self.stop_retrying = True
+        with self.state_lock:
+            self.finished = True
+        if note:
+            detached.note(self.job_id, note)
+
+    def after_failed_commit(self, exc: Exception, result: dict | None):
+        reason = describe_exception(exc)
+        try:
+            self.call_conn.rollback()
+        except Exception:
+            pass
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                with self.db_lock:
+                    try:
+                        self.watch_conn.close()
+                    except Exception:
+                        pass
+                    self.watch_conn = self.backend.connect(job_id=self.job_id)
+                    row = store.get(self.backend, self.watch_conn, self.job_id)
+                    self.watch_conn.commit()
+                break
+            except Exception as again:  # noqa: BLE001
+                detached.note(self.job_id, f"cannot read back after a failed commit (try {attempt + 1}): "
+                                  f"{describe_exception(again)}")
+                time.sleep(min(0.25 * 2 ** attempt, 30.0))
+        else:
+            self.settled(f"commit failed ({reason}) and the row could not be read back: "
+                          "the outcome is unknown")
+            return JobStatus.FAILED, None, reason
+        if row is not None and row.claim_token == self.token and row.status is JobStatus.COMPLETED:
+            self.settled(f"commit reported {reason}, but it had taken: work and outcome committed")
+            return JobStatus.COMPLETED, result, None
+        if row is not None and row.claim_token == self.token and row.status is JobStatus.RUNNING:
+            # the transaction died with the connection: neither work nor outcome is there
+            self.stop_retrying = True
+            return JobStatus.FAILED, None, f"the commit failed, so the work was rolled back: {reason}"
+        self.settled(f"commit failed ({reason}); the row is no longer ours: work rolled back")
+        return JobStatus.FAILED, None, reason
+
+    def outcome_fields(self, status: JobStatus, result: dict | None, error: str | None) -> dict:
+        elapsed = time.monotonic() - self.started_mono
+        progress, output, _ = self.ctx.snapshot()
+        if status is JobStatus.COMPLETED:
+            progress = 100.0
+        return dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
+                    elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
+                    result=jsontext.dumps(result) if result is not None else None)
+
+    def finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
+        with self.state_lock:
+            if self.finished:
+                return
+            self.finished = True
+        fields = self.outcome_fields(status, result, error)
+        delay = 0.25
+        for attempt in range(self.tunables.final_write_attempts):
+            try:
+                with self.db_lock:
+                    if attempt:
+                        try:
+                            self.watch_conn.close()
+                        except Exception:
+                            pass
+                        self.watch_conn = self.backend.connect(job_id=self.job_id)
+                    written = self.lifecycle.finish(self.watch_conn, self.job_id,
+                                                    token=self.token, **fields)
+                    if written and not self.pooled:  # a pool's slot claims after this
+                        self.hand_over(self.watch_conn)
+                    self.watch_conn.commit()
+                if not written:
+                    detached.note(self.job_id, f"outcome {status.value} not written: the row is no longer running")
+                return
+            except Exception as exc:
+                detached.note(self.job_id, f"final write failed (try {attempt + 1}): {describe_exception(exc)}")
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        detached.note(self.job_id, f"gave up writing outcome {status.value}: {error}")
+
+    def crashed(self, exc: BaseException) -> None:
+        """The worker itself failed (a bug, not the procedure): say so in the
+        row, whether the job was still queued or already running."""
+        crashed = f"worker crashed: {describe_exception(exc)}"
+        with self.db_lock:
+            if not self.lifecycle.fail_unstarted(self.watch_conn, self.job_id, utcnow(), crashed):
+                self.lifecycle.finish(self.watch_conn, self.job_id, status=JobStatus.FAILED,
+                                      end_time=utcnow(), duration=None, elapsed_s=None, result=None,
+                                      output=None, progress=None, error=crashed, token=self.token)
+            self.watch_conn.commit()
