@@ -4,7 +4,7 @@ Every write of a job's state goes through `Lifecycle`, whoever makes it (the
 CLI through api.py, the worker, doctor's probes): enqueue at submit,
 fail-unstarted, claim, heartbeat (with progress and output), retry (next
 attempt), finish, cancel (queued, requested, orphaned) and mark lost.
-store.py keeps the SQL; status names are bound from JobStatus, never spelled
+the store (jobctl.store) keeps the SQL; status names are bound from JobStatus, never spelled
 in a statement.
 
 Every command that shows or acts on a job's liveness asks this module:

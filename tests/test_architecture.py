@@ -184,7 +184,6 @@ DEBT: dict[str, set[str]] = {
         'jobctl/backends/postgresql.py: class PostgresBackend',
         'jobctl/cli.py:',
         'jobctl/pool.py: class Pool',
-        'jobctl/store.py:',
     },
 }
 

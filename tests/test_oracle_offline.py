@@ -911,7 +911,7 @@ def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
         assert f"EXCEPTION_INIT(e_" in text and code in text
     view = next(s for s in _split("create_async_jobs_table.sql") if "VIEW" in s.split("\n")[0])
     assert isinstance(sqlglot.parse_one(view, read="oracle"), exp.Create)
-    # the pools' table has the columns store.py reads and writes
+    # the pools' table has the columns the store reads and writes
     workers = re.search(r"q'\[\s*(CREATE TABLE JOB_WORKERS.*?)\]'", text, re.S).group(1)
     names = {c.name.lower() for c in sqlglot.parse_one(workers, read="oracle").find_all(exp.ColumnDef)}
     assert names == {"worker_id", "host", "pid", "queues", "concurrency", "running", "state",

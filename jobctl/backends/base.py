@@ -3,7 +3,7 @@
 Everything that differs between SQLite, PostgreSQL and Oracle lives behind
 `Backend`, split by role: `Database` (connecting, SQL dialect, errors,
 server sessions) and `Procedures` (resolving, calling, interrupting and
-progress). `store.py`, `api.py` and `runner.py` never ask which database
+progress). The store, the library and the worker never ask which database
 they talk to, nor whether it has a method: every backend implements both
 (checked by mypy through backends/checked.py).
 

@@ -1,0 +1,34 @@
+"""All SQL on ASYNC_JOBS and its two companion tables, written once.
+Backends supply only small hooks: paramstyle, row limits, percentiles and
+how times are bound. Callers use `store.<name>`; the modules say where
+each statement lives: rows (shape and binding), jobs (one job's
+statements), queues (limits, dependencies), claims (the claim), workers
+(JOB_WORKERS)."""
+
+from __future__ import annotations
+
+from .rows import (  # noqa: F401 - the store's surface
+    TABLE, ProcedureFilter, DEFAULT_QUEUE, DEFAULT_MAX_RUNNING, SELECT_JOBS, execute,
+    status_binds, dict_rows, job_rows, read_text, row_to_job, split_ids, bind_time,
+)
+from .jobs import (  # noqa: F401 - the store's surface
+    insert_job, insert_jobs, fail_queued, note_queued, find_active_unique, claim, heartbeat,
+    cancel_flag, next_attempt, finish, get, get_by_prefix, recent_jobs, list_jobs,
+    STAT_STATUSES, stats, lost_suspects, mark_lost, cancel_queued, request_cancel,
+    count_finished_before, delete_finished_batch, table_columns,
+)
+from .queues import (  # noqa: F401 - the store's surface
+    QUEUES, NEXT_ORDER, claim_in, in_queue, OURS, QueueState, ensure_queue, queue_row,
+    count_active, live_workers, queue_state, dependency_statuses, blocking_dependency,
+    cancel_dependent, queued_dependents, queued_with_dependencies, queues_needing_workers,
+    set_queue, list_queues,
+)
+from .claims import (  # noqa: F401 - the store's surface
+    CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, unreserve, savepoint,
+    rollback_to,
+)
+from .workers import (  # noqa: F401 - the store's surface
+    WORKERS, ALL_QUEUES, WorkerRow, register_worker, worker_heartbeat, deregister_worker,
+    list_workers, delete_workers,
+)
+from ..model import COLUMNS  # noqa: F401 - as the store has always offered it

@@ -1,0 +1,382 @@
+"""The statements on one job: written by submit, claimed, beaten and
+finished by its worker, read, cancelled, declared lost, deleted by cleanup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..model import Job, JobStatus
+from .queues import in_queue
+from .rows import DEFAULT_QUEUE, ProcedureFilter, SELECT_JOBS, TABLE, bind_time, dict_rows, execute, job_rows, status_binds
+
+if TYPE_CHECKING:
+    from ..backends.base import Database
+
+# -- writes from submit ------------------------------------------------------
+
+_INSERT = f"""
+    INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
+                         params, timeout_s, attempt, max_attempts, submitted_by,
+                         unique_key, cancel_requested, signature,
+                         queue, priority, not_before, after_jobs)
+    VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
+            :max_attempts, :submitted_by, :unique_key, 0, :signature,
+            :queue, :priority, :not_before, :after_jobs)"""
+
+
+def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: dt.datetime,
+                  params_json: str, timeout_s: float | None, max_attempts: int,
+                  submitted_by: str, unique_key: str | None, signature_json: str | None = None,
+                  queue: str = DEFAULT_QUEUE, priority: int = 0,
+                  not_before: dt.datetime | None = None,
+                  after_jobs: Sequence[str] = ()) -> dict[str, Any]:
+    return {"job_id": job_id, "procedure_name": procedure_name, "now": bind_time(backend, now),
+            "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
+            "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json,
+            "queue": queue, "priority": priority, "not_before": bind_time(backend, not_before),
+            "after_jobs": ",".join(after_jobs) or None}
+
+
+def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
+    execute(backend, conn, _INSERT, _insert_binds(backend, **fields))
+    backend.announce_work(conn, fields.get("queue") or DEFAULT_QUEUE)
+
+
+def insert_jobs(backend: Database, conn: Any, jobs: Sequence[dict[str, Any]]) -> None:
+    """Many new queued rows in one round of the driver's batch (--params-file)."""
+    statuses = status_binds(_INSERT)
+    backend.execute_many(conn, _INSERT,
+                         [{**_insert_binds(backend, **fields), **statuses} for fields in jobs])
+    for queue in sorted({fields.get("queue") or DEFAULT_QUEUE for fields in jobs}):
+        backend.announce_work(conn, queue)
+
+
+def fail_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime, error: str) -> int:
+    """The spawn failed: the job must not be left `queued` for ever."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_failed, end_time = :now, error_msg = :error
+        WHERE job_id = :job_id AND status = :st_queued""",
+        {"job_id": job_id, "now": bind_time(backend, now), "error": error})
+    return cur.rowcount
+
+
+def note_queued(backend: Database, conn: Any, job_id: str, note: str | None) -> int:
+    """Why a queued job has not started yet (its worker waits for a connection),
+    shown in ERROR_MSG until the claim; None clears it."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET error_msg = :note
+        WHERE job_id = :job_id AND status = :st_queued""",
+        {"job_id": job_id, "note": note})
+    return cur.rowcount
+
+
+def find_active_unique(backend: Database, conn: Any, unique_key: str) -> list[Job]:
+    cur = execute(backend, conn, f"""{SELECT_JOBS}
+        WHERE unique_key = :unique_key AND status IN (:st_queued, :st_running)""",
+        {"unique_key": unique_key})
+    return job_rows(backend, cur)
+
+
+# -- writes from the worker --------------------------------------------------
+
+def claim(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, host: str, pid: int,
+          token: str, session: str | None) -> int:
+    """queued → running, once: the token guards every later write of the
+    outcome, the session is the server session that will run the call. A
+    job reserved for this worker (claim_next) carries the same token already;
+    an unreserved one (a worker started by hand) is claimed only when no
+    other worker holds a reservation on it."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE}
+           SET status = :st_running, start_time = :now, heartbeat_at = :now,
+               worker_host = :host, worker_pid = :pid, attempt = 1,
+               claim_token = :token, db_session = :db_session
+         WHERE job_id = :job_id AND status = :st_queued
+           AND (claim_token IS NULL OR claim_token = :token)""",
+        {"job_id": job_id, "now": bind_time(backend, now), "host": host, "pid": pid,
+         "token": token, "db_session": session})
+    return cur.rowcount
+
+
+def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, progress: float | None,
+              output: str | None, write_progress: bool) -> bool | None:
+    """Write the heartbeat (and progress/output when they changed); return the
+    cancel flag, or None when the job is no longer ours to run."""
+    if write_progress:
+        binds = {"job_id": job_id, "now": bind_time(backend, now), "output": output}
+        cur = execute(backend, conn, f"""
+            UPDATE {TABLE} SET heartbeat_at = :now, output = :output{_progress_set(progress, binds)}
+             WHERE job_id = :job_id AND status = :st_running""", binds)
+    else:
+        cur = execute(backend, conn, f"""
+            UPDATE {TABLE} SET heartbeat_at = :now
+             WHERE job_id = :job_id AND status = :st_running""",
+            {"job_id": job_id, "now": bind_time(backend, now)})
+    if cur.rowcount == 0:
+        conn.commit()
+        return None
+    cur = backend.execute(conn, f"SELECT cancel_requested FROM {TABLE} WHERE job_id = :job_id",
+                          {"job_id": job_id})
+    row = cur.fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def cancel_flag(backend: Database, conn: Any, job_id: str) -> bool | None:
+    """The worker's cheap poll between heartbeats: the cancel flag, or None
+    when the job is no longer running. A read only: it never waits for a
+    writer (SQLite WAL), and ends its transaction at once."""
+    cur = execute(backend, conn, f"""
+        SELECT cancel_requested, CASE WHEN status = :st_running THEN 1 ELSE 0 END
+          FROM {TABLE} WHERE job_id = :job_id""", {"job_id": job_id})
+    row = cur.fetchone()
+    conn.commit()
+    if row is None or not row[1]:
+        return None
+    return bool(row[0])
+
+
+def next_attempt(backend: Database, conn: Any, job_id: str, attempt: int, error: str) -> None:
+    execute(backend, conn, f"""
+        UPDATE {TABLE} SET attempt = :attempt, error_msg = :error, progress = 0
+         WHERE job_id = :job_id AND status = :st_running""",
+        {"job_id": job_id, "attempt": attempt, "error": error})
+
+
+def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
+           duration: str | None, elapsed_s: float | None, result: str | None,
+           error: str | None, output: str | None, progress: float | None,
+           token: str | None = None) -> int:
+    """The one final write, guarded so it cannot overwrite another outcome:
+    the row must still be running and, given the claim token, still ours."""
+    binds = {"job_id": job_id, "status": status.value, "end_time": bind_time(backend, end_time),
+             "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
+             "output": output}
+    mine = ""
+    if token is not None:
+        binds["token"] = token
+        mine = " AND claim_token = :token"
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE}
+           SET status = :status, end_time = :end_time, duration = :duration,
+               elapsed_s = :elapsed_s, result = :result, error_msg = :error,
+               output = :output, heartbeat_at = :end_time{_progress_set(progress, binds)}
+         WHERE job_id = :job_id AND status = :st_running{mine}""", binds)
+    return cur.rowcount
+
+
+def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
+    """`, progress = :progress` only when there is one to write. Not
+    COALESCE(:progress, progress): a NULL bind has no numeric type (the Oracle
+    driver sends None as VARCHAR), and Oracle's COALESCE refuses to mix
+    VARCHAR2 with NUMBER (ORA-00932)."""
+    if progress is None:
+        return ""
+    binds["progress"] = progress
+    return ", progress = :progress"
+
+
+# -- reads -------------------------------------------------------------------
+
+def get(backend: Database, conn: Any, job_id: str) -> Job | None:
+    cur = backend.execute(conn, f"{SELECT_JOBS} WHERE job_id = :job_id", {"job_id": job_id})
+    jobs = job_rows(backend, cur)
+    return jobs[0] if jobs else None
+
+
+def get_by_prefix(backend: Database, conn: Any, prefix: str) -> list[Job]:
+    """Up to two jobs whose id starts with `prefix` (ids are lower-case hex, so
+    the range [prefix, prefix+'g') is exactly the prefix, and uses the PK)."""
+    cur = backend.execute(conn, f"""{SELECT_JOBS}
+        WHERE job_id >= :lo AND job_id < :hi ORDER BY job_id {backend.limit_clause('n')}""",
+        {"lo": prefix, "hi": prefix + "g", "n": 2})
+    return job_rows(backend, cur)
+
+
+def recent_jobs(backend: Database, conn: Any, limit: int) -> list[tuple[str, str, str]]:
+    """(id, procedure, status as stored) of the newest jobs, for shell
+    completion: one walk of the START_TIME index, no lifecycle."""
+    cur = backend.execute(conn, f"SELECT job_id, procedure_name, status FROM {TABLE} "
+                                f"ORDER BY start_time DESC {backend.limit_clause('n')}", {"n": limit})
+    return [(row[0], row[1], row[2]) for row in cur.fetchall()]
+
+
+def list_jobs(backend: Database, conn: Any, *, since: dt.datetime | None, statuses: Sequence[str] | None,
+              procedure: ProcedureFilter | str | None, limit: int,
+              queue: str | None = None) -> list[Job]:
+    """Newest first. `since` bounds finished jobs only: a queued or running
+    job is listed however long ago it started (None: no bound at all)."""
+    filters: list[str] = []
+    binds: dict[str, Any] = {"n": limit}
+    if procedure := ProcedureFilter.of(procedure):
+        filters.append(procedure.where(binds))
+    if queue is not None:
+        filters.append(in_queue(queue, binds))
+
+    def select(where: list[str], statuses: Sequence[str] | None, *, newest: bool,
+               since_bind: Any = None) -> list[Job]:
+        own = dict(binds)
+        if since_bind is not None:
+            own["since"] = since_bind
+            where = ["start_time >= :since", *where]
+        if statuses:
+            own.update({f"s{i}": s for i, s in enumerate(statuses)})
+            where = [*where, f"status IN ({', '.join(f':s{i}' for i in range(len(statuses)))})"]
+        order = f" ORDER BY start_time DESC {backend.limit_clause('n')}" if newest else ""
+        if not newest:
+            own.pop("n")
+        cur = backend.execute(conn, f"{SELECT_JOBS} WHERE {' AND '.join(where) or '1 = 1'}{order}", own)
+        return job_rows(backend, cur)
+
+    if since is None:
+        return select(filters, statuses, newest=True)
+    jobs = select(filters, statuses, newest=True, since_bind=bind_time(backend, since))
+    # Queued and running jobs of any age, found through the status index in
+    # a second query: one OR of both conditions makes planners walk the whole
+    # start-time index when the window holds fewer rows than the limit.
+    active = [s.value for s in (JobStatus.QUEUED, JobStatus.RUNNING) if not statuses or s.value in statuses]
+    if active:
+        seen = {j.job_id for j in jobs}
+        jobs += [j for j in select(filters, active, newest=False) if j.job_id not in seen]
+        jobs.sort(key=lambda j: j.start_time or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+                  reverse=True)
+    return jobs[:limit]
+
+
+STAT_STATUSES = tuple(s.value for s in JobStatus)
+
+
+def stats(backend: Database, conn: Any, *, since: dt.datetime | None,
+          procedure: ProcedureFilter | str | None) -> list[dict[str, Any]]:
+    """Per procedure: counts by stored status, duration figures. The counts
+    are what the rows say; lifecycle corrects the few running/queued ones
+    that its rule shows as lost or orphaned (see lifecycle.adjust_stats)."""
+    done = "CASE WHEN status = :st_completed THEN elapsed_s END"
+    counts = ",\n".join(f"SUM(CASE WHEN status = :st_{s} THEN 1 ELSE 0 END) AS {s}"
+                        for s in STAT_STATUSES)
+    binds: dict[str, Any] = {}
+    procedure = ProcedureFilter.of(procedure)
+    conditions = [procedure.where(binds)] if procedure else []
+    if since is not None:
+        conditions.append("start_time >= :since")
+        binds["since"] = bind_time(backend, since)
+    where = " AND ".join(conditions) or "1 = 1"
+    cur = execute(backend, conn, f"""
+        SELECT procedure_name, COUNT(*) AS total,
+               {counts},
+               AVG({done}) AS avg_s,
+               {backend.percentile_sql(0.5, done)} AS p50_s,
+               {backend.percentile_sql(0.95, done)} AS p95_s,
+               MAX({done}) AS max_s,
+               MAX(start_time) AS last_run
+          FROM {TABLE} WHERE {where}
+         GROUP BY procedure_name ORDER BY procedure_name""", binds)
+    out = []
+    for r in dict_rows(backend, cur):
+        row = {"procedure": r["procedure_name"], "total": int(r["total"])}
+        for s in STAT_STATUSES:
+            row[s] = int(r[s] or 0)
+        for k in ("avg_s", "p50_s", "p95_s", "max_s"):
+            row[k] = round(float(r[k]), 3) if r[k] is not None else None
+        last = backend.from_db_time(r["last_run"])
+        row["last_run"] = last
+        out.append(row)
+    return out
+
+
+def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, unclaimed_before: dt.datetime,
+                  host: str, since: dt.datetime | None = None) -> list[Job]:
+    """Every job the lifecycle rule could show as lost or orphaned: running
+    (claimed by a jobctl worker) with a stale heartbeat or a worker on this
+    host, whose pid and liveness the rule checks; queued and reserved for a
+    worker that has not claimed it (a job waiting for its turn is not lost)."""
+    binds: dict[str, Any] = {"stale": bind_time(backend, stale_before), "host": host,
+                             "unclaimed": bind_time(backend, unclaimed_before)}
+    extra = ""
+    if since is not None:
+        extra += " AND start_time >= :since"
+        binds["since"] = bind_time(backend, since)
+    cur = execute(backend, conn, f"""{SELECT_JOBS}
+        WHERE ((status = :st_running AND worker_host IS NOT NULL
+                AND (heartbeat_at IS NULL OR heartbeat_at < :stale OR worker_host = :host))
+            OR (status = :st_queued AND claim_token IS NOT NULL
+                AND (heartbeat_at IS NULL OR heartbeat_at < :unclaimed OR worker_host = :host))){extra}""",
+        binds)
+    return job_rows(backend, cur)
+
+
+# -- writes from cancel / cleanup -----------------------------------------------
+
+def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str) -> int:
+    """Guarded on the heartbeat read, so a worker that just came back to life
+    is not marked lost under its feet."""
+    hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
+    binds = {"job_id": job.job_id, "now": bind_time(backend, now), "reason": reason,
+             "seen": job.status.value}
+    if job.heartbeat_at is not None:
+        binds["hb"] = bind_time(backend, job.heartbeat_at)
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_lost, end_time = :now, error_msg = :reason
+         WHERE job_id = :job_id AND status = :seen AND {hb_guard}""", binds)
+    return cur.rowcount
+
+
+def cancel_queued(backend: Database, conn: Any, job_id: str, now: dt.datetime) -> int:
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET status = :st_cancelled, end_time = :now, cancel_requested = 1,
+                           error_msg = 'cancelled before it started'
+         WHERE job_id = :job_id AND status = :st_queued""",
+        {"job_id": job_id, "now": bind_time(backend, now)})
+    return cur.rowcount
+
+
+def request_cancel(backend: Database, conn: Any, job_id: str) -> int:
+    """Set the cancel flag of a running job; where the backend can announce
+    it (PostgreSQL: NOTIFY), the announcement commits with the flag, so the
+    worker hears of it at once rather than at its next poll."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET cancel_requested = 1 WHERE job_id = :job_id AND status = :st_running""",
+        {"job_id": job_id})
+    if cur.rowcount:
+        backend.announce_cancel(conn, job_id)
+    return cur.rowcount
+
+
+def _finished_where(statuses: Iterable[str]) -> tuple[str, dict[str, Any]]:
+    binds = {f"s{i}": s for i, s in enumerate(statuses)}
+    return f"status IN ({', '.join(':' + k for k in binds)})", binds
+
+
+def count_finished_before(backend: Database, conn: Any, *, before: dt.datetime,
+                          statuses: Sequence[str]) -> int:
+    cond, binds = _finished_where(statuses)
+    binds["before"] = bind_time(backend, before)
+    cur = backend.execute(conn, f"SELECT COUNT(*) FROM {TABLE} WHERE start_time < :before AND {cond}",
+                          binds)
+    return int(cur.fetchone()[0])
+
+
+def delete_finished_batch(backend: Database, conn: Any, *, before: dt.datetime, statuses: Sequence[str],
+                          batch: int) -> int:
+    """Delete up to `batch` finished jobs older than `before`; commit per batch
+    so a large cleanup never holds one long transaction."""
+    cond, binds = _finished_where(statuses)
+    binds.update(before=bind_time(backend, before), n=batch)
+    cur = backend.execute(conn, f"""SELECT job_id FROM {TABLE}
+        WHERE start_time < :before AND {cond} {backend.limit_clause('n')}""", binds)
+    ids = [r[0] for r in cur.fetchall()]
+    if not ids:
+        return 0
+    id_binds = {f"id{i}": v for i, v in enumerate(ids)}
+    backend.execute(conn, f"DELETE FROM {TABLE} WHERE job_id IN ({', '.join(':' + k for k in id_binds)})",
+                    id_binds)
+    conn.commit()
+    return len(ids)
+
+
+def table_columns(backend: Database, conn: Any) -> set[str]:
+    cur = backend.execute(conn, f"SELECT * FROM {TABLE} WHERE 1 = 0")
+    cur.fetchall()
+    return {d[0].lower() for d in cur.description}
