@@ -2,23 +2,23 @@
 
 Importing typer costs about as much as everything else these commands do,
 and they are the ones people and scripts run most, so they have a front door
-of their own. It understands a plain subset of the command line: the global
-options (--dsn, --profile, --debug, -q, before or after the command, as
-cli.py allows them), then `status ID... [-f F] [--columns C] [--no-headers]`
-or `list [-s S]... [-P P] [--since T] [-n N] [-Q Q] [-f F] [--columns C]
-[--no-headers]`. Anything else (--watch, --help after a command, an unknown
-or repeated option, a value click would refuse, `--`, shell completion)
-returns None, and cli.py serves the line as it serves every other: its error
-messages are click's own.
+of their own. It is not a second parser of its own design: cli.py declares
+every option once, and `python -m jobctl.fastpath --write-help` reads the
+typer app into helptext.py (the root help text, and for the commands served
+here each option's spellings, kind and default, the formats, `--limit`'s
+bounds), with the CRC-32 of the cli.py it read. When cli.py has changed
+since, nothing is served here. This module only walks a line against those
+tables: the global options (before or after the command, as cli.py allows
+them), then `status ID...` or `list` with the options in SERVED. Anything
+else (--watch, --help after a command, an unknown or repeated option, a
+value click would refuse, `--`, shell completion) returns None, and cli.py
+serves the line as it serves every other: its error messages are click's own.
 
 What a command then does, prints and how it fails is `frontend.py`'s, the
 same functions cli.py calls, so both doors give the same output and exit
 code (tests/test_fastpath.py runs both on the same command lines).
-
-`jobctl --help` is typer's own text, kept in `helptext.py` with a checksum of
-the cli.py it came from: when cli.py has changed since, or the terminal is
-narrower than click's 80 columns, typer prints it. Regenerate it with
-`python -m jobctl.fastpath --write-help` (a test says when).
+`jobctl --help` is typer's own text at 80 columns; a narrower terminal gets
+typer's, fitted to it.
 """
 
 from __future__ import annotations
@@ -29,30 +29,16 @@ import sys
 #: option kinds
 FLAG, VALUE, MULTIPLE = "flag", "value", "multiple"
 
-#: what the root takes before the command (cli.py's `main` callback; the
-#: global options that follow the command are moved in front of it first)
-ROOT_OPTIONS = {"--dsn": ("dsn", VALUE), "--profile": ("profile", VALUE),
-                "--debug": ("debug", FLAG), "--quiet": ("quiet", FLAG), "-q": ("quiet", FLAG)}
-
-_VIEW_OPTIONS = {"--format": ("fmt", VALUE), "-f": ("fmt", VALUE),
-                 "--columns": ("columns", VALUE), "--no-headers": ("no_headers", FLAG),
-                 "--quiet": ("quiet", FLAG), "-q": ("quiet", FLAG)}
-
-#: per command: its options served here (any other falls back to cli.py),
-#: whether it takes job ids, and the defaults cli.py declares (a test holds
-#: both to cli.py's declarations)
-COMMANDS: dict[str, tuple[dict[str, tuple[str, str]], bool, dict[str, object]]] = {
-    "status": ({**_VIEW_OPTIONS}, True, {"fmt": "table", "columns": None, "no_headers": False}),
-    "list": ({"--status": ("statuses", MULTIPLE), "-s": ("statuses", MULTIPLE),
-              "--procedure": ("procedure", VALUE), "-P": ("procedure", VALUE),
-              "--since": ("since", VALUE), "--limit": ("limit", VALUE), "-n": ("limit", VALUE),
-              "--queue": ("queue", VALUE), "-Q": ("queue", VALUE), **_VIEW_OPTIONS},
-             False, {"statuses": None, "procedure": None, "since": "24h", "limit": 50, "queue": None,
-                     "fmt": "table", "columns": None, "no_headers": False}),
-}
-#: `list --limit`: cli.py's bounds (click refuses the rest, with its message)
-LIMIT_RANGE = (1, 1_000_000)
-FORMATS = ("table", "json", "jsonl", "csv", "tsv")
+#: What this module serves, by click's parameter names: the global options,
+#: and per command the options `_execute` passes on. How each is spelled,
+#: its kind and default, whether the command takes job ids, the formats and
+#: `--limit`'s bounds are cli.py's own: read from the typer app and kept in
+#: helptext.py with the help text (`--write-help`), so cli.py is the one place
+#: options are declared, and a cli.py changed since sends every line to typer.
+SERVED_ROOT = frozenset({"dsn", "profile", "debug", "quiet"})
+SERVED = {"status": frozenset({"fmt", "columns", "no_headers", "quiet"}),
+          "list": frozenset({"status_", "procedure", "since", "limit", "queue", "fmt", "columns",
+                             "no_headers", "quiet"})}
 
 
 def run(args: list[str]) -> int | None:
@@ -60,32 +46,44 @@ def run(args: list[str]) -> int | None:
     cli.py must serve it."""
     if any(name.startswith(("_JOBCTL_", "_TYPER_")) for name in os.environ):
         return None  # shell completion, or a switch that changes typer's help
+    declared = _declared()
+    if declared is None:
+        return None
     if args in (["--help"], ["-h"]):
-        return _help()
-    parsed = parse(args)
+        return _help(declared)
+    parsed = parse(args, declared)
     if parsed is None:
         return None
     command, root, values, job_ids = parsed
     return _execute(command, root, values, job_ids)
 
 
-def parse(args: list[str]) -> tuple[str, dict, dict, list[str]] | None:
+def _declared():
+    """helptext, the typer app as it was generated, while it is the cli.py
+    installed; None otherwise."""
+    from . import helptext
+
+    return helptext if helptext.CLI_CRC32 == cli_checksum() else None
+
+
+def parse(args: list[str], declared) -> tuple[str, dict, dict, list[str]] | None:
     """(command, root options, command options, job ids), or None when the
     line is not one this module serves exactly as click would."""
     from .frontend import hoist_global_options
 
     words = hoist_global_options(list(args))
     root: dict = {}
-    i = _options(words, 0, ROOT_OPTIONS, root)
-    if i is None or i >= len(words) or words[i] not in COMMANDS:
+    i = _options(words, 0, declared.ROOT_OPTIONS, SERVED_ROOT, root)
+    if i is None or i >= len(words) or words[i] not in SERVED:
         return None
     command = words[i]
-    table, takes_ids, defaults = COMMANDS[command]
+    table, takes_ids, defaults = declared.COMMANDS[command]
+    served = SERVED[command]
     given: dict = {}
     job_ids: list[str] = []
     i += 1
     while i < len(words):
-        i = _options(words, i, table, given)
+        i = _options(words, i, table, served, given)
         if i is None:
             return None
         if i < len(words):  # a word that is no option: a job id
@@ -97,19 +95,21 @@ def parse(args: list[str]) -> tuple[str, dict, dict, list[str]] | None:
         return None
     if "fmt" in given:
         given["fmt"] = given["fmt"].casefold()  # click's Choice(case_sensitive=False)
-        if given["fmt"] not in FORMATS:
+        if given["fmt"] not in declared.FORMATS:
             return None
     if "limit" in given:
         text = given["limit"]
         if not (text.isascii() and text.isdigit()):
             return None
         given["limit"] = int(text)
-        if not LIMIT_RANGE[0] <= given["limit"] <= LIMIT_RANGE[1]:
+        low, high = declared.LIMIT_RANGE
+        if not low <= given["limit"] <= high:
             return None
-    return command, root, {**defaults, **given}, job_ids
+    return command, root, {**{k: v for k, v in defaults.items() if k in served}, **given}, job_ids
 
 
-def _options(words: list[str], i: int, table: dict, values: dict) -> int | None:
+def _options(words: list[str], i: int, table: dict, served: frozenset[str],
+             values: dict) -> int | None:
     """Read options from words[i] into `values` up to the first word that
     is not an option; its index, or None for anything this module does not
     take exactly as click does."""
@@ -123,7 +123,7 @@ def _options(words: list[str], i: int, table: dict, values: dict) -> int | None:
         if not word.startswith("--"):
             name, eq = word, ""  # `-f=json` is -f with the value `=json` to click
         spec = table.get(name)
-        if spec is None:
+        if spec is None or spec[0] not in served:
             return None  # `--`, --help, --version, --watch, an unknown or clustered option
         dest, kind = spec
         if kind == FLAG:
@@ -170,7 +170,7 @@ def _execute(command: str, root: dict, values: dict, job_ids: list[str]) -> int:
                 frontend.status(api, job_ids, fmt, values["columns"], values["no_headers"],
                                 False, None)
             else:
-                frontend.list_jobs(api, values["statuses"], values["procedure"], values["since"],
+                frontend.list_jobs(api, values["status_"], values["procedure"], values["since"],
                                    values["limit"], values["queue"], fmt, values["columns"],
                                    values["no_headers"], False, None)
         finally:
@@ -186,16 +186,12 @@ def _execute(command: str, root: dict, values: dict, job_ids: list[str]) -> int:
 HELP_COLUMNS = 80
 
 
-def _help() -> int | None:
+def _help(declared) -> int | None:
     """Typer's `jobctl --help`, as kept in helptext.py, or None when it may
     not be what typer would print now."""
     if _terminal_columns() < HELP_COLUMNS:
         return None
-    from . import helptext
-
-    if helptext.CLI_CRC32 != cli_checksum():
-        return None
-    sys.stdout.write(helptext.ROOT_HELP)
+    sys.stdout.write(declared.ROOT_HELP)
     sys.stdout.flush()
     return 0
 
@@ -228,8 +224,46 @@ def _terminal_columns() -> int:
     return columns
 
 
+def declared_options() -> dict:
+    """What cli.py declares for the global options and the commands served
+    here: {"ROOT_OPTIONS": {spelling: (name, kind)}, "COMMANDS": {command:
+    ({spelling: (name, kind)}, takes job ids, {name: default})}, "FORMATS",
+    "LIMIT_RANGE"}. Imports typer: for --write-help and the tests only."""
+    from typer._click import Context
+    from typer.main import get_command
+
+    from .cli import app
+
+    group = get_command(app)
+
+    def options(command) -> dict:
+        out = {}
+        for p in command.params:
+            if p.param_type_name == "option":
+                kind = FLAG if p.is_flag else MULTIPLE if p.multiple else VALUE
+                out.update({opt: (p.name, kind) for opt in p.opts + p.secondary_opts})
+        return out
+
+    commands, formats, limits = {}, None, None
+    for name in SERVED:
+        command = group.get_command(Context(group), name)
+        defaults = {p.name: getattr(p.default, "value", p.default) for p in command.params
+                    if p.param_type_name == "option" and p.expose_value}
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        commands[name] = (options(command), bool(arguments), defaults)
+        for p in command.params:
+            if p.name == "fmt":
+                formats = tuple(p.type.choices)
+            if p.name == "limit":
+                limits = (p.type.min, p.type.max)
+    return {"ROOT_OPTIONS": options(group), "COMMANDS": commands, "FORMATS": formats,
+            "LIMIT_RANGE": limits}
+
+
 def write_help() -> str:
-    """Write helptext.py from typer's own `jobctl --help`; returns its path."""
+    """Write helptext.py from typer's own `jobctl --help` and the options
+    cli.py declares; returns its path."""
+    import pprint
     import subprocess
 
     text = subprocess.run(
@@ -239,11 +273,14 @@ def write_help() -> str:
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helptext.py")
     lines = "".join(f"    {line!r}\n" for line in text.splitlines(keepends=True))
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write('"""`jobctl --help` as typer prints it at 80 columns or more, for fastpath.py.\n\n'
+        fh.write('"""`jobctl --help` as typer prints it at 80 columns or more, and the options\n'
+                 "cli.py declares for what fastpath.py serves.\n\n"
                  "Generated by `python -m jobctl.fastpath --write-help` from the cli.py whose\n"
                  'CRC-32 is CLI_CRC32; do not edit."""\n\n'
                  f"CLI_CRC32 = {cli_checksum()}\n"
                  f"ROOT_HELP = (\n{lines})\n")
+        for name, value in declared_options().items():
+            fh.write(f"{name} = {pprint.pformat(value, width=100, sort_dicts=False)}\n")
     return path
 
 

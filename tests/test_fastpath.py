@@ -143,41 +143,30 @@ def test_help_is_typers_own_text(sqlite_env):
 
 
 def test_the_fast_path_options_are_the_ones_cli_declares():
-    """Names, kinds and defaults of every option the fast path takes, as
-    typer declares them (an option typer adds later is simply not taken)."""
-    from typer._click import Context
-    from typer._click.types import IntRange
-    from typer.main import get_command
+    """The fast path's tables are generated from the typer app (cli.py
+    declares every option once): what helptext.py holds is what typer
+    declares now, and every option the fast path serves is one of them."""
+    from jobctl import helptext
 
-    from jobctl.cli import app
+    declared = fastpath.declared_options()
+    assert {name: getattr(helptext, name) for name in declared} == declared, \
+        "cli.py changed since jobctl/helptext.py was written: run `python -m jobctl.fastpath --write-help`"
+    assert list(declared["FORMATS"]) == [f.value for f in Format]
+    assert {name for name, _ in declared["ROOT_OPTIONS"].values()} >= fastpath.SERVED_ROOT
+    for command, served in fastpath.SERVED.items():
+        table, takes_ids, defaults = declared["COMMANDS"][command]
+        assert {name for name, _ in table.values()} >= served, command
+        assert takes_ids == (command == "status")
 
-    group = get_command(app)
-    ctx = Context(group)
 
-    def declared(command) -> dict:
-        return {opt: p for p in command.params if p.param_type_name == "option"
-                for opt in p.opts + p.secondary_opts}
+def test_a_stale_table_sends_every_line_to_typer(jobs, monkeypatch):
+    """cli.py edited without --write-help: nothing is served from tables
+    that may no longer say what cli.py declares."""
+    from jobctl import helptext
 
-    def check(table: dict, options: dict, defaults: dict | None) -> None:
-        for opt, (dest, kind) in table.items():
-            p = options[opt]
-            assert p.name == {"statuses": "status_"}.get(dest, dest), opt
-            assert (p.is_flag, p.multiple) == (kind == fastpath.FLAG, kind == fastpath.MULTIPLE), opt
-            if defaults is not None and dest in defaults:
-                default = p.default.value if isinstance(p.default, Format) else p.default
-                assert defaults[dest] == default, opt
-
-    check(fastpath.ROOT_OPTIONS, declared(group), None)
-    for name, (table, takes_ids, defaults) in fastpath.COMMANDS.items():
-        command = group.get_command(ctx, name)
-        options = declared(command)
-        check(table, options, defaults)
-        assert list(options["--format"].type.choices) == list(fastpath.FORMATS) == [f.value for f in Format]
-        arguments = [p for p in command.params if p.param_type_name == "argument"]
-        assert bool(arguments) == takes_ids
-        if takes_ids:
-            assert arguments[0].required and arguments[0].nargs == -1
-    limit = group.get_command(ctx, "list").params
-    limit_type = next(p.type for p in limit if p.name == "limit")
-    assert isinstance(limit_type, IntRange)
-    assert (limit_type.min, limit_type.max) == fastpath.LIMIT_RANGE
+    env, done, _ = jobs
+    monkeypatch.setattr(helptext, "CLI_CRC32", helptext.CLI_CRC32 ^ 1)
+    assert fastpath.run(["status", done]) is None
+    assert fastpath.run(["--help"]) is None
+    monkeypatch.undo()
+    assert fastpath.parse(["list", "-n", "5"], helptext)[2]["limit"] == 5
