@@ -2,20 +2,20 @@
 
 Importing typer costs about as much as everything else these commands do,
 and they are the ones people and scripts run most, so they have a front door
-of their own. It is not a second parser of its own design: cli.py declares
+of their own. It is not a second parser of its own design: jobctl.cli declares
 every option once, and `python -m jobctl.fastpath --write-help` reads the
 typer app into helptext.py (the root help text, and for the commands served
 here each option's spellings, kind and default, the formats, `--limit`'s
-bounds), with the CRC-32 of the cli.py it read. When cli.py has changed
+bounds), with the CRC-32 of the jobctl.cli it read. When jobctl.cli has changed
 since, nothing is served here. This module only walks a line against those
-tables: the global options (before or after the command, as cli.py allows
+tables: the global options (before or after the command, as jobctl.cli allows
 them), then `status ID...` or `list` with the options in SERVED. Anything
 else (--watch, --help after a command, an unknown or repeated option, a
-value click would refuse, `--`, shell completion) returns None, and cli.py
+value click would refuse, `--`, shell completion) returns None, and jobctl.cli
 serves the line as it serves every other: its error messages are click's own.
 
 What a command then does, prints and how it fails is `frontend.py`'s, the
-same functions cli.py calls, so both doors give the same output and exit
+same functions jobctl.cli calls, so both doors give the same output and exit
 code (tests/test_fastpath.py runs both on the same command lines).
 `jobctl --help` is typer's own text at 80 columns; a narrower terminal gets
 typer's, fitted to it.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 #: option kinds
 FLAG, VALUE, MULTIPLE = "flag", "value", "multiple"
@@ -32,9 +33,9 @@ FLAG, VALUE, MULTIPLE = "flag", "value", "multiple"
 #: What this module serves, by click's parameter names: the global options,
 #: and per command the options `_execute` passes on. How each is spelled,
 #: its kind and default, whether the command takes job ids, the formats and
-#: `--limit`'s bounds are cli.py's own: read from the typer app and kept in
-#: helptext.py with the help text (`--write-help`), so cli.py is the one place
-#: options are declared, and a cli.py changed since sends every line to typer.
+#: `--limit`'s bounds are jobctl.cli's own: read from the typer app and kept in
+#: helptext.py with the help text (`--write-help`), so jobctl.cli is the one place
+#: options are declared, and a jobctl.cli changed since sends every line to typer.
 SERVED_ROOT = frozenset({"dsn", "profile", "debug", "quiet"})
 SERVED = {"status": frozenset({"fmt", "columns", "no_headers", "quiet"}),
           "list": frozenset({"status_", "procedure", "since", "limit", "queue", "fmt", "columns",
@@ -43,7 +44,7 @@ SERVED = {"status": frozenset({"fmt", "columns", "no_headers", "quiet"}),
 
 def run(args: list[str]) -> int | None:
     """Serve `jobctl ARGS` here and return its exit code, or None when
-    cli.py must serve it."""
+    jobctl.cli must serve it."""
     if any(name.startswith(("_JOBCTL_", "_TYPER_")) for name in os.environ):
         return None  # shell completion, or a switch that changes typer's help
     declared = _declared()
@@ -59,7 +60,7 @@ def run(args: list[str]) -> int | None:
 
 
 def _declared():
-    """helptext, the typer app as it was generated, while it is the cli.py
+    """helptext, the typer app as it was generated, while it is the jobctl.cli
     installed; None otherwise."""
     from . import helptext
 
@@ -197,14 +198,20 @@ def _help(declared) -> int | None:
 
 
 def cli_checksum() -> int | None:
-    """CRC-32 of cli.py as installed (None when it cannot be read)."""
+    """CRC-32 of the cli package as installed, every module of it in name
+    order (None when it cannot be read)."""
     import zlib
 
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli")
+    crc = 0
     try:
-        with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli.py"), "rb") as fh:
-            return zlib.crc32(fh.read())
+        for name in sorted(os.listdir(here)):
+            if name.endswith(".py"):
+                with open(os.path.join(here, name), "rb") as fh:
+                    crc = zlib.crc32(fh.read(), crc)
     except OSError:
         return None
+    return crc
 
 
 def _terminal_columns() -> int:
@@ -225,16 +232,16 @@ def _terminal_columns() -> int:
 
 
 def declared_options() -> dict:
-    """What cli.py declares for the global options and the commands served
+    """What jobctl.cli declares for the global options and the commands served
     here: {"ROOT_OPTIONS": {spelling: (name, kind)}, "COMMANDS": {command:
     ({spelling: (name, kind)}, takes job ids, {name: default})}, "FORMATS",
     "LIMIT_RANGE"}. Imports typer: for --write-help and the tests only."""
     from typer._click import Context
-    from typer.main import get_command
+    from typer.main import get_group
 
     from .cli import app
 
-    group = get_command(app)
+    group = get_group(app)
 
     def options(command) -> dict:
         out = {}
@@ -246,23 +253,24 @@ def declared_options() -> dict:
 
     commands, formats, limits = {}, None, None
     for name in SERVED:
-        command = group.get_command(Context(group), name)
+        command: Any = group.get_command(Context(group), name)
         defaults = {p.name: getattr(p.default, "value", p.default) for p in command.params
                     if p.param_type_name == "option" and p.expose_value}
         arguments = [p for p in command.params if p.param_type_name == "argument"]
         commands[name] = (options(command), bool(arguments), defaults)
         for p in command.params:
+            kind: Any = p.type
             if p.name == "fmt":
-                formats = tuple(p.type.choices)
+                formats = tuple(kind.choices)
             if p.name == "limit":
-                limits = (p.type.min, p.type.max)
+                limits = (kind.min, kind.max)
     return {"ROOT_OPTIONS": options(group), "COMMANDS": commands, "FORMATS": formats,
             "LIMIT_RANGE": limits}
 
 
 def write_help() -> str:
     """Write helptext.py from typer's own `jobctl --help` and the options
-    cli.py declares; returns its path."""
+    jobctl.cli declares; returns its path."""
     import pprint
     import subprocess
 
@@ -274,8 +282,8 @@ def write_help() -> str:
     lines = "".join(f"    {line!r}\n" for line in text.splitlines(keepends=True))
     with open(path, "w", encoding="utf-8") as fh:
         fh.write('"""`jobctl --help` as typer prints it at 80 columns or more, and the options\n'
-                 "cli.py declares for what fastpath.py serves.\n\n"
-                 "Generated by `python -m jobctl.fastpath --write-help` from the cli.py whose\n"
+                 "jobctl.cli declares for what fastpath.py serves.\n\n"
+                 "Generated by `python -m jobctl.fastpath --write-help` from the jobctl.cli whose\n"
                  'CRC-32 is CLI_CRC32; do not edit."""\n\n'
                  f"CLI_CRC32 = {cli_checksum()}\n"
                  f"ROOT_HELP = (\n{lines})\n")

@@ -2,10 +2,10 @@
 translation of errors into a line and an exit code, the exit itself, and the
 bodies of the commands that must start fast (`status`, `list`).
 
-Two front doors share it. `cli.py` is the typer app and serves every
+Two front doors share it. `jobctl.cli` is the typer app and serves every
 command; `fastpath.py` serves `status`, `list` and `--help` without importing
 typer (about half of a short command's start-up) and hands anything it does
-not fully understand to `cli.py`. Because both call the functions here, they
+not fully understand to `jobctl.cli`. Because both call the functions here, they
 cannot print, resolve or fail differently.
 
 Start-up: this module imports nothing heavy at the top; the api, the
@@ -255,7 +255,7 @@ def nothing_since(since_s: float | None) -> str:
 
 
 # -- the commands that must start fast ---------------------------------------------------
-# Their options are parsed by cli.py (typer) or fastpath.py; `api` opens the
+# Their options are parsed by jobctl.cli (typer) or fastpath.py; `api` opens the
 # database only after the options were checked, as every command does.
 
 def status(api: Callable[[], Jobctl], job_ids: Sequence[str], fmt: Format, columns: str | None,
@@ -399,7 +399,7 @@ def failure(exc: BaseException) -> int:
     """The one translation of an error into what the user sees: a domain
     error's message and exit code, Ctrl-C as 130, a bug as one line (the
     traceback only with --debug). Usage errors of the parser itself are
-    cli.py's, which knows click's exceptions."""
+    jobctl.cli's, which knows click's exceptions."""
     if isinstance(exc, KeyboardInterrupt):
         alert("interrupted (detached jobs keep running)")
         return 130

@@ -182,7 +182,6 @@ DEBT: dict[str, set[str]] = {
     'over the size a newcomer reads in one go': {
         'jobctl/backends/postgresql.py:',
         'jobctl/backends/postgresql.py: class PostgresBackend',
-        'jobctl/cli.py:',
         'jobctl/pool.py: class Pool',
     },
 }

@@ -1,7 +1,7 @@
-"""The typer-free front door (jobctl/fastpath.py) against typer's (cli.py).
+"""The typer-free front door (jobctl/fastpath.py) against typer's (jobctl.cli).
 
 Each command line runs twice as a real process: as users run it (`python -m
-jobctl`: the fast path when it understands the line) and through cli.py
+jobctl`: the fast path when it understands the line) and through jobctl.cli
 directly (typer, always). stdout, stderr and the exit code must be the same,
 for good input and bad; and the lines the fast path is meant to serve must
 not import typer (checked with -X importtime, whose lines are set apart
@@ -132,7 +132,7 @@ def test_help_is_typers_own_text(sqlite_env):
     from jobctl import helptext
 
     assert helptext.CLI_CRC32 == fastpath.cli_checksum(), \
-        "cli.py changed since jobctl/helptext.py was written: run `python -m jobctl.fastpath --write-help`"
+        "jobctl.cli changed since jobctl/helptext.py was written: run `python -m jobctl.fastpath --write-help`"
     for flag in ("--help", "-h"):
         out, err, code = both(flag, env={"COLUMNS": "200"})
         assert code == 0 and err == "" and out.startswith("Usage: jobctl [OPTIONS] COMMAND")
@@ -143,14 +143,14 @@ def test_help_is_typers_own_text(sqlite_env):
 
 
 def test_the_fast_path_options_are_the_ones_cli_declares():
-    """The fast path's tables are generated from the typer app (cli.py
+    """The fast path's tables are generated from the typer app (jobctl.cli
     declares every option once): what helptext.py holds is what typer
     declares now, and every option the fast path serves is one of them."""
     from jobctl import helptext
 
     declared = fastpath.declared_options()
     assert {name: getattr(helptext, name) for name in declared} == declared, \
-        "cli.py changed since jobctl/helptext.py was written: run `python -m jobctl.fastpath --write-help`"
+        "jobctl.cli changed since jobctl/helptext.py was written: run `python -m jobctl.fastpath --write-help`"
     assert list(declared["FORMATS"]) == [f.value for f in Format]
     assert {name for name, _ in declared["ROOT_OPTIONS"].values()} >= fastpath.SERVED_ROOT
     for command, served in fastpath.SERVED.items():
@@ -160,8 +160,8 @@ def test_the_fast_path_options_are_the_ones_cli_declares():
 
 
 def test_a_stale_table_sends_every_line_to_typer(jobs, monkeypatch):
-    """cli.py edited without --write-help: nothing is served from tables
-    that may no longer say what cli.py declares."""
+    """jobctl.cli edited without --write-help: nothing is served from tables
+    that may no longer say what jobctl.cli declares."""
     from jobctl import helptext
 
     env, done, _ = jobs
