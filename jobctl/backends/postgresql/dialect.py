@@ -1,0 +1,86 @@
+"""Running SQL on PostgreSQL: statements, row limits and locks, times, the
+schema scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from .names import convert_binds
+from .shared import PostgresBase
+
+
+UTC = dt.timezone.utc
+
+
+class PostgresDialect(PostgresBase):
+    def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
+        cur = conn.cursor()
+        if not binds:
+            cur.execute(sql)
+        else:
+            cur.execute(convert_binds(sql, frozenset(binds)), dict(binds))
+        return cur
+
+    def execute_many(self, conn: Any, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(convert_binds(sql, frozenset(rows[0])), [dict(r) for r in rows])
+
+    def limit_clause(self, bind: str) -> str:
+        return f"LIMIT :{bind}"
+
+    def lock_clause(self, *, skip_locked: bool) -> str:
+        return "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+
+    def lock_first_clause(self, bind: str) -> str | None:
+        return f"LIMIT :{bind} FOR UPDATE SKIP LOCKED"  # locks only the rows it returns
+
+    def returning_clause(self, columns: Sequence[str]) -> str | None:
+        return "RETURNING " + ", ".join(columns)
+
+    def keeps_transaction(self, exc: BaseException) -> bool:
+        return False  # a failed statement aborts the transaction, a failed commit ends it
+
+    def in_transaction(self, conn: Any) -> bool:
+        return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # MVCC, and claims skip locked rows
+
+    def relax_commit(self, conn: Any) -> None:
+        # a later durable commit on this connection (the job's outcome)
+        # flushes the WAL past this one too
+        self.execute(conn, "SET LOCAL synchronous_commit TO OFF")
+
+    def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
+        return (f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({key}) DO NOTHING")
+
+    def percentile_sql(self, fraction: float, expr: str) -> str:
+        return (f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP "
+                f"(ORDER BY CAST({expr} AS DOUBLE PRECISION))")
+
+    def to_db_time(self, value: dt.datetime) -> Any:
+        if value.tzinfo is None:
+            return value
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def from_db_time(self, value: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def schema_files(self, *, examples: bool) -> list[str]:
+        return ["create_async_jobs_table.sql"] + (["examples.sql"] if examples else [])
+
+    def liveness_dir(self) -> None:
+        return None  # the heartbeat row is written on its own connection, never blocked by the call

@@ -1,0 +1,25 @@
+"""What the role modules of the PostgreSQL backend share: the state
+PostgresBackend.__init__ sets, and, for the type checker, the methods one
+role calls on another (each is implemented in exactly one role module)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ...config import ConnectionSettings
+
+if TYPE_CHECKING:
+    from ...errors import JobctlError
+
+
+class PostgresBase:
+    settings: ConnectionSettings
+    #: the CALL statement built for (schema, name, arguments given), reused
+    _statements: dict[tuple[str, str, frozenset[str]], str]
+
+    if TYPE_CHECKING:
+        def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any: ...
+        def translate_error(self, exc: BaseException) -> JobctlError: ...
+        def is_transient(self, exc: BaseException) -> bool: ...
+        def normalize_name(self, name: str) -> str: ...
