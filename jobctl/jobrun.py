@@ -118,7 +118,7 @@ class JobRun:
         self.reserved: tuple[str, str] | None = None
         #: a pool's slot: how to claim its next job in this job's commit, and what it claimed
         self.claim_following: Any = None
-        #: a pool starts the watchdog a moment later (see pool.WatchLater)
+        #: a pool starts the watchdog a moment later (see poolbase.WatchLater)
         self.watch_later: Any = None
         self.following: Job | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
