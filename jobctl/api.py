@@ -47,10 +47,19 @@ class CleanupReport:
     dry_run: bool
 
 
+#: CancelReport.action of a job that had already ended
+FINISHED = "finished"
+
+
 @dataclass(frozen=True)
 class CancelReport:
     job: Job
     action: str  # cancelled | requested | finished | lost | external
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """The job had ended (or was lost) before the cancel: nothing written."""
+        return self.action in (FINISHED, JobStatus.LOST.value)
 
 
 class Jobctl(Service):
@@ -171,19 +180,19 @@ class Jobctl(Service):
             with self.db() as conn:
                 if job.status is JobStatus.ORPHANED:
                     self._end_orphan(conn, job)
-                    action = "cancelled"
+                    action = JobStatus.CANCELLED.value
                 elif job.external:
                     action = "external"  # another application's row: not ours to write
                 elif job.status is JobStatus.QUEUED and \
                         self.lifecycle.cancel_queued(conn, job.job_id, utcnow()):
                     conn.commit()
                     self.lifecycle.cancel_dependents(conn, job.job_id, JobStatus.CANCELLED)
-                    action = "cancelled"
+                    action = JobStatus.CANCELLED.value
                 elif job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and \
                         self.lifecycle.request_cancel(conn, job.job_id):
                     action = "requested"
                 else:
-                    action = "lost" if job.status is JobStatus.LOST else "finished"
+                    action = JobStatus.LOST.value if job.status is JobStatus.LOST else FINISHED
                 conn.commit()
                 fresh = store.get(self.backend, conn, job.job_id) or job
                 conn.commit()

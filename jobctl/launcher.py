@@ -14,7 +14,7 @@ from typing import Any
 from . import detached, lifecycle, store, talk
 from .config import Settings
 from .errors import DatabaseError, JobctlError
-from .model import utcnow
+from .model import PoolState, utcnow
 from .session import Session
 
 
@@ -118,7 +118,7 @@ class Launcher:
         """cleanup: the JOB_WORKERS rows of pools that are gone (killed, or a
         host that rebooted); their jobs were judged by the lost rule already."""
         try:
-            gone = [w.worker_id for w, state in self.judged_pools(conn, now) if state == "gone"]
+            gone = [w.worker_id for w, state in self.judged_pools(conn, now) if state == PoolState.GONE]
             store.delete_workers(self.session.backend, conn, gone)
             conn.commit()
         except Exception:  # noqa: BLE001 - no pool table (an older schema): nothing to forget
@@ -132,7 +132,7 @@ class Launcher:
         except Exception:  # noqa: BLE001 - no pool table: daemon-free workers only
             conn.rollback()
             return False
-        return any(w.serves(queue) and state == "running" for w, state in judged)
+        return any(w.serves(queue) and state == PoolState.RUNNING for w, state in judged)
 
 
 def start_workers(settings: Settings, queues: Sequence[str]) -> int:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import store
 from .config import Tunables
-from .model import Job, JobStatus, utcnow
+from .model import Job, JobStatus, PoolState, utcnow
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -375,4 +375,4 @@ def describe_worker(row: store.WorkerRow, *, host: str, lost_after_s: float,
         alive = pid_alive(row.pid)
     else:
         alive = row.heartbeat_at is not None and (now - row.heartbeat_at).total_seconds() <= lost_after_s
-    return row.state if alive else "gone"
+    return row.state if alive else PoolState.GONE.value

@@ -35,6 +35,16 @@ class JobStatus(str, Enum):
 FINISHED_STATUSES = tuple(s for s in JobStatus if s.finished)
 
 
+class PoolState(str, Enum):
+    """A `jobctl worker` pool's state in JOB_WORKERS (gone: judged, never stored)."""
+    RUNNING = "running"
+    STOPPING = "stopping"
+    GONE = "gone"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True)
 class Job:
     """One ASYNC_JOBS row. Times are timezone-aware UTC datetimes."""

@@ -37,7 +37,7 @@ from typing import Any
 from . import store
 from .detached import note
 from .errors import describe_exception
-from .model import Job, JobStatus, utcnow
+from .model import Job, JobStatus, PoolState, utcnow
 from .poolbase import PoolBase, WatchLater
 from .runner import Worker
 
@@ -58,7 +58,7 @@ class Pool(PoolBase):
         while self.stop_signal is None:
             try:
                 if time.monotonic() >= next_beat:
-                    self.beat("running")
+                    self.beat(PoolState.RUNNING)
                     next_beat = time.monotonic() + self.tunables.heartbeat_s
                 self._claim_free_slots()
             except Exception as exc:  # noqa: BLE001 - the database went away: reconnect, go on

@@ -22,7 +22,7 @@ from .config import Settings
 from .detached import note
 from .errors import DatabaseError, UsageError, describe_exception
 from .jobrun import INTERRUPT_GRACE_S
-from .model import JobStatus, utcnow
+from .model import JobStatus, PoolState, utcnow
 from .runner import Worker
 
 #: the largest --concurrency: each slot is a database session
@@ -137,7 +137,7 @@ class PoolBase:
                 if self.stop_signal is not None or not self.connect_books():
                     return
 
-    def beat(self, state: str) -> None:
+    def beat(self, state: PoolState) -> None:
         with self.books.lock:
             try:
                 busy = len(self.active())
@@ -220,7 +220,7 @@ class PoolBase:
             if time.monotonic() >= next_beat:
                 # `stopping`, and alive for other hosts through a long grace
                 with contextlib.suppress(Exception):
-                    self.beat("stopping")
+                    self.beat(PoolState.STOPPING)
                 next_beat = time.monotonic() + self.tunables.heartbeat_s
             if not self.active() or self.cancel_now or time.monotonic() >= deadline:
                 break

@@ -32,8 +32,10 @@ EXTERNAL = "running (external)"
 LIST_COLUMNS = ("job_id", "procedure_name", "status", "progress", "start_time", "end_time",
                 "duration", "elapsed_s", "attempt", "error_msg")
 DETAIL_COLUMNS = tuple(Job.__dataclass_fields__)
-STATS_COLUMNS = ("procedure", "total", "queued", "running", "completed", "failed", "cancelled",
-                 "timed_out", "lost", "orphaned", "success_pct", "avg_s", "p50_s", "p95_s", "max_s", "last_run")
+#: per procedure: a count for each status (its name the key), then the times
+STATS_COLUMNS = ("procedure", "total", *(s.value for s in JobStatus), "success_pct", "avg_s", "p50_s",
+                 "p95_s", "max_s", "last_run")
+_OK, _FAIL = JobStatus.COMPLETED.value, JobStatus.FAILED.value
 PARAM_COLUMNS = ("name", "type", "mode", "defaulted")
 
 #: `status` shows this many of the last output lines; `jobctl logs` has them all
@@ -205,7 +207,7 @@ JOB_TABLE_COLUMNS = {k: _job_column(k) for k in DETAIL_COLUMNS if k != "lost_det
 
 
 def _other(r: dict[str, Any]) -> int:
-    return int(r["total"]) - int(r["completed"]) - int(r["failed"])
+    return int(r["total"]) - int(r[_OK]) - int(r[_FAIL])
 
 
 def _duration_cell(key: str) -> Callable[[Any, dt.datetime], str]:
@@ -216,18 +218,18 @@ def _count_cell(key: str) -> Callable[[Any, dt.datetime], str]:
     return lambda r, now: str(r.get(key, 0))
 
 
-STATS_TABLE_DEFAULT = ("procedure", "total", "completed", "failed", "other", "success_pct",
+STATS_TABLE_DEFAULT = ("procedure", "total", _OK, _FAIL, "other", "success_pct",
                        "avg_s", "p50_s", "p95_s", "max_s")
 STATS_TABLE_COLUMNS = {c.key: c for c in [
     Column("procedure", "PROCEDURE", lambda r, now: str(r["procedure"])),
     Column("total", "TOTAL", lambda r, now: str(r["total"])),
-    Column("completed", "OK", lambda r, now: str(r["completed"])),
-    Column("failed", "FAIL", lambda r, now: str(r["failed"])),
+    Column(_OK, "OK", lambda r, now: str(r[_OK])),
+    Column(_FAIL, "FAIL", lambda r, now: str(r[_FAIL])),
     Column("other", "OTHER", lambda r, now: str(_other(r))),
     Column("success_pct", "OK%", lambda r, now: whole_percent(r["success_pct"]).rstrip("%")),
     *(Column(k, k[:-2].upper(), _duration_cell(k)) for k in ("avg_s", "p50_s", "p95_s", "max_s")),
     *(Column(k, k.upper(), _count_cell(k))
-      for k in ("queued", "running", "cancelled", "timed_out", "lost", "orphaned")),
+      for k in (s.value for s in JobStatus if s not in (JobStatus.COMPLETED, JobStatus.FAILED))),
     Column("last_run", "LAST_RUN", lambda r, now: local_time(r["last_run"], SHORT_TIME)),
 ]}
 

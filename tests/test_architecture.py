@@ -203,3 +203,50 @@ def test_no_file_or_class_is_too_big_to_read():
                 if length > MAX_CLASS_LINES:
                     big.append(f"{path.relative_to(ROOT)}: class {node.name} {length} lines")
     settle("over the size a newcomer reads in one go", big)
+
+
+def test_a_job_status_is_spelled_in_jobstatus_only():
+    """The lifecycle in one place: outside jobctl.model, code compares
+    JobStatus members and SQL binds the names (`:st_running`, bound from
+    JobStatus by the store), so no comparison with a status literal and no
+    status quoted in SQL text. (The schema files in sql/ spell them: DDL
+    takes no binds.)"""
+    from jobctl.model import JobStatus
+
+    statuses = {s.value for s in JobStatus}
+    quoted = re.compile("'(" + "|".join(statuses) + ")'")
+    found = []
+    for module, path in sorted(all_modules().items()):
+        if module == "jobctl.model" or module in GENERATED:
+            continue
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                for operand in [node.left, *node.comparators]:
+                    items = operand.elts if isinstance(operand, (ast.Tuple, ast.List, ast.Set)) else [operand]
+                    if any(isinstance(e, ast.Constant) and e.value in statuses for e in items):
+                        found.append(f"{module}:{node.lineno}: compares with a status literal")
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docstrings and quoted.search(node.value)):
+                found.append(f"{module}:{node.lineno}: a status quoted in SQL")
+    assert not found, "\n".join(found)
+
+
+#: the store's statements that move a job from one status to another
+TRANSITIONS = {"insert_job", "insert_jobs", "fail_queued", "claim", "finish", "mark_lost",
+               "cancel_queued", "claim_next", "claim_batch", "unreserve", "cancel_dependent"}
+
+
+def test_every_status_transition_goes_through_the_lifecycle():
+    """Only jobctl.lifecycle calls the store's transitions; everything else
+    asks the lifecycle (whose guards keep a job's run at most once)."""
+    found = []
+    for module, path in sorted(all_modules().items()):
+        if module == "jobctl.lifecycle" or module.startswith("jobctl.store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr in TRANSITIONS
+                    and isinstance(node.value, ast.Name) and node.value.id == "store"):
+                found.append(f"{module}:{node.lineno}: store.{node.attr}")
+    assert not found, "\n".join(found)

@@ -10,6 +10,7 @@ import typer.core
 from .. import frontend, talk
 from ..errors import JobsNotCompleted
 from ..formats import Format
+from ..model import JobStatus
 # what every command uses, shared with the fast path (fastpath.py)
 from ..frontend import (
     alert as _alert, now as _now, out as _out, print_table as _print_table, say as _say, seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
@@ -71,7 +72,7 @@ def submit(
         _say(f"submitted {len(ids)} job(s)")
         if wait:
             jobs = _wait_with_progress(api, ids, None)
-            _tell_outcomes([j for j in jobs if j.status.value != "completed"])
+            _tell_outcomes([j for j in jobs if j.status is not JobStatus.COMPLETED])
             _exit_for(jobs)
         return
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
@@ -110,7 +111,7 @@ def _tell_outcomes(jobs) -> None:
         detail = f": {job.error_msg}" if job.error_msg else ""
         result = f" result {_compact(job.result)}" if job.result else ""
         line = f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}"
-        (_say if job.status.value == "completed" else _alert)(line)
+        (_say if job.status is JobStatus.COMPLETED else _alert)(line)
 
 
 @app.command(context_settings=EXTRA_ARGS)
@@ -154,7 +155,7 @@ def _compact(value) -> str:
 
 
 def _exit_for(jobs) -> None:
-    bad = [j for j in jobs if j.status.value != "completed"]
+    bad = [j for j in jobs if j.status is not JobStatus.COMPLETED]
     if bad:
         raise JobsNotCompleted(", ".join(f"{j.job_id[:8]} {j.status.value}" for j in bad))
 
@@ -205,14 +206,14 @@ def _wait_with_progress(api, ids, timeout_s):
                 f"{math.ceil(left)}s" if left < 60 else render.display_duration(left)) + (
                 " (typical)" if source == "typical" else "")
             lines = (job.output or "").rstrip("\n").splitlines()
-            if job.status.finished and job.status.value != "completed" and job.error_msg:
+            if job.status.finished and job.status is not JobStatus.COMPLETED and job.error_msg:
                 lines.append(job.error_msg)   # why it ended says more than its last line
-            pct = 100 if job.status.value == "completed" else job.progress
+            pct = 100 if job.status is JobStatus.COMPLETED else job.progress
             # a running job that reports no progress pulses rather than sit at 0 %
-            total = None if job.status.value == "running" and not pct else 100
+            total = None if job.status is JobStatus.RUNNING and not pct else 100
             # the job's own run time (since its worker claimed it), not this command's
             ran = ((job.end_time or now) - job.start_time).total_seconds() \
-                if job.start_time and job.status.value != "queued" else None
+                if job.start_time and job.status is not JobStatus.QUEUED else None
             progress.update(tasks[job.job_id], completed=pct, total=total, status=job.status.value,
                             eta=shown, line=lines[-1] if lines else "",
                             elapsed="" if ran is None else render.display_duration(ran))
@@ -404,7 +405,7 @@ def cancel(
         elif r.action == "external":
             _say(f"{r.job.job_id[:8]}: running (external): written by another application, "
                  "not a jobctl worker; nothing to cancel")
-        elif r.action in ("finished", "lost"):
+        elif r.nothing_to_do:
             _say(f"{r.job.job_id[:8]}: already {r.job.status.value}, nothing to cancel")
     if fmt is Format.table:
         _out("".join(f"{r['job_id']}\t{r['status']}\n" for r in rows))

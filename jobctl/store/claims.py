@@ -44,7 +44,7 @@ def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> boo
         if not after:
             return True
         blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
-        if blocked is None or blocked[0] == "failed":
+        if blocked is None or blocked[0] == "ended":
             return True
     return False
 
@@ -293,7 +293,7 @@ def _may_start(backend: Database, conn: Any, job_id: str, after: Sequence[str],
     if not after:
         return True
     blocked = blocking_dependency(dependency_statuses(backend, conn, after), after)
-    if blocked is not None and blocked[0] == "failed":
+    if blocked is not None and blocked[0] == "ended":
         cancel_dependent(backend, conn, job_id, now, f"cancelled: {blocked[1]}, so it never ran")
     return blocked is None
 

@@ -129,14 +129,14 @@ def dependency_statuses(backend: Database, conn: Any, ids: Sequence[str]) -> dic
 
 
 def blocking_dependency(statuses: dict[str, JobStatus], ids: Sequence[str]) -> tuple[str, str] | None:
-    """("failed"|"waiting", why) for the first dependency that is not completed."""
+    """("ended"|"waiting", why) for the first dependency that is not completed."""
     waiting = None
     for dep in ids:
         status = statuses.get(dep)
         if status is None:
-            return "failed", f"dependency {dep} no longer exists"
+            return "ended", f"dependency {dep} no longer exists"
         if status.finished and status is not JobStatus.COMPLETED:
-            return "failed", f"dependency {dep} ended {status.value}"
+            return "ended", f"dependency {dep} ended {status.value}"
         if status is not JobStatus.COMPLETED and waiting is None:
             waiting = ("waiting", f"dependency {dep} not finished ({status.value})")
     return waiting

@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..model import PoolState
 from .rows import bind_time, read_text, split_ids
 
 if TYPE_CHECKING:
@@ -41,18 +42,18 @@ def register_worker(backend: Database, conn: Any, *, worker_id: str, host: str, 
                     queues: Sequence[str], concurrency: int, now: dt.datetime) -> None:
     backend.execute(conn, f"""INSERT INTO {WORKERS}
         (worker_id, host, pid, queues, concurrency, running, state, started_at, heartbeat_at)
-        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, 'running', :now, :now)""",
-        {"worker_id": worker_id, "host": host, "pid": pid,
+        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, :state, :now, :now)""",
+        {"worker_id": worker_id, "host": host, "pid": pid, "state": PoolState.RUNNING.value,
          "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
          "now": bind_time(backend, now)})
 
 
 def worker_heartbeat(backend: Database, conn: Any, worker_id: str, *, now: dt.datetime,
-                     running: int, state: str) -> int:
+                     running: int, state: PoolState) -> int:
     """0: the row is gone (cleanup judged the pool gone while it was frozen)."""
     cur = backend.execute(conn, f"""UPDATE {WORKERS}
         SET heartbeat_at = :now, running = :running, state = :state WHERE worker_id = :worker_id""",
-        {"worker_id": worker_id, "now": bind_time(backend, now), "running": running, "state": state})
+        {"worker_id": worker_id, "now": bind_time(backend, now), "running": running, "state": state.value})
     return cur.rowcount
 
 
