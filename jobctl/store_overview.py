@@ -94,9 +94,9 @@ class QueueLine:
         if self.paused:
             out.append("paused")
         elif self.full:
-            out.append(f"full {self.slots}/{self.max_running}")
+            out.append("full")  # LIMIT and RUN say how full
         for count, what in ((self.starting, "starting"), (self.later, "later"),
-                            (self.after, "after deps"), (self.foreign, "external")):
+                            (self.after, "deps"), (self.foreign, "external")):
             if count:
                 out.append(f"{count} {what}")
         ready = self.queued - self.starting - self.later - self.after - self.foreign

@@ -52,11 +52,12 @@ def check_interval(interval_s: float | None) -> float:
 
 
 def _header(jc: Jobctl, since_label: str, queue: str | None, extra: str = "") -> str:
-    parts = ["jobctl top", jc.backend.settings.display, f"since {since_label}"]
+    """What the frame is of; the database last, as the part to cut on a narrow screen."""
+    parts = ["jobctl top", f"since {since_label}"]
     if queue:
         parts.append(f"queue {queue}")
     parts.append(utcnow().astimezone().strftime("%H:%M:%S"))
-    return " · ".join(parts) + extra
+    return " · ".join(parts) + extra + " · " + jc.backend.settings.display
 
 
 def once(jc: Jobctl, *, since_s: float | None, since_label: str, queue: str | None) -> str:

@@ -41,6 +41,10 @@ MIN_NAME = 6
 #: a text column narrower than this is left out
 MIN_TEXT = 5
 BAR_WANT = 24
+#: bars and sparklines shrink to this before names are cut, and names to
+#: this before the free text goes
+KEEP_BAR = 8
+KEEP_NAME = 12
 KEYS = "q quit · / filter · j/k ↑/↓ select · c cancel"
 
 
@@ -96,8 +100,10 @@ def fit(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int) -> tuple
             if w is None:
                 continue
             best = (w, gap)
-            text = [w[i] for i, c in enumerate(cols) if c.kind == TEXT and _wanted(c, rows, i)]
-            if not text or min(text) >= WANT_TEXT or all(c.drop <= dropped for c in cols):
+            natural = [_natural(c, [r[i] for r in rows])[0] for i, c in enumerate(cols)]
+            short = [i for i, c in enumerate(cols) if c.kind == TEXT and _wanted(c, rows, i)
+                     and w[i] < min(natural[i], WANT_TEXT)]
+            if not short or all(c.drop <= dropped for c in cols):
                 return best
             break
     if best is not None:
@@ -119,8 +125,10 @@ def _wanted(col: Col, rows: Sequence[Sequence[Any]], i: int) -> bool:
 def _shrunk(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int, gap: int,
             dropped: int, force: bool = False) -> list[int] | None:
     """Widths within `width`, the columns of drop level <= `dropped` left
-    out: the free text shrinks first, then bars and sparklines, then names;
-    fixed columns never. None when that does not fit (unless `force`)."""
+    out: the free text shrinks first (to WANT_TEXT), then bars and
+    sparklines (to KEEP_BAR), names (to KEEP_NAME), the text (to nothing),
+    the bars (to 3), names (to their least), bars (to nothing); fixed
+    columns never. None when that does not fit (unless `force`)."""
     sizes = [_natural(col, [r[i] for r in rows]) for i, col in enumerate(cols)]
     w = [0 if 0 < col.drop <= dropped else n for col, (n, _) in zip(cols, sizes)]
 
@@ -128,13 +136,15 @@ def _shrunk(cols: Sequence[Col], rows: Sequence[Sequence[Any]], width: int, gap:
         shown = [x for x in w if x > 0]
         return sum(shown) + gap * max(0, len(shown) - 1)
 
-    for kinds in ((TEXT,), (BAR, SPARK), (NAME,)):
+    # (kinds, the least width this stage takes them to)
+    for kinds, floor in (((TEXT,), WANT_TEXT), ((BAR, SPARK), KEEP_BAR), ((NAME,), KEEP_NAME),
+                         ((TEXT,), None), ((BAR, SPARK), 3), ((NAME,), None), ((BAR, SPARK), None)):
         for i, col in enumerate(cols):
             excess = total() - width
             if excess <= 0:
                 return w
             if col.kind in kinds and w[i]:
-                w[i] = max(sizes[i][1], w[i] - excess)
+                w[i] = max(sizes[i][1] if floor is None else min(floor, w[i]), w[i] - excess)
                 if col.kind == TEXT and w[i] < MIN_TEXT:
                     w[i] = 0
                 if col.kind in (BAR, SPARK) and w[i] < 3:
@@ -326,12 +336,15 @@ def failure_rows(failures: Sequence[FailureLine]) -> tuple[list[Col], list[list[
 
 
 def _fail_pct(p: ProcedureLine) -> str:
+    """Rounded, one decimal below 10 %, but never 0 % with a failure nor
+    100 % with a success."""
     pct = p.failure_pct
     if pct is None:
         return "-"
-    if pct == 0 or pct >= 10:
-        return f"{math.floor(pct + 1e-9)}%"
-    return f"{math.floor(pct * 10 + 1e-9) / 10:.1f}%"
+    if p.failed in (0, p.finished):
+        return f"{pct:.0f}%"
+    shown = f"{pct:.1f}%" if pct < 10 else f"{pct:.0f}%"
+    return {"0.0%": "<0.1%", "100%": ">99%"}.get(shown, shown)
 
 
 def procedure_rows(procedures: Sequence[ProcedureLine]) -> tuple[list[Col], list[list[Any]]]:
