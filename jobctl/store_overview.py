@@ -429,12 +429,12 @@ def chart_sql(backend: Database, *, since: dt.datetime | None,
     dur_case.append(f"ELSE {len(edges)} END")
     where = " AND ".join([*conditions, "status IN (:st_completed, :st_failed)"])
     return f"""
-        SELECT day, bucket, status, COUNT(*)
-          FROM (SELECT {' '.join(day_case)} AS day,
-                       CASE WHEN status = :st_completed THEN {' '.join(dur_case)} END AS bucket,
+        SELECT day_no, bucket_no, status, COUNT(*)
+          FROM (SELECT {' '.join(day_case)} AS day_no,
+                       CASE WHEN status = :st_completed THEN {' '.join(dur_case)} END AS bucket_no,
                        status
                   FROM {TABLE} WHERE {where}) c
-         GROUP BY day, bucket, status""", binds
+         GROUP BY day_no, bucket_no, status""", binds
 
 
 def read_chart(backend: Database, conn: Any, *, since: dt.datetime | None,

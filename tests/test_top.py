@@ -306,3 +306,37 @@ def test_live_screen_filters_selects_cancels_and_quits(env):
     finally:
         pane.close()
         env.cli("cancel", first, second)
+
+
+def _oracle_statements():
+    """The frame's and the chart's statements as the Oracle backend sends them."""
+    import datetime as dt
+
+    from jobctl import store_overview
+    from jobctl.backends import get_backend
+    from jobctl.config import parse_dsn
+    from jobctl.store import ProcedureFilter
+
+    oracle = get_backend(parse_dsn("oracle://scott@dbhost:1521/FREEPDB1"))
+    now = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+    since = now - dt.timedelta(days=1)
+    out = [store_overview.frame_sql(oracle, now=now, since=since, queue=q) for q in (None, "default", "q")]
+    for proc in (None, ProcedureFilter("P"), ProcedureFilter("P\\_%", like=True)):
+        out.append(store_overview.chart_sql(
+            oracle, since=since if proc else None, procedure=proc,
+            days=store_overview.chart_days(now, 7 * 86400), edges=store_overview.DURATION_STEPS))
+    return out
+
+
+@pytest.mark.parametrize("sql, binds", _oracle_statements())
+def test_oracle_statements_pass_the_offline_lint(sql, binds):
+    """No Oracle here: the statements pass the lint every store statement
+    passes (tests/test_oracle_offline.py): they parse as Oracle SQL, bind
+    exactly their placeholders, use nothing 12.2 lacks and no reserved word
+    as an alias, and spell no status (binds from JobStatus)."""
+    pytest.importorskip("sqlglot")
+    from tests.test_oracle_offline import test_every_statement_parses_as_oracle_and_binds_match as lint
+
+    lint(sql, binds)
+    assert not re.search(r"'(?:queued|running|completed|failed|cancelled|timed_out|lost)'", sql)
+    assert all(not (isinstance(v, __import__("datetime").datetime) and v.tzinfo) for v in binds.values())
