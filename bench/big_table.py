@@ -19,21 +19,33 @@ PROCS = [f"PKG_{i:02d}.PROC_{j}" for i in range(20) for j in range(5)]
 STATUSES = ["completed"] * 90 + ["failed"] * 7 + ["cancelled", "timed_out", "lost"]
 
 
-def fill(path: str, rows: int) -> None:
-    conn = sqlite3.connect(path)
-    now = dt.datetime.now(dt.timezone.utc)
+#: the columns `rows()` fills, in its order
+FILL_COLUMNS = ("JOB_ID", "STATUS", "PROCEDURE_NAME", "START_TIME", "ELAPSED_S", "PROGRESS",
+                "PARAMS", "ATTEMPT", "MAX_ATTEMPTS")
+
+
+def rows(count: int, now: dt.datetime | None = None):
+    """`count` finished jobs over the last year, newest first, as FILL_COLUMNS
+    tuples (START_TIME a datetime in UTC; the same rows on every run)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
     span = 365 * 86400
     rnd = random.Random(7)
+    for i in range(count):
+        start = now - dt.timedelta(seconds=span * (i / count))
+        secs = rnd.lognormvariate(2, 1)
+        yield (f"{i:032x}", rnd.choice(STATUSES), rnd.choice(PROCS), start, round(secs, 3), 100,
+               '{"x": 1}', 1, 1)
+
+
+def fill(path: str, count: int) -> None:
+    conn = sqlite3.connect(path)
 
     def gen():
-        for i in range(rows):
-            start = now - dt.timedelta(seconds=span * (i / rows))
-            secs = rnd.lognormvariate(2, 1)
-            yield (f"{i:032x}", rnd.choice(STATUSES), rnd.choice(PROCS),
-                   start.strftime("%Y-%m-%d %H:%M:%S.%f"), round(secs, 3), 100, '{"x": 1}', 1, 1)
+        for row in rows(count):
+            yield row[:3] + (row[3].strftime("%Y-%m-%d %H:%M:%S.%f"),) + row[4:]
 
-    conn.executemany("INSERT INTO ASYNC_JOBS (JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, ELAPSED_S, "
-                     "PROGRESS, PARAMS, ATTEMPT, MAX_ATTEMPTS) VALUES (?,?,?,?,?,?,?,?,?)", gen())
+    conn.executemany(f"INSERT INTO ASYNC_JOBS ({', '.join(FILL_COLUMNS)}) "
+                     "VALUES (?,?,?,?,?,?,?,?,?)", gen())
     conn.commit()
     conn.execute("ANALYZE")
     conn.close()

@@ -81,6 +81,8 @@ class Jobctl(Service):
         self.get_many = self.reader.get_many
         self.list_jobs = self.reader.list_jobs
         self.stats = self.reader.stats
+        self.top_frame = self.reader.top_frame
+        self.stats_chart = self.reader.stats_chart
         self.typical_duration = self.reader.typical_duration
         self.recent_jobs = self.reader.recent_jobs
         self.wait = self.reader.wait

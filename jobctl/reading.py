@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import store
 from .errors import JobsUnfinished, NotFound, UsageError
@@ -16,6 +16,10 @@ from .lookup import Lookup
 from .model import MAX_DURATION_S, Job, JobStatus, output_lines, utcnow
 from .session import Service, Session
 from .submitting import check_queue_name
+
+if TYPE_CHECKING:
+    from . import store_overview
+
 
 #: `list --limit` above this is a typo, and would overflow a bind on some databases
 MAX_LIST_LIMIT = 1_000_000
@@ -132,6 +136,44 @@ class Reader(Service):
             rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
             return self.lifecycle.adjust_stats(conn, rows, now, since=since)
+
+    # -- overviews: `jobctl top` and `stats --chart` (their SQL: store_overview) ----------
+    def top_frame(self, *, since_s: float | None = 86400,
+                  queue: str | None = None) -> store_overview.Frame:
+        """`jobctl top`: what one frame shows, read in one statement. A live
+        view needs a window (not `--since all`); an unknown queue is exit 2."""
+        from . import store_overview  # lazily: only top reads it
+
+        if since_s is None:
+            raise UsageError("--since all is not for a live view: give a window such as 24h or 7d")
+        check_since(since_s)
+        queue = None if queue is None else check_queue_name(queue)
+        now = utcnow()
+        with self.db() as conn:
+            frame = store_overview.read_frame(self.backend, conn, self.lifecycle, now=now,
+                                              since=now - dt.timedelta(seconds=since_s), queue=queue)
+            conn.commit()
+        if queue is not None and not frame.queues:
+            raise UsageError(f"no queue {queue}: none is configured by that name, and no job of it "
+                             "is queued, running or finished in the window (see jobctl queue list)")
+        return frame
+
+    def stats_chart(self, *, since_s: float | None = 7 * 86400,
+                    procedure: str | None = None) -> store_overview.Chart:
+        """`stats --chart`: per duration and per day, the completed and failed
+        jobs among those `stats` counts (its filter, its window)."""
+        from . import store_overview
+
+        check_since(since_s)
+        proc = self.lookup.procedure_filter(procedure)
+        now = utcnow()
+        with self.db() as conn:
+            chart = store_overview.read_chart(
+                self.backend, conn, since=ago(now, since_s), procedure=proc,
+                days=store_overview.chart_days(now, since_s),
+                edges=store_overview.DURATION_STEPS)
+            conn.commit()
+        return chart
 
     def typical_duration(self, procedure_name: str, *, since_s: float = 30 * 86400) -> float | None:
         """The median run time of the procedure's completed jobs in the last

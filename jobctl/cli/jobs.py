@@ -1,4 +1,4 @@
-"""The commands on jobs: submit, resubmit, status, list, stats, logs,
+"""The commands on jobs: submit, resubmit, status, list, stats, top, logs,
 cleanup, wait, cancel."""
 
 import sys
@@ -13,7 +13,8 @@ from ..formats import Format
 from ..model import JobStatus
 # what every command uses, shared with the fast path (fastpath.py)
 from ..frontend import (
-    alert as _alert, now as _now, out as _out, print_table as _print_table, say as _say, seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
+    alert as _alert, now as _now, out as _out, print_table as _print_table, say as _say,
+    seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
 )
 from .app import (
     EXTRA_ARGS, MAX_LIST_LIMIT, ColumnsOpt, FormatOpt, IntervalOpt, NoHeadersOpt, WatchOpt,
@@ -282,6 +283,8 @@ def stats(
     fmt: FormatOpt = Format.table,
     columns: ColumnsOpt = None,
     no_headers: NoHeadersOpt = False,
+    chart: Annotated[bool, typer.Option(
+        "--chart", help="Also draw a histogram of durations and a bar per day (table only).")] = False,
 ) -> None:
     """Per procedure: counts by status, success %, avg/p50/p95/max seconds, last run.
 
@@ -292,11 +295,52 @@ def stats(
     view = _View(fmt, columns, no_headers, table_columns=render.STATS_TABLE_COLUMNS,
                  table_default=render.STATS_TABLE_DEFAULT, record_columns=render.STATS_COLUMNS,
                  record_default=render.STATS_COLUMNS)
+    if chart and fmt is not Format.table:
+        from ..errors import UsageError
+
+        raise UsageError(f"--chart draws in the terminal; it cannot be combined with --format {fmt.value}")
     rows = api_for(ctx).stats(since_s=_since(since), procedure=procedure)
     if fmt is Format.table:
         _print_table(*render.stats_rows(rows, _now(), view.keys), show_headers=view.show_headers)
     else:
         _out(render.records(rows, fmt, view.keys, headers=view.show_headers))
+    if chart:
+        from .. import charts
+
+        drawn = api_for(ctx).stats_chart(since_s=_since(since), procedure=procedure)
+        _out("\n" + charts.chart_text(drawn, rows, width=_width(), since_label=since))
+
+
+def _width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+@app.command()
+def top(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(
+        "--since", help="The window of the queues' progress, the failures and the durations: "
+                        "1h, 24h, 7d.")] = "24h",
+    interval: Annotated[str, typer.Option("--interval", help="Refresh this often: 1s, 0.5, 5s.")] = "1s",
+    queue: Annotated[Optional[str], typer.Option("--queue", "-Q", help="Only this queue.")] = None,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Print one plain frame and exit, as when stdout is not a terminal.")] = False,
+) -> None:
+    """A live view: queues, running jobs (cancel with c), last failures, durations; q quits.
+
+    Example: jobctl top --since 6h --interval 2s
+    """
+    from .. import top as live_view
+
+    since_s = _since(since)
+    interval_s = live_view.check_interval(_seconds(interval, "--interval"))
+    api = api_for(ctx)
+    if once or not sys.stdout.isatty():
+        _out(live_view.once(api, since_s=since_s, since_label=since, queue=queue))
+    else:
+        live_view.live(api, since_s=since_s, since_label=since, interval_s=interval_s, queue=queue)
 
 
 @app.command()
