@@ -167,7 +167,8 @@ class Host:
         return json.loads(self.ok(*args, "--format", "json", **kw))
 
     def status(self, job_id: str) -> dict:
-        return self.json("status", job_id)[0]
+        found = self.json("status", job_id)
+        return found[0] if isinstance(found, list) else found
 
     def start(self, *args: str, **extra: str) -> subprocess.Popen:
         """`jobctl ARGS` on this host, left running (its stderr in a file)."""
@@ -403,3 +404,161 @@ def test_three_hosts_share_one_limit_and_run_every_job_exactly_once(db, hosts):
           f"{max_calls} ({len(samples)} samples every 50 ms); duplicates 0; by host {by_host}")
     assert max_rows <= 3 and max_calls <= 3
     assert len(samples) > 10
+
+
+def wait_status(host: Host, job_id: str, wanted: set[str], timeout: float,
+                seen: list[str] | None = None) -> tuple[dict, float]:
+    """Poll `jobctl status ID` on `host` until the job reads one of `wanted`;
+    returns the job and when (time.monotonic()) it was first read so."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = host.status(job_id)
+        at = time.monotonic()
+        if seen is not None and (not seen or seen[-1] != job["status"]):
+            seen.append(job["status"])
+        if job["status"] in wanted:
+            return job, at
+        assert at < deadline, f"{job_id} never read {wanted} on {host.name}: {job}"
+        time.sleep(0.1)
+
+
+def running_on(db: Db, host: Host, job_id: str, timeout: float = 30) -> dict:
+    return db.wait(f"{job_id} running on {host.name}", lambda: (
+        (row := db.job(job_id))["status"] == "running" and row["worker_host"] == host.name
+        and row["db_session"] and row)
+        or None, timeout=timeout)
+
+
+# -- 2. a host crashes mid-job ------------------------------------------------------------
+
+def test_a_crashed_hosts_jobs_read_lost_elsewhere_and_are_never_run_again(db, hosts):
+    victim, survivor, observer = hosts(3)
+    observer.ok("queue", "set", "mhc", "--max-running", "2")
+    start_pool(victim, db, "mhc", 2)
+    long = [submit(observer, "mh_chatty", "-p", f"p=long{i}", "-p", "secs=120", "--queue", "mhc")
+            for i in range(2)]
+    before = {job_id: running_on(db, victim, job_id) for job_id in long}
+    start_pool(survivor, db, "mhc", 2)
+    waiting = [submit(observer, "mh_short", "-p", f"p=after{i}", "--queue", "mhc")
+               for i in range(3)]
+    time.sleep(1)  # both slots are the victim's: nothing else starts
+    assert {db.job(j)["status"] for j in waiting} == {"queued"}
+
+    t0 = time.monotonic()
+    victim.crash()
+    judged = {}
+    for job_id in long:
+        for reader in (survivor, observer):
+            job, at = wait_status(reader, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 2))
+            judged[(job_id, reader.name)] = at - t0
+            assert victim.name in job["status_reason"] or "heartbeat" in job["status_reason"]
+    to_lost = max(judged.values())
+    pools = {w["host"]: w["state"] for w in observer.json("worker", "list")}
+    assert pools == {victim.name: "gone", survivor.name: "running"}, pools
+    # the slots of the crashed host's jobs are taken until the lost rule is
+    # written down (cron's cleanup); then the queued jobs run elsewhere
+    marked = observer.json("cleanup", "--days", "30")
+    assert marked["marked_lost"] == 2
+    db.wait("the queued jobs ran", lambda: all(
+        db.job(j)["status"] == "completed" for j in waiting), timeout=60)
+    assert {db.job(j)["worker_host"] for j in waiting} == {survivor.name}
+    assert [w["host"] for w in observer.json("worker", "list")] == [survivor.name]
+    time.sleep(2 * LOST_AFTER)  # time for anything that would run them again
+    for job_id in long:
+        row = db.job(job_id)
+        assert row["status"] == "lost" and row["attempt"] == 1
+        assert (row["worker_host"], row["claim_token"], row["start_time"]) == (
+            before[job_id]["worker_host"], before[job_id]["claim_token"],
+            before[job_id]["start_time"])
+        assert db.effects(row["params"] and json.loads(row["params"])["p"]) == 0
+    print(f"\n[multihost] crash: running jobs read lost on the other hosts after "
+          f"{min(judged.values()):.1f}-{to_lost:.1f}s (lost_after {LOST_AFTER:g}s, heartbeat "
+          f"{TIMING['JOBCTL_HEARTBEAT']}s); re-runs 0; queued jobs ran on {survivor.name} "
+          f"after cleanup")
+
+
+# -- 3. a host cut off mid-job, then healed ------------------------------------------------
+
+def _cut_then_heal(db: Db, cut_host: Host, other: Host, job_id: str, param: str) -> dict:
+    """Cut `cut_host` while its job runs mh_quiet: the other host reads the
+    job orphaned while the call still runs on the server, lost once it has
+    returned; cleanup there writes `lost`; after the heal the cut host's late
+    commit finds the row lost and rolls its work back. Returns figures."""
+    running_on(db, cut_host, job_id)
+    t0 = time.monotonic()
+    cut_host.cut()
+    seen: list[str] = []
+    job, at = wait_status(other, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 8), seen=seen)
+    assert "orphaned" in seen, seen  # the call still ran on the server, for a while
+    assert seen[-2:] == ["orphaned", "lost"] and set(seen) <= {"running", "orphaned", "lost"}, seen
+    assert other.json("cleanup", "--days", "30")["marked_lost"] == 1
+    assert db.job(job_id)["status"] == "lost"
+    cut_host.heal()
+    healed = time.monotonic()
+    db.wait(f"{cut_host.name}'s worker to hear of {job_id}",
+            lambda: job_id in cut_host.worker_log(), timeout=60)
+    time.sleep(1)
+    row = db.job(job_id)
+    assert row["status"] == "lost" and row["attempt"] == 1, row
+    assert db.effects(param) == 0
+    return {"seen": seen, "to_lost": at - t0, "log_after_heal": time.monotonic() - healed}
+
+
+def test_a_cut_pool_host_never_commits_a_lost_job_and_serves_again_after_the_heal(db, hosts):
+    cut_host, other = hosts(2)
+    other.ok("queue", "set", "mhx", "--max-running", "2")
+    start_pool(cut_host, db, "mhx", 2)
+    job_id = submit(other, "mh_quiet", "-p", "p=cut1", "-p", f"secs={LOST_AFTER + 6:g}",
+                    "--queue", "mhx")
+    figures = _cut_then_heal(db, cut_host, other, job_id, "cut1")
+    # the pool lived through it: it writes its row again (cleanup forgot it
+    # as gone) and takes new jobs
+    db.wait(f"the pool on {cut_host.name} back", lambda: any(
+        w["host"] == cut_host.name and w["state"] == "running"
+        for w in other.json("worker", "list")), timeout=60)
+    after = [submit(other, "mh_short", "-p", f"p=after{i}", "--queue", "mhx") for i in range(3)]
+    db.wait("the jobs after the heal ran", lambda: all(
+        db.job(j)["status"] == "completed" for j in after), timeout=60)
+    assert {db.job(j)["worker_host"] for j in after} == {cut_host.name}
+    assert [db.effects(f"after{i}") for i in range(3)] == [1, 1, 1]
+    print(f"\n[multihost] cut (pool): read {' -> '.join(figures['seen'])} on the other host, lost "
+          f"after {figures['to_lost']:.1f}s; late commit refused (row stays lost, side effect 0), "
+          f"noted {figures['log_after_heal']:.1f}s after the heal; the pool serves again")
+
+
+def test_a_cut_daemon_free_worker_never_commits_a_lost_job_and_the_host_runs_jobs_again(db, hosts):
+    cut_host, other = hosts(2)
+    job_id = submit(cut_host, "mh_quiet", "-p", "p=cut2", "-p", f"secs={LOST_AFTER + 6:g}",
+                    "--queue", "mhd")
+    figures = _cut_then_heal(db, cut_host, other, job_id, "cut2")
+    after = submit(cut_host, "mh_short", "-p", "p=after", "--queue", "mhd", "--wait")
+    assert db.job(after)["status"] == "completed" and db.job(after)["worker_host"] == cut_host.name
+    assert db.effects("after") == 1
+    print(f"\n[multihost] cut (daemon-free): read {' -> '.join(figures['seen'])} on the other "
+          f"host, lost after {figures['to_lost']:.1f}s; late commit refused (row stays lost, "
+          f"side effect 0); the host's next submit ran")
+
+
+# -- 4. cancel from another host -------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["pool", "daemon-free"])
+def test_cancel_from_another_host_ends_the_job_within_a_second(db, hosts, where):
+    runner, canceller = hosts(2)
+    if where == "pool":
+        start_pool(runner, db, "mhk", 2)
+    job_id = submit(runner, "mh_quiet", "-p", f"p=cancel-{where}", "-p", "secs=60", "--queue", "mhk")
+    running_on(db, runner, job_id)
+    t0 = time.monotonic()
+    canceller.ok("cancel", job_id)
+    asked = time.monotonic()
+    db.wait(f"{job_id} cancelled", lambda: db.job(job_id)["status"] == "cancelled",
+            timeout=10, pause=0.01)
+    took = time.monotonic() - asked
+    job = canceller.status(job_id)
+    assert job["status"] == "cancelled"
+    assert db.effects(f"cancel-{where}") == 0  # its work rolled back
+    # the server session ran the call no longer
+    assert db.one("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND state = 'active' AND query ILIKE 'CALL%%mh_quiet%%'")[0] == 0
+    print(f"\n[multihost] cancel from another host ({where}): cancelled {took * 1000:.0f} ms "
+          f"after `jobctl cancel` returned ({time.monotonic() - t0:.2f}s with its start-up)")
