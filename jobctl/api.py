@@ -175,7 +175,7 @@ class Jobctl:
                 import hashlib
 
                 unique_key = hashlib.sha256(f"{name}\n{params_json}".encode()).hexdigest()
-                self.lifecycle.mark_lost(conn, utcnow())
+                self.lifecycle.mark_lost(conn)
                 if found := already_active():
                     return found
             import uuid
@@ -375,9 +375,9 @@ class Jobctl:
         one is, it takes the next job itself as soon as it finishes its own,
         and a worker started beside it in that moment would only overlap it."""
         self._healed = True
-        now = utcnow()
-        fresh = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
         with self._db() as conn:
+            now = self.lifecycle.clock(conn)  # a sign of life is judged by the server's clock
+            fresh = now - dt.timedelta(seconds=self.settings.tunables.lost_after_s)
             queues = [q for q in store.queues_needing_workers(self.backend, conn, now)
                       if store.claimable(self.backend, conn, q, now)
                       and (every_free_slot or not store.live_workers(self.backend, conn, q, fresh))]
@@ -458,7 +458,8 @@ class Jobctl:
 
         rows = store.list_workers(self.backend, conn)
         conn.commit()
-        now = now or utcnow()
+        if rows and now is None:
+            now = self.lifecycle.clock(conn)  # the clock their heartbeats are written with
         return [(w, describe_worker(w, host=self.lifecycle.host,
                                     lost_after_s=self.settings.tunables.lost_after_s, now=now))
                 for w in rows]
@@ -590,7 +591,8 @@ class Jobctl:
                 conn.commit()
             return jobs
 
-        now = utcnow()
+        with self._db() as conn:
+            now = self.lifecycle.clock(conn)
         jobs = read()
         if self._heal_once():
             jobs = read()  # workers were started: show what they took
@@ -605,9 +607,9 @@ class Jobctl:
               procedure: str | None = None) -> list[dict[str, Any]]:
         _check_since(since_s)
         proc = self._procedure_filter(procedure)
-        now = utcnow()
-        since = _ago(now, since_s)
         with self._db() as conn:
+            now = self.lifecycle.clock(conn)
+            since = _ago(now, since_s)
             rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
             return self.lifecycle.adjust_stats(conn, rows, now, since=since)
@@ -736,8 +738,8 @@ class Jobctl:
         ids = [j.job_id for j in self.get_many(refs)]
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            now = utcnow()
             with self._db() as conn:
+                now = self.lifecycle.clock(conn)
                 rows = [store.get(self.backend, conn, i) for i in ids]
                 conn.commit()
             jobs = [self._effective(j, now) for j in rows if j is not None]
@@ -786,8 +788,8 @@ class Jobctl:
             if job.status.finished:
                 return job
             time.sleep(self.settings.tunables.poll_s)
-            now = utcnow()
             with self._db() as conn:
+                now = self.lifecycle.clock(conn)
                 fresh_row = store.get(self.backend, conn, job.job_id)
                 conn.commit()
             if fresh_row is None:
@@ -803,9 +805,9 @@ class Jobctl:
         if active:
             raise UsageError(f"cleanup never deletes {', '.join(active)} jobs")
         names = [s.value for s in wanted]
-        now = utcnow()
-        before = now - dt.timedelta(days=days)
         with self._db() as conn:
+            now = self.lifecycle.clock(conn)
+            before = now - dt.timedelta(days=days)
             if dry_run:
                 lost = self.lifecycle.mark_lost(conn, now, dry_run=True)
                 count = store.count_finished_before(self.backend, conn, before=before, statuses=names)

@@ -147,6 +147,18 @@ def _t(backend: Database, value: dt.datetime | None) -> Any:
     return None if value is None else backend.to_db_time(value)
 
 
+def _beat(backend: Database, binds: dict[str, Any], now: dt.datetime) -> str:
+    """What a heartbeat (HEARTBEAT_AT of a job or a pool) is written with:
+    the database server's clock, which the lost rule reads too (the hosts'
+    clocks differ), or `now` bound as `:now` where there is one host
+    (SQLite)."""
+    clock = backend.clock_sql()
+    if clock is not None:
+        return clock
+    binds["now"] = _t(backend, now)
+    return ":now"
+
+
 # -- writes from submit ------------------------------------------------------
 
 _INSERT = f"""
@@ -221,15 +233,15 @@ def claim(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, host: 
     job reserved for this worker (claim_next) carries the same token already;
     an unreserved one (a worker started by hand) is claimed only when no
     other worker holds a reservation on it."""
+    binds = {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid,
+             "token": token, "db_session": session}
     cur = _exec(backend, conn, f"""
         UPDATE {TABLE}
-           SET status = :st_running, start_time = :now, heartbeat_at = :now,
+           SET status = :st_running, start_time = :now, heartbeat_at = {_beat(backend, binds, now)},
                worker_host = :host, worker_pid = :pid, attempt = 1,
                claim_token = :token, db_session = :db_session
          WHERE job_id = :job_id AND status = :st_queued
-           AND (claim_token IS NULL OR claim_token = :token)""",
-        {"job_id": job_id, "now": _t(backend, now), "host": host, "pid": pid,
-         "token": token, "db_session": session})
+           AND (claim_token IS NULL OR claim_token = :token)""", binds)
     return cur.rowcount
 
 
@@ -237,16 +249,17 @@ def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, pr
               output: str | None, write_progress: bool) -> bool | None:
     """Write the heartbeat (and progress/output when they changed); return the
     cancel flag, or None when the job is no longer ours to run."""
+    binds: dict[str, Any] = {"job_id": job_id}
+    beat = _beat(backend, binds, now)
     if write_progress:
-        binds = {"job_id": job_id, "now": _t(backend, now), "output": output}
+        binds["output"] = output
         cur = _exec(backend, conn, f"""
-            UPDATE {TABLE} SET heartbeat_at = :now, output = :output{_progress_set(progress, binds)}
+            UPDATE {TABLE} SET heartbeat_at = {beat}, output = :output{_progress_set(progress, binds)}
              WHERE job_id = :job_id AND status = :st_running""", binds)
     else:
         cur = _exec(backend, conn, f"""
-            UPDATE {TABLE} SET heartbeat_at = :now
-             WHERE job_id = :job_id AND status = :st_running""",
-            {"job_id": job_id, "now": _t(backend, now)})
+            UPDATE {TABLE} SET heartbeat_at = {beat}
+             WHERE job_id = :job_id AND status = :st_running""", binds)
     if cur.rowcount == 0:
         conn.commit()
         return None
@@ -728,12 +741,12 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
                 {backend.lock_clause(skip_locked=True)}""", {"job_id": job_id})
             if cur.fetchone() is None:
                 continue
+            binds = {"job_id": job_id, "token": token, "host": host, "pid": pid}
             _exec(backend, conn, f"""UPDATE {TABLE}
                 SET claim_token = :token, worker_host = :host, worker_pid = :pid,
-                    heartbeat_at = :now, error_msg = NULL
+                    heartbeat_at = {_beat(backend, binds, now)}, error_msg = NULL
                 WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
-                {"job_id": job_id, "token": token, "host": host, "pid": pid,
-                 "now": _t(backend, now)})
+                binds)
             return done(job_id)
         return done(None)
     except BaseException:
@@ -742,8 +755,11 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         raise
 
 
-#: a pool's claim: queued → running under its token, run by its session
-_TO_RUNNING = """SET status = :st_running, start_time = :now, heartbeat_at = :now,
+def _to_running(backend: Database) -> str:
+    """A pool's claim: queued → running under its token, run by its session
+    (binds :now, with which SQLite's heartbeat is written too)."""
+    return f"""SET status = :st_running, start_time = :now,
+        heartbeat_at = {backend.clock_sql() or ':now'},
         worker_host = :host, worker_pid = :pid, attempt = 1, claim_token = :token,
         db_session = :db_session, error_msg = NULL"""
 
@@ -874,7 +890,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             picked += sorted(held, key=lambda job: order[job.job_id])
         if not picked:
             return done([])
-        update = f"UPDATE {TABLE} {_TO_RUNNING} WHERE job_id = :job_id AND status = :st_queued"
+        update = f"UPDATE {TABLE} {_to_running(backend)} WHERE job_id = :job_id AND status = :st_queued"
         statuses = _status_binds(update)
         claims = [{"job_id": job.job_id, "now": _t(backend, now), "host": host, "pid": pid,
                    "token": token, "db_session": session, **statuses}
@@ -922,7 +938,7 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
         return NotImplemented
     binds: dict[str, Any] = {"now": _t(backend, now), "one": 1, "qname": queue, "host": host,
                              "pid": pid, "token": token, "db_session": session}
-    cur = _exec(backend, conn, f"""UPDATE {TABLE} {_TO_RUNNING}
+    cur = _exec(backend, conn, f"""UPDATE {TABLE} {_to_running(backend)}
         WHERE job_id = (SELECT job_id FROM {TABLE}
                          WHERE status = :st_queued AND {_claim_in(queue, binds)}
                            AND claim_token IS NULL AND after_jobs IS NULL
@@ -1065,20 +1081,22 @@ class WorkerRow(NamedTuple):
 
 def register_worker(backend: Database, conn: Any, *, worker_id: str, host: str, pid: int,
                     queues: Sequence[str], concurrency: int, now: dt.datetime) -> None:
+    binds = {"worker_id": worker_id, "host": host, "pid": pid,
+             "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
+             "now": _t(backend, now)}
     backend.execute(conn, f"""INSERT INTO {WORKERS}
         (worker_id, host, pid, queues, concurrency, running, state, started_at, heartbeat_at)
-        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, 'running', :now, :now)""",
-        {"worker_id": worker_id, "host": host, "pid": pid,
-         "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
-         "now": _t(backend, now)})
+        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, 'running', :now,
+                {_beat(backend, binds, now)})""", binds)
 
 
 def worker_heartbeat(backend: Database, conn: Any, worker_id: str, *, now: dt.datetime,
                      running: int, state: str) -> int:
     """0: the row is gone (cleanup judged the pool gone while it was frozen)."""
+    binds: dict[str, Any] = {"worker_id": worker_id, "running": running, "state": state}
     cur = backend.execute(conn, f"""UPDATE {WORKERS}
-        SET heartbeat_at = :now, running = :running, state = :state WHERE worker_id = :worker_id""",
-        {"worker_id": worker_id, "now": _t(backend, now), "running": running, "state": state})
+        SET heartbeat_at = {_beat(backend, binds, now)}, running = :running, state = :state
+        WHERE worker_id = :worker_id""", binds)
     return cur.rowcount
 
 
