@@ -457,7 +457,15 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
 
 def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str) -> int:
     """Guarded on the heartbeat read, so a worker that just came back to life
-    is not marked lost under its feet."""
+    is not marked lost under its feet. A row another session holds locked
+    is left alone (0), not waited for: that session is writing it (a
+    heartbeat, an outcome), or is the session of a host cut off before its
+    commit, which the server may hold for hours; the next cleanup sees."""
+    if lock := backend.lock_clause(skip_locked=True):
+        cur = _exec(backend, conn, f"SELECT job_id FROM {TABLE} WHERE job_id = :job_id {lock}",
+                    {"job_id": job.job_id})
+        if cur.fetchone() is None:
+            return 0
     hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
     binds = {"job_id": job.job_id, "now": _t(backend, now), "reason": reason,
              "seen": job.status.value}

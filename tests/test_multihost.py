@@ -539,6 +539,39 @@ def test_a_cut_daemon_free_worker_never_commits_a_lost_job_and_the_host_runs_job
           f"side effect 0); the host's next submit ran")
 
 
+
+def test_cleanup_does_not_wait_for_the_row_lock_of_a_cut_hosts_session(db, hosts):
+    """A host cut between a write of a job's row and its commit (a heartbeat,
+    or the outcome with its hand-over claim) leaves a server session holding
+    that row's lock for as long as the server takes to notice (TCP keepalive:
+    hours). Played here by the test's own session, taking the lock once the
+    job's worker is cut: cleanup elsewhere must neither wait for it nor hang
+    cron, and writes the job lost once the lock is gone."""
+    cut_host, other = hosts(2)
+    job_id = submit(cut_host, "mh_quiet", "-p", "p=locked", "-p", "secs=1", "--queue", "mhl")
+    running_on(db, cut_host, job_id)
+    cut_host.cut()
+    import psycopg
+
+    with psycopg.connect(db.dsn) as stuck:
+        stuck.execute("SELECT 1 FROM async_jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        wait_status(other, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 2))
+        t0 = time.monotonic()
+        try:
+            report = other.json("cleanup", "--days", "30", timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("cleanup waited for the lock of a session that never commits")
+        took = time.monotonic() - t0
+        assert report["marked_lost"] == 0  # left for the next cleanup, not waited for
+        assert db.job(job_id)["status"] == "running"
+        stuck.rollback()
+    assert other.json("cleanup", "--days", "30")["marked_lost"] == 1
+    assert db.job(job_id)["status"] == "lost"
+    cut_host.heal()
+    print(f"\n[multihost] cleanup beside a row lock held by a cut host's session: returned in "
+          f"{took:.2f}s, the job written lost by the next cleanup")
+
+
 # -- 4. cancel from another host -------------------------------------------------------------
 
 @pytest.mark.parametrize("where", ["pool", "daemon-free"])
