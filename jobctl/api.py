@@ -219,9 +219,9 @@ class Jobctl(Service):
         if active:
             raise UsageError(f"cleanup never deletes {', '.join(active)} jobs")
         names = [s.value for s in wanted]
-        now = utcnow()
-        before = now - dt.timedelta(days=days)
         with self.db() as conn:
+            now = self.lifecycle.clock(conn)
+            before = now - dt.timedelta(days=days)
             if dry_run:
                 lost = self.lifecycle.mark_lost(conn, now, dry_run=True)
                 count = store.count_finished_before(self.backend, conn, before=before, statuses=names)

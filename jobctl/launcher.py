@@ -74,9 +74,9 @@ class Launcher:
         and a worker started beside it in that moment would only overlap it."""
         self.healed = True
         backend = self.session.backend
-        now = utcnow()
-        fresh = now - dt.timedelta(seconds=self.session.settings.tunables.lost_after_s)
         with self.session.db() as conn:
+            now = self.session.lifecycle.clock(conn)  # a sign of life is judged by the server's clock
+            fresh = now - dt.timedelta(seconds=self.session.settings.tunables.lost_after_s)
             queues = [q for q in store.queues_needing_workers(backend, conn, now)
                       if store.claimable(backend, conn, q, now)
                       and (every_free_slot or not store.live_workers(backend, conn, q, fresh))]
@@ -108,7 +108,8 @@ class Launcher:
         session = self.session
         rows = store.list_workers(session.backend, conn)
         conn.commit()
-        now = now or utcnow()
+        if rows and now is None:
+            now = session.lifecycle.clock(conn)  # the clock their heartbeats are written with
         return [(w, lifecycle.describe_worker(w, host=session.lifecycle.host,
                                               lost_after_s=session.settings.tunables.lost_after_s,
                                               now=now))

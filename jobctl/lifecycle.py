@@ -19,7 +19,10 @@ The rule, for a row that says `running`:
   is never written.
 - Otherwise its worker is gone when the worker ran on this host and its pid
   is gone, or when neither its heartbeat row nor (same host only) its
-  liveness file has moved for `lost_after` seconds. A SIGSTOPped worker moves
+  liveness file has moved for `lost_after` seconds. Heartbeats are written
+  with the database server's clock and judged by it (`clock`): the hosts
+  sharing a database have clocks of their own, which differ (SQLite: one
+  host, its clock). A SIGSTOPped worker moves
   neither; a SQLite job whose own transaction blocks its heartbeat row still
   touches the file.
 - A gone worker whose database session still executes the call is
@@ -211,13 +214,21 @@ class Lifecycle:
                             output=output, progress=progress, token=token)
 
     # -- the rule ------------------------------------------------------------------
+    def clock(self, conn: Any) -> dt.datetime:
+        """The time the rule judges heartbeats by: the server's, with which
+        they are written, or this host's (SQLite). Ends the transaction on
+        `conn`: call it before writing."""
+        now = self.backend.server_time(conn)
+        conn.commit()
+        return now or utcnow()
+
     @staticmethod
     def is_external(job: Job) -> bool:
         return job.status is JobStatus.RUNNING and not job.worker_host
 
     def worker_gone(self, job: Job, now: dt.datetime) -> str | None:
-        """Why the job's worker is gone (or never came), or None. No I/O but
-        the local pid and liveness file."""
+        """Why the job's worker is gone (or never came), or None, at `now`
+        by `clock`. No I/O but the local pid and liveness file."""
         tun = self.tunables
         if job.status is JobStatus.QUEUED:
             if not job.claim_token or not job.worker_host:
@@ -280,23 +291,25 @@ class Lifecycle:
         return replace(job, status=JobStatus.LOST, lost_detected=True, status_reason=why)
 
     def effective(self, conn: Any, job: Job, now: dt.datetime | None = None) -> Job:
-        """`judge`, after reading the row again when it looks dead: its worker
-        may have written the outcome and exited since it was read."""
-        now = now or utcnow()
+        """`judge` at `now` (by `clock`; read when not given), after reading
+        the row again when it looks dead: its worker may have written the
+        outcome and exited since it was read."""
+        now = now or self.clock(conn)
         if self.worker_gone(job, now) is None:
             return self.judge(conn, job, now)
         fresh = store.get(self.backend, conn, job.job_id)
-        conn.commit()
         if fresh is None:
+            conn.commit()
             return job
-        return self.judge(conn, fresh, utcnow())
+        return self.judge(conn, fresh, self.clock(conn))
 
     # -- acting on it -----------------------------------------------------------------
-    def lost_jobs(self, conn: Any, now: dt.datetime, *,
+    def lost_jobs(self, conn: Any, now: dt.datetime | None = None, *,
                   since: dt.datetime | None = None) -> list[tuple[Job, Job]]:
-        """(stored row, as judged) for every row the rule does not show as
-        stored: the only rows whose liveness needs a second look."""
+        """(stored row, as judged at `now`, by `clock`) for every row the rule
+        does not show as stored: the only rows whose liveness needs a second look."""
         tun = self.tunables
+        now = now or self.clock(conn)
         suspects = store.lost_suspects(
             self.backend, conn, host=self.host, since=since,
             stale_before=now - dt.timedelta(seconds=tun.lost_after_s),
@@ -309,9 +322,11 @@ class Lifecycle:
                 out.append((job, judged))
         return out
 
-    def mark_lost(self, conn: Any, now: dt.datetime, *, dry_run: bool = False) -> int:
-        """Write `lost` for the jobs the rule calls lost (never orphaned or
-        external ones). Used by cleanup and submit --unique."""
+    def mark_lost(self, conn: Any, now: dt.datetime | None = None, *,
+                  dry_run: bool = False) -> int:
+        """Write `lost` for the jobs the rule calls lost at `now` (by `clock`;
+        never orphaned or external ones). Used by cleanup and submit --unique."""
+        now = now or self.clock(conn)
         lost = [(job, judged) for job, judged in self.lost_jobs(conn, now)
                 if judged.status is JobStatus.LOST]
         if dry_run:
@@ -326,7 +341,7 @@ class Lifecycle:
             self.cancel_dependents(conn, job.job_id, JobStatus.LOST, now)
         return marked
 
-    def adjust_stats(self, conn: Any, rows: list[dict[str, Any]], now: dt.datetime, *,
+    def adjust_stats(self, conn: Any, rows: list[dict[str, Any]], now: dt.datetime | None, *,
                      since: dt.datetime | None) -> list[dict[str, Any]]:
         """SQL counted stored statuses; move the few rows the rule shows
         otherwise, so stats agrees with status and list."""

@@ -115,7 +115,8 @@ class Reader(Service):
                 conn.commit()
             return jobs
 
-        now = utcnow()
+        with self.db() as conn:
+            now = self.lifecycle.clock(conn)  # the clock heartbeats are written with
         jobs = read()
         if self.launcher.heal_once():
             jobs = read()  # workers were started: show what they took
@@ -130,9 +131,9 @@ class Reader(Service):
               procedure: str | None = None) -> list[dict[str, Any]]:
         check_since(since_s)
         proc = self.lookup.procedure_filter(procedure)
-        now = utcnow()
-        since = ago(now, since_s)
         with self.db() as conn:
+            now = self.lifecycle.clock(conn)
+            since = ago(now, since_s)
             rows = store.stats(self.backend, conn, since=since, procedure=proc)
             conn.commit()
             return self.lifecycle.adjust_stats(conn, rows, now, since=since)
@@ -148,8 +149,8 @@ class Reader(Service):
             raise UsageError("--since all is not for a live view: give a window such as 24h or 7d")
         check_since(since_s)
         queue = None if queue is None else check_queue_name(queue)
-        now = utcnow()
         with self.db() as conn:
+            now = self.lifecycle.clock(conn)
             frame = store_overview.read_frame(self.backend, conn, self.lifecycle, now=now,
                                               since=now - dt.timedelta(seconds=since_s), queue=queue)
             conn.commit()
@@ -198,8 +199,8 @@ class Reader(Service):
         ids = [j.job_id for j in self.get_many(refs)]
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            now = utcnow()
             with self.db() as conn:
+                now = self.lifecycle.clock(conn)
                 rows = [store.get(self.backend, conn, i) for i in ids]
                 conn.commit()
             jobs = [self.effective(j, now) for j in rows if j is not None]
@@ -246,8 +247,8 @@ class Reader(Service):
             if job.status.finished:
                 return job
             time.sleep(self.settings.tunables.poll_s)
-            now = utcnow()
             with self.db() as conn:
+                now = self.lifecycle.clock(conn)
                 fresh_row = store.get(self.backend, conn, job.job_id)
                 conn.commit()
             if fresh_row is None:

@@ -62,7 +62,7 @@ class Submitter(Service):
                 import hashlib
 
                 unique_key = hashlib.sha256(f"{name}\n{params_json}".encode()).hexdigest()
-                self.lifecycle.mark_lost(conn, utcnow())
+                self.lifecycle.mark_lost(conn)
                 if found := already_active():
                     return found
             import uuid

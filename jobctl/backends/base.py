@@ -167,6 +167,17 @@ class Database(Protocol):
     def from_db_time(self, value: Any) -> dt.datetime | None:
         """A fetched time column as an aware UTC datetime."""
 
+    def clock_sql(self) -> str | None:
+        """The database server's time now (UTC, as a time column holds it)
+        as an SQL expression, taken afresh by each statement; None where all
+        of jobctl runs on one host (SQLite), whose clock is then the one.
+        Heartbeats are written with it and the lost rule judges them by it:
+        the clocks of the hosts sharing a database differ."""
+
+    def server_time(self, conn: Any) -> dt.datetime | None:
+        """clock_sql read on `conn` (aware UTC), in the caller's transaction;
+        None where clock_sql is None."""
+
     def schema_files(self, *, examples: bool) -> list[str]:
         """Files under sql/<name>/ that `db init` runs, in order."""
 

@@ -284,6 +284,12 @@ class SqliteBackend(PolledCancel):
     def to_db_time(self, value: dt.datetime) -> str:
         return value.astimezone(dt.timezone.utc).strftime(_TIME_FORMAT)
 
+    def clock_sql(self) -> None:
+        return None  # one host: heartbeats carry its clock, bound as a value
+
+    def server_time(self, conn: Any) -> None:
+        return None
+
     def from_db_time(self, value: Any) -> dt.datetime | None:
         if value is None or value == "":
             return None

@@ -8,6 +8,7 @@ statements), queues (limits, dependencies), claims (the claim), workers
 from __future__ import annotations
 
 from .rows import (  # noqa: F401 - the store's surface
+    beat_value,
     TABLE, ProcedureFilter, DEFAULT_QUEUE, DEFAULT_MAX_RUNNING, SELECT_JOBS, execute,
     status_binds, dict_rows, job_rows, read_text, row_to_job, split_ids, bind_time,
 )

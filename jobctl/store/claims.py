@@ -9,8 +9,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..model import COLUMNS, Job, JobStatus
-from .queues import NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active, dependency_statuses, ensure_queue, in_queue, queue_row, queue_state
-from .rows import DEFAULT_MAX_RUNNING, SELECT_JOBS, TABLE, bind_time, execute, job_rows, read_text, split_ids, status_binds
+from .queues import (
+    NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active,
+    dependency_statuses, ensure_queue, in_queue, queue_row, queue_state,
+)
+from .rows import (
+    DEFAULT_MAX_RUNNING, SELECT_JOBS, TABLE, beat_value, bind_time, execute, job_rows,
+    read_text, split_ids, status_binds,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import Database
@@ -80,12 +86,12 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
                 {backend.lock_clause(skip_locked=True)}""", {"job_id": job_id})
             if cur.fetchone() is None:
                 continue
+            binds = {"job_id": job_id, "token": token, "host": host, "pid": pid}
             execute(backend, conn, f"""UPDATE {TABLE}
                 SET claim_token = :token, worker_host = :host, worker_pid = :pid,
-                    heartbeat_at = :now, error_msg = NULL
+                    heartbeat_at = {beat_value(backend, binds, now)}, error_msg = NULL
                 WHERE job_id = :job_id AND status = :st_queued AND claim_token IS NULL""",
-                {"job_id": job_id, "token": token, "host": host, "pid": pid,
-                 "now": bind_time(backend, now)})
+                binds)
             return done(job_id)
         return done(None)
     except BaseException:
@@ -94,8 +100,11 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         raise
 
 
-#: a pool's claim: queued → running under its token, run by its session
-_TO_RUNNING = """SET status = :st_running, start_time = :now, heartbeat_at = :now,
+def _to_running(backend: Database) -> str:
+    """A pool's claim: queued → running under its token, run by its session
+    (binds :now, with which SQLite's heartbeat is written too)."""
+    return f"""SET status = :st_running, start_time = :now,
+        heartbeat_at = {backend.clock_sql() or ':now'},
         worker_host = :host, worker_pid = :pid, attempt = 1, claim_token = :token,
         db_session = :db_session, error_msg = NULL"""
 
@@ -226,7 +235,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
             picked += sorted(held, key=lambda job: order[job.job_id])
         if not picked:
             return done([])
-        update = f"UPDATE {TABLE} {_TO_RUNNING} WHERE job_id = :job_id AND status = :st_queued"
+        update = f"UPDATE {TABLE} {_to_running(backend)} WHERE job_id = :job_id AND status = :st_queued"
         statuses = status_binds(update)
         claims = [{"job_id": job.job_id, "now": bind_time(backend, now), "host": host, "pid": pid,
                    "token": token, "db_session": session, **statuses}
@@ -274,7 +283,7 @@ def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, 
         return NotImplemented
     binds: dict[str, Any] = {"now": bind_time(backend, now), "one": 1, "qname": queue, "host": host,
                              "pid": pid, "token": token, "db_session": session}
-    cur = execute(backend, conn, f"""UPDATE {TABLE} {_TO_RUNNING}
+    cur = execute(backend, conn, f"""UPDATE {TABLE} {_to_running(backend)}
         WHERE job_id = (SELECT job_id FROM {TABLE}
                          WHERE status = :st_queued AND {claim_in(queue, binds)}
                            AND claim_token IS NULL AND after_jobs IS NULL

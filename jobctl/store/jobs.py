@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..model import Job, JobStatus
 from .queues import in_queue
-from .rows import DEFAULT_QUEUE, ProcedureFilter, SELECT_JOBS, TABLE, bind_time, dict_rows, execute, job_rows, status_binds
+from .rows import (
+    DEFAULT_QUEUE, SELECT_JOBS, TABLE, beat_value, bind_time, dict_rows, execute, job_rows,
+    ProcedureFilter, status_binds,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import Database
@@ -88,15 +91,15 @@ def claim(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, host: 
     job reserved for this worker (claim_next) carries the same token already;
     an unreserved one (a worker started by hand) is claimed only when no
     other worker holds a reservation on it."""
+    binds = {"job_id": job_id, "now": bind_time(backend, now), "host": host, "pid": pid,
+             "token": token, "db_session": session}
     cur = execute(backend, conn, f"""
         UPDATE {TABLE}
-           SET status = :st_running, start_time = :now, heartbeat_at = :now,
+           SET status = :st_running, start_time = :now, heartbeat_at = {beat_value(backend, binds, now)},
                worker_host = :host, worker_pid = :pid, attempt = 1,
                claim_token = :token, db_session = :db_session
          WHERE job_id = :job_id AND status = :st_queued
-           AND (claim_token IS NULL OR claim_token = :token)""",
-        {"job_id": job_id, "now": bind_time(backend, now), "host": host, "pid": pid,
-         "token": token, "db_session": session})
+           AND (claim_token IS NULL OR claim_token = :token)""", binds)
     return cur.rowcount
 
 
@@ -104,16 +107,17 @@ def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, pr
               output: str | None, write_progress: bool) -> bool | None:
     """Write the heartbeat (and progress/output when they changed); return the
     cancel flag, or None when the job is no longer ours to run."""
+    binds: dict[str, Any] = {"job_id": job_id}
+    beat = beat_value(backend, binds, now)
     if write_progress:
-        binds = {"job_id": job_id, "now": bind_time(backend, now), "output": output}
+        binds["output"] = output
         cur = execute(backend, conn, f"""
-            UPDATE {TABLE} SET heartbeat_at = :now, output = :output{_progress_set(progress, binds)}
+            UPDATE {TABLE} SET heartbeat_at = {beat}, output = :output{_progress_set(progress, binds)}
              WHERE job_id = :job_id AND status = :st_running""", binds)
     else:
         cur = execute(backend, conn, f"""
-            UPDATE {TABLE} SET heartbeat_at = :now
-             WHERE job_id = :job_id AND status = :st_running""",
-            {"job_id": job_id, "now": bind_time(backend, now)})
+            UPDATE {TABLE} SET heartbeat_at = {beat}
+             WHERE job_id = :job_id AND status = :st_running""", binds)
     if cur.rowcount == 0:
         conn.commit()
         return None
@@ -311,7 +315,15 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
 
 def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str) -> int:
     """Guarded on the heartbeat read, so a worker that just came back to life
-    is not marked lost under its feet."""
+    is not marked lost under its feet. A row another session holds locked
+    is left alone (0), not waited for: that session is writing it (a
+    heartbeat, an outcome), or is the session of a host cut off before its
+    commit, which the server may hold for hours; the next cleanup sees."""
+    if lock := backend.lock_clause(skip_locked=True):
+        cur = execute(backend, conn, f"SELECT job_id FROM {TABLE} WHERE job_id = :job_id {lock}",
+                      {"job_id": job.job_id})
+        if cur.fetchone() is None:
+            return 0
     hb_guard = "heartbeat_at IS NULL" if job.heartbeat_at is None else "heartbeat_at = :hb"
     binds = {"job_id": job.job_id, "now": bind_time(backend, now), "reason": reason,
              "seen": job.status.value}

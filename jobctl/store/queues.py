@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..model import JobStatus
-from .rows import DEFAULT_MAX_RUNNING, DEFAULT_QUEUE, TABLE, bind_time, execute, read_text, split_ids
+from .rows import (
+    DEFAULT_MAX_RUNNING, DEFAULT_QUEUE, TABLE, bind_time, execute, read_text, split_ids,
+)
 
 if TYPE_CHECKING:
     from ..backends.base import Database

@@ -135,5 +135,17 @@ def split_ids(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
+def beat_value(backend: Database, binds: dict[str, Any], now: dt.datetime) -> str:
+    """What a heartbeat (HEARTBEAT_AT of a job or a pool) is written with:
+    the database server's clock, which the lost rule reads too (the hosts'
+    clocks differ), or `now` bound as `:now` where there is one host
+    (SQLite)."""
+    clock = backend.clock_sql()
+    if clock is not None:
+        return clock
+    binds["now"] = bind_time(backend, now)
+    return ":now"
+
+
 def bind_time(backend: Database, value: dt.datetime | None) -> Any:
     return None if value is None else backend.to_db_time(value)

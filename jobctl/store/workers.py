@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import PoolState
-from .rows import bind_time, read_text, split_ids
+from .rows import beat_value, bind_time, read_text, split_ids
 
 if TYPE_CHECKING:
     from ..backends.base import Database
@@ -40,20 +40,22 @@ class WorkerRow(NamedTuple):
 
 def register_worker(backend: Database, conn: Any, *, worker_id: str, host: str, pid: int,
                     queues: Sequence[str], concurrency: int, now: dt.datetime) -> None:
+    binds = {"worker_id": worker_id, "host": host, "pid": pid, "state": PoolState.RUNNING.value,
+             "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
+             "now": bind_time(backend, now)}
     backend.execute(conn, f"""INSERT INTO {WORKERS}
         (worker_id, host, pid, queues, concurrency, running, state, started_at, heartbeat_at)
-        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, :state, :now, :now)""",
-        {"worker_id": worker_id, "host": host, "pid": pid, "state": PoolState.RUNNING.value,
-         "queues": ",".join(queues) or ALL_QUEUES, "concurrency": concurrency,
-         "now": bind_time(backend, now)})
+        VALUES (:worker_id, :host, :pid, :queues, :concurrency, 0, :state, :now,
+                {beat_value(backend, binds, now)})""", binds)
 
 
 def worker_heartbeat(backend: Database, conn: Any, worker_id: str, *, now: dt.datetime,
                      running: int, state: PoolState) -> int:
     """0: the row is gone (cleanup judged the pool gone while it was frozen)."""
+    binds: dict[str, Any] = {"worker_id": worker_id, "running": running, "state": state.value}
     cur = backend.execute(conn, f"""UPDATE {WORKERS}
-        SET heartbeat_at = :now, running = :running, state = :state WHERE worker_id = :worker_id""",
-        {"worker_id": worker_id, "now": bind_time(backend, now), "running": running, "state": state.value})
+        SET heartbeat_at = {beat_value(backend, binds, now)}, running = :running, state = :state
+        WHERE worker_id = :worker_id""", binds)
     return cur.rowcount
 
 

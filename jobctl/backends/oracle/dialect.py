@@ -139,6 +139,13 @@ class OracleDialect(OracleBase):
             value = value.astimezone(_UTC).replace(tzinfo=None)
         return value
 
+    def clock_sql(self) -> str:
+        return "SYS_EXTRACT_UTC(SYSTIMESTAMP)"  # the server's clock, per statement
+
+    def server_time(self, conn: Any) -> dt.datetime | None:
+        return self.from_db_time(
+            self.execute(conn, f"SELECT {self.clock_sql()} FROM dual").fetchone()[0])
+
     def from_db_time(self, value: Any) -> dt.datetime | None:
         if value is None:
             return None

@@ -70,6 +70,14 @@ class PostgresDialect(PostgresBase):
             return value
         return value.astimezone(UTC).replace(tzinfo=None)
 
+    def clock_sql(self) -> str:
+        # the statement's time, not the transaction's (now()): a pool's
+        # hand-over claim is written in the transaction of a long call
+        return "(statement_timestamp() AT TIME ZONE 'UTC')"
+
+    def server_time(self, conn: Any) -> dt.datetime | None:
+        return self.from_db_time(self.execute(conn, f"SELECT {self.clock_sql()}").fetchone()[0])
+
     def from_db_time(self, value: Any) -> dt.datetime | None:
         if value is None:
             return None
