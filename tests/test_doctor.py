@@ -383,6 +383,9 @@ class Answers:
     def to_db_time(self, value):
         return value.replace(tzinfo=None)
 
+    def clock_sql(self):
+        return "SYS_EXTRACT_UTC(SYSTIMESTAMP)"  # heartbeats carry the server's clock
+
     def announce_work(self, conn, queue):
         return None  # Oracle announces nothing: a pool polls (PolledCancel)
 
