@@ -30,6 +30,9 @@ class Reader(Service):
         super().__init__(session)
         self.launcher = launcher
         self.lookup = lookup
+        #: the server's clock less this host's, read at the first frame of
+        #: `top`: later frames judge by it without a statement of their own
+        self._clock_offset: dt.timedelta | None = None
 
     def effective(self, job: Job, now: dt.datetime | None = None,
                    states: dict[str, store.QueueState] | None = None,
@@ -149,8 +152,11 @@ class Reader(Service):
             raise UsageError("--since all is not for a live view: give a window such as 24h or 7d")
         check_since(since_s)
         queue = None if queue is None else check_queue_name(queue)
+        if self._clock_offset is None:
+            with self.db() as conn:
+                self._clock_offset = self.lifecycle.clock(conn) - utcnow()
+        now = utcnow() + self._clock_offset
         with self.db() as conn:
-            now = self.lifecycle.clock(conn)
             frame = store_overview.read_frame(self.backend, conn, self.lifecycle, now=now,
                                               since=now - dt.timedelta(seconds=since_s), queue=queue)
             conn.commit()
