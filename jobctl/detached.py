@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -55,6 +54,8 @@ def spawn(settings: Settings, job_id: str, token: str | None = None,
     # out of the worker's environment, and handed over in the pipe for a driver
     # that reads it itself (PGPASSWORD, an Oracle wallet's password_env); the
     # worker sets them in its memory, which /proc/PID/environ does not show
+    import subprocess  # lazily: reading commands import this module and rarely spawn
+
     hidden = {"JOBCTL_PASSWORD", *settings.secret_env}
     env = {k: v for k, v in os.environ.items() if k not in hidden}
     payload = json.dumps({"connection": settings.connection.to_payload(),

@@ -6,7 +6,6 @@ A live `jobctl worker` pool serving a queue is left to claim its jobs."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -41,6 +40,8 @@ class Launcher:
         slot, and start a detached worker for each reservation. The worker
         claims that job, then the next ones of its queue, until none is
         eligible. Returns how many started."""
+        import uuid  # lazily (with the platform module it loads): only a free slot needs it
+
         session, jobs = self.session, self.session.lifecycle
         started = 0
         for queue in queues:
