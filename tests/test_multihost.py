@@ -488,7 +488,7 @@ def _cut_then_heal(db: Db, cut_host: Host, other: Host, job_id: str, param: str)
     t0 = time.monotonic()
     cut_host.cut()
     seen: list[str] = []
-    job, at = wait_status(other, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 8), seen=seen)
+    job, at = wait_status(other, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 14), seen=seen)
     assert "orphaned" in seen, seen  # the call still ran on the server, for a while
     assert seen[-2:] == ["orphaned", "lost"] and set(seen) <= {"running", "orphaned", "lost"}, seen
     assert other.json("cleanup", "--days", "30")["marked_lost"] == 1
@@ -508,7 +508,7 @@ def test_a_cut_pool_host_never_commits_a_lost_job_and_serves_again_after_the_hea
     cut_host, other = hosts(2)
     other.ok("queue", "set", "mhx", "--max-running", "2")
     start_pool(cut_host, db, "mhx", 2)
-    job_id = submit(other, "mh_quiet", "-p", "p=cut1", "-p", f"secs={LOST_AFTER + 6:g}",
+    job_id = submit(other, "mh_quiet", "-p", "p=cut1", "-p", f"secs={LOST_AFTER + 12:g}",
                     "--queue", "mhx")
     figures = _cut_then_heal(db, cut_host, other, job_id, "cut1")
     # the pool lived through it: it writes its row again (cleanup forgot it
@@ -528,7 +528,7 @@ def test_a_cut_pool_host_never_commits_a_lost_job_and_serves_again_after_the_hea
 
 def test_a_cut_daemon_free_worker_never_commits_a_lost_job_and_the_host_runs_jobs_again(db, hosts):
     cut_host, other = hosts(2)
-    job_id = submit(cut_host, "mh_quiet", "-p", "p=cut2", "-p", f"secs={LOST_AFTER + 6:g}",
+    job_id = submit(cut_host, "mh_quiet", "-p", "p=cut2", "-p", f"secs={LOST_AFTER + 12:g}",
                     "--queue", "mhd")
     figures = _cut_then_heal(db, cut_host, other, job_id, "cut2")
     after = submit(cut_host, "mh_short", "-p", "p=after", "--queue", "mhd", "--wait")
