@@ -299,17 +299,37 @@ class Db:
             time.sleep(pause)
 
 
+@pytest.fixture(scope="module")
+def mh_database(pg_database):
+    """A database of this module's own (the suite's shared one may still
+    hold detached workers and sessions of earlier tests), dropped afterwards."""
+    import psycopg
+
+    from conftest import _cli_ok
+
+    name = f"jobctl_mh_{uuid.uuid4().hex[:10]}"
+    admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    try:
+        _cli_ok(["--dsn", dsn, "db", "init", "--examples"])
+        yield dsn
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture
-def db(pg_database):
-    """The session's throwaway database, emptied for each test: no job, no
+def db(mh_database):
+    """The module's throwaway database, emptied for each test: no job, no
     queue, no pool, and no server session left by the hosts of a test before."""
-    d = Db(pg_database)
+    d = Db(mh_database)
     d.conn.execute(SCHEMA)
     d.conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     for table in ("async_jobs", "job_queues", "job_workers", "mh_effects"):
         d.conn.execute(f"DELETE FROM {table}")
-    d.dsn = pg_database
+    d.dsn = mh_database
     yield d
     d.conn.close()
 
