@@ -504,12 +504,19 @@ def _cut_then_heal(db: Db, cut_host: Host, other: Host, job_id: str, param: str)
     job orphaned while the call still runs on the server, lost once it has
     returned; cleanup there writes `lost`; after the heal the cut host's late
     commit finds the row lost and rolls its work back. Returns figures."""
-    running_on(db, cut_host, job_id)
+    row = running_on(db, cut_host, job_id)
+    # the row reads running (and names its session) a moment before the CALL
+    # reaches the server; a cut in that moment leaves an idle session, and the
+    # job is rightly read lost at once, never orphaned: cut once the call runs
+    pid = int(row["db_session"].partition(":")[0])
+    db.wait(f"the call of {job_id} executing on the server", lambda: db.one(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = %s AND state = 'active' "
+        "AND query ILIKE '%%mh_quiet%%'", pid)[0], timeout=30)
     t0 = time.monotonic()
     cut_host.cut()
     seen: list[str] = []
     job, at = wait_status(other, job_id, {"lost"}, timeout=10 * (LOST_AFTER + 14), seen=seen)
-    assert "orphaned" in seen, seen  # the call still ran on the server, for a while
+    assert "orphaned" in seen, (seen, job.get("status_reason"))  # the call still ran on the server
     assert seen[-2:] == ["orphaned", "lost"] and set(seen) <= {"running", "orphaned", "lost"}, seen
     assert other.json("cleanup", "--days", "30")["marked_lost"] == 1
     assert db.job(job_id)["status"] == "lost"
