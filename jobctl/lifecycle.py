@@ -57,6 +57,10 @@ from .model import Job, JobStatus, PoolState, utcnow
 if TYPE_CHECKING:
     from .backends.base import Backend
 
+#: the longest a claim waits for its queue's lock (another host's claim holds
+#: it a few milliseconds; a lock held longer is a stopped or cut-off client)
+CLAIM_LOCK_WAIT_S = 1.0
+
 
 def pid_alive(pid: int) -> bool:
     try:
@@ -118,13 +122,24 @@ class Lifecycle:
         """submit --params-file: many `queued` rows in one batch (the caller commits)."""
         store.insert_jobs(self.backend, conn, jobs)
 
+    @property
+    def lock_bounds(self) -> store.LockBounds:
+        """A claim waits for its queue's lock at most half a heartbeat (a
+        pool's heartbeats wait behind its claim), and a client silent inside
+        a claim for lost_after is cut off by the server: a host cut off while
+        it holds a queue's lock stops that queue no longer than its jobs take
+        to read lost."""
+        tun = self.tunables
+        return store.LockBounds(wait_s=min(CLAIM_LOCK_WAIT_S, tun.heartbeat_s / 2),
+                                silent_s=tun.lost_after_s)
+
     def claim_next(self, conn: Any, queue: str, *, token: str, pid: int | None = None,
                    now: dt.datetime | None = None, commit: bool = True) -> str | None:
         """Reserve the next eligible job of `queue` for a worker, within the
         queue's limit (see store.claim_next); commits unless told the
         caller's transaction does. None: none may start."""
         return store.claim_next(self.backend, conn, queue, now=now or utcnow(), host=self.host,
-                                pid=pid, token=token, commit=commit)
+                                pid=pid, token=token, commit=commit, bounds=self.lock_bounds)
 
     def claim_batch(self, conn: Any, queue: str, *, token: str, pid: int,
                     sessions: list[str | None], known_queue: bool = False,
@@ -137,7 +152,7 @@ class Lifecycle:
         return store.claim_batch(self.backend, conn, queue, now=now or utcnow(), host=self.host,
                                  pid=pid, token=token, sessions=sessions, known_queue=known_queue,
                                  commit=commit, spare=spare, handover=handover,
-                                 limits=limits)
+                                 limits=limits, bounds=self.lock_bounds)
 
     def unreserve(self, conn: Any, job_id: str, token: str) -> int:
         """A reservation its worker will not use (it was told to stop): the

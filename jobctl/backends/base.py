@@ -148,6 +148,15 @@ class Database(Protocol):
         readers never wait for writers and a claim skips locked rows
         (PostgreSQL, Oracle) there is nothing to do."""
 
+    def bound_lock_wait(self, conn: Any, *, wait_s: float, silent_s: float) -> None:
+        """For a claim, before it takes its queue's lock: this transaction
+        waits at most `wait_s` for a lock another session holds (then fails,
+        is_transient), and should its client fall silent inside it for
+        `silent_s` (a host cut off mid-claim) the server ends the session, so
+        the queue's lock is not held until the network gives up on it. Within
+        writes_without_waiting the wait is shorter still: a reading command's
+        claim does not wait."""
+
     def relax_commit(self, conn: Any) -> None:
         """This transaction's commit need not wait for the disk (PostgreSQL:
         synchronous_commit off). Only for a transaction whose loss in a
@@ -191,6 +200,9 @@ class Database(Protocol):
 
     def is_already_exists(self, exc: BaseException) -> bool:
         """DDL that `db init` may ignore because the object is already there."""
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """The wait bound_lock_wait set ran out: another session keeps the lock."""
 
     def translate_error(self, exc: BaseException) -> JobctlError:
         """A driver exception as a domain error with one clear line."""

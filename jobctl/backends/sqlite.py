@@ -271,6 +271,11 @@ class SqliteBackend(PolledCancel):
             with contextlib.suppress(sqlite3.Error):  # a connection closed meanwhile
                 conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_s * 1000)}")
 
+    def bound_lock_wait(self, conn, *, wait_s: float, silent_s: float) -> None:
+        # the write lock is waited for busy_timeout (0 in writes_without_waiting),
+        # and a process cannot be cut off from a file on its own disk
+        return None
+
     def relax_commit(self, conn) -> None:
         return None  # one writer at a time: nothing waits on a claim's commit
 
@@ -312,6 +317,9 @@ class SqliteBackend(PolledCancel):
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "unique" in str(exc).lower()
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return False  # no bound_lock_wait: SQLITE_BUSY is busy_timeout's, and transient
 
     def is_already_exists(self, exc: BaseException) -> bool:
         text = str(exc).lower()

@@ -25,7 +25,7 @@ from .queues import (  # noqa: F401 - the store's surface
     set_queue, list_queues,
 )
 from .claims import (  # noqa: F401 - the store's surface
-    CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, unreserve, savepoint,
+    CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, LockBounds, unreserve, savepoint,
     rollback_to,
 )
 from .workers import (  # noqa: F401 - the store's surface

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import COLUMNS, Job, JobStatus
 from .queues import (
@@ -24,6 +24,28 @@ if TYPE_CHECKING:
 #: how many waiting jobs one claim looks at past the ones whose dependency
 #: or start time holds them back
 CLAIM_SCAN = 50
+
+
+class LockBounds(NamedTuple):
+    """How long a claim waits for its queue's lock, and after how long a
+    silent client inside the claim has its session ended by the server
+    (backend.bound_lock_wait)."""
+
+    wait_s: float
+    silent_s: float
+
+
+def _bound(backend: Database, conn: Any, bounds: LockBounds | None) -> None:
+    if bounds is not None:
+        backend.bound_lock_wait(conn, wait_s=bounds.wait_s, silent_s=bounds.silent_s)
+
+
+def _locked_out(backend: Database, exc: BaseException) -> bool:
+    """A claim in its own transaction that met its queue's lock held past
+    its bound claims nothing, for now (the session holding the lock is
+    stopped or cut off; the server ends it once it has been silent for the
+    bound). Within the caller's transaction, the caller decides."""
+    return isinstance(exc, Exception) and backend.is_lock_timeout(exc)
 
 
 def _candidates(backend: Database, conn: Any, queue: str, now: dt.datetime,
@@ -56,7 +78,8 @@ def claimable(backend: Database, conn: Any, queue: str, now: dt.datetime) -> boo
 
 
 def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
-               pid: int | None, token: str, commit: bool = True) -> str | None:
+               pid: int | None, token: str, commit: bool = True,
+               bounds: LockBounds | None = None) -> str | None:
     """Reserve the next eligible job of `queue` for a worker, in one
     transaction that holds the queue's lock while it counts the slots taken
     (PostgreSQL/Oracle: the JOB_QUEUES row FOR UPDATE; SQLite: the write
@@ -65,7 +88,8 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
     the slot until that worker claims the job; the lost rule judges it by
     the reservation time. Jobs whose dependency ended badly are cancelled on
     the way. Commits (`commit=False`: the caller's transaction, which it
-    commits or rolls back); returns the job id or None."""
+    commits or rolls back); returns the job id or None. `bounds`: how long
+    the queue's lock is waited for, and held by a silent client."""
 
     def done(found: str | None) -> str | None:
         if commit:
@@ -73,6 +97,7 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
         return found
 
     try:
+        _bound(backend, conn, bounds)
         ensure_queue(backend, conn, queue)
         limit, paused = queue_row(backend, conn, queue, lock=True)
         if paused or (limit and count_active(backend, conn, queue) >= limit):
@@ -94,9 +119,11 @@ def claim_next(backend: Database, conn: Any, queue: str, *, now: dt.datetime, ho
                 binds)
             return done(job_id)
         return done(None)
-    except BaseException:
+    except BaseException as exc:
         if commit:
             conn.rollback()
+            if _locked_out(backend, exc):
+                return None
         raise
 
 
@@ -119,7 +146,8 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
                 pid: int, token: str, sessions: Sequence[str | None],
                 known_queue: bool = False, commit: bool = True,
                 spare: int = CLAIM_SPARE, handover: bool = False,
-                limits: dict[str, int] | None = None) -> list[Job]:
+                limits: dict[str, int] | None = None,
+                bounds: LockBounds | None = None) -> list[Job]:
     """A pool's claim: up to len(sessions) eligible jobs of `queue`, straight
     to `running` (the pool runs them at once, so no reservation is needed),
     the i-th recorded as run by server session sessions[i]. A limited queue
@@ -151,9 +179,12 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
     try:
         if commit:
             backend.relax_commit(conn)
+        bounded = False  # (a round trip, paid only where a lock may be waited for)
         if not backend.lock_clause(skip_locked=False) or not known_queue:
             # where rows cannot be locked (SQLite), this first write is what
             # makes the claims of all processes take turns
+            _bound(backend, conn, bounds)
+            bounded = True
             ensure_queue(backend, conn, queue)
         room = len(sessions)
         if handover and room == 1:
@@ -193,6 +224,8 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         if bool(rows[0][3]):
             return done([])
         if limit:
+            if not bounded:
+                _bound(backend, conn, bounds)
             limit, paused = queue_row(backend, conn, queue, lock=True)
             if paused:
                 return done([])
@@ -248,9 +281,11 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
                              worker_host=host, worker_pid=pid, attempt=1, claim_token=token,
                              db_session=session, error_msg=None)
                      for job, session in zip(picked, sessions)])
-    except BaseException:
+    except BaseException as exc:
         if commit:
             conn.rollback()
+            if _locked_out(backend, exc):
+                return []
         raise
 
 

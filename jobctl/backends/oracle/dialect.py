@@ -93,6 +93,14 @@ class OracleDialect(OracleBase):
     def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # readers never wait; claims skip locked rows
 
+    def bound_lock_wait(self, conn: Any, *, wait_s: float, silent_s: float) -> None:
+        # FOR UPDATE WAIT n would bound the wait; a cut client's session keeps
+        # its locks until dead connection detection ends it (ORACLE_NOTES
+        # "Found in a line-by-line review": a break is only a marker). Neither
+        # is measured without a server, so an Oracle claim waits for its
+        # queue's lock as it always did
+        return None
+
     def relax_commit(self, conn: Any) -> None:
         return None  # COMMIT WRITE NOWAIT exists, but jobctl has not been measured on Oracle
 

@@ -65,6 +65,9 @@ class OracleErrors(OracleBase):
         original-shaped ASYNC_JOBS lacks (then `db init` upgrades it)."""
         return error_code(exc)[0] == 904
 
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return False  # no bound_lock_wait on Oracle (see the dialect)
+
     def is_unique_violation(self, exc: BaseException) -> bool:
         return error_code(exc)[0] == 1
 

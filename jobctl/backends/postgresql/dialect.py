@@ -15,6 +15,9 @@ from .shared import PostgresBase
 
 
 UTC = dt.timezone.utc
+#: how long a reading command's claim waits for its queue's lock: a claim
+#: beside it holds it a few milliseconds; anything longer is left to the next command
+NO_WAIT_MS = 20
 
 
 class PostgresDialect(PostgresBase):
@@ -49,8 +52,29 @@ class PostgresDialect(PostgresBase):
     def in_transaction(self, conn: Any) -> bool:
         return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def writes_without_waiting(self, conn: Any) -> contextlib.AbstractContextManager[None]:
-        return contextlib.nullcontext()  # MVCC, and claims skip locked rows
+    #: inside writes_without_waiting (a reading command's claim)
+    _claims_wait = True
+
+    @contextlib.contextmanager
+    def writes_without_waiting(self, conn: Any):
+        # MVCC: reads never wait, claims skip locked job rows; what is left is
+        # the queue's lock a claim takes, which bound_lock_wait then barely waits for
+        self._claims_wait = False
+        try:
+            yield
+        finally:
+            self._claims_wait = True
+
+    def bound_lock_wait(self, conn: Any, *, wait_s: float, silent_s: float) -> None:
+        # a cut host's session keeps its locks for as long as the server's TCP
+        # keepalive takes to notice (hours by default); lock_timeout 0 would mean
+        # "no bound", hence at least 1 ms
+        wait_ms = max(1, round(wait_s * 1000))
+        if not self._claims_wait:
+            wait_ms = min(wait_ms, NO_WAIT_MS)
+        self.execute(conn, "SELECT pg_catalog.set_config('lock_timeout', :wait, true),"
+                     " pg_catalog.set_config('idle_in_transaction_session_timeout', :silent, true)",
+                     {"wait": str(wait_ms), "silent": str(max(1, round(silent_s * 1000)))}).fetchall()
 
     def relax_commit(self, conn: Any) -> None:
         # a later durable commit on this connection (the job's outcome)

@@ -39,7 +39,8 @@ _PASSING_FATAL = re.compile(r"too many (connections|clients)|remaining connectio
 
 
 class PostgresErrors(PostgresBase):
-    _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001", "53300"})
+    #: 55P03: lock_timeout (bound_lock_wait), a lock another session keeps for now
+    _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001", "53300", "55P03"})
 
     def is_missing_table(self, exc: BaseException) -> bool:
         return (isinstance(exc, pgerrors.UndefinedTable)
@@ -50,6 +51,9 @@ class PostgresErrors(PostgresBase):
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, pgerrors.UniqueViolation)
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return isinstance(exc, pgerrors.LockNotAvailable)
 
     def is_already_exists(self, exc: BaseException) -> bool:
         return isinstance(exc, (pgerrors.DuplicateTable, pgerrors.DuplicateObject,
