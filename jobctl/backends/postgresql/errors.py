@@ -39,8 +39,11 @@ _PASSING_FATAL = re.compile(r"too many (connections|clients)|remaining connectio
 
 
 class PostgresErrors(PostgresBase):
-    #: 55P03: lock_timeout (bound_lock_wait), a lock another session keeps for now
-    _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001", "53300", "55P03"})
+    #: 55P03: lock_timeout (bound_lock_wait), a lock another session keeps for
+    #: now; 25P03: the server ended a session silent inside its transaction
+    #: (bound_lock_wait's idle_in_transaction_session_timeout): connect again
+    _TRANSIENT_STATES = frozenset({"57P01", "57P02", "57P03", "40P01", "40001", "53300", "55P03",
+                                   "25P03"})
 
     def is_missing_table(self, exc: BaseException) -> bool:
         return (isinstance(exc, pgerrors.UndefinedTable)
