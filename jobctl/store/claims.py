@@ -179,12 +179,12 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
     try:
         if commit:
             backend.relax_commit(conn)
-        bounded = False  # (a round trip, paid only where a lock may be waited for)
-        if not backend.lock_clause(skip_locked=False) or not known_queue:
-            # where rows cannot be locked (SQLite), this first write is what
-            # makes the claims of all processes take turns
+        # where rows cannot be locked (SQLite), this first write is what makes
+        # the claims of all processes take turns
+        writes_queue_first = not backend.lock_clause(skip_locked=False) or not known_queue
+        if writes_queue_first:
+            # (the bound is a round trip, paid only where a lock may be waited for)
             _bound(backend, conn, bounds)
-            bounded = True
             ensure_queue(backend, conn, queue)
         room = len(sessions)
         if handover and room == 1:
@@ -224,7 +224,7 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         if bool(rows[0][3]):
             return done([])
         if limit:
-            if not bounded:
+            if not writes_queue_first:
                 _bound(backend, conn, bounds)
             limit, paused = queue_row(backend, conn, queue, lock=True)
             if paused:

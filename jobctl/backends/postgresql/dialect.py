@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ UTC = dt.timezone.utc
 #: how long a reading command's claim waits for its queue's lock: a claim
 #: beside it holds it a few milliseconds; anything longer is left to the next command
 NO_WAIT_MS = 20
+#: connections inside writes_without_waiting (a reading command's claim)
+_NOT_WAITING: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class PostgresDialect(PostgresBase):
@@ -52,25 +55,23 @@ class PostgresDialect(PostgresBase):
     def in_transaction(self, conn: Any) -> bool:
         return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    #: inside writes_without_waiting (a reading command's claim)
-    _claims_wait = True
-
     @contextlib.contextmanager
     def writes_without_waiting(self, conn: Any):
         # MVCC: reads never wait, claims skip locked job rows; what is left is
-        # the queue's lock a claim takes, which bound_lock_wait then barely waits for
-        self._claims_wait = False
+        # the queue's lock a claim takes, which bound_lock_wait then barely
+        # waits for on this connection (as SQLite's busy_timeout is the connection's)
+        _NOT_WAITING.add(conn)
         try:
             yield
         finally:
-            self._claims_wait = True
+            _NOT_WAITING.discard(conn)
 
     def bound_lock_wait(self, conn: Any, *, wait_s: float, silent_s: float) -> None:
         # a cut host's session keeps its locks for as long as the server's TCP
         # keepalive takes to notice (hours by default); lock_timeout 0 would mean
         # "no bound", hence at least 1 ms
         wait_ms = max(1, round(wait_s * 1000))
-        if not self._claims_wait:
+        if conn in _NOT_WAITING:
             wait_ms = min(wait_ms, NO_WAIT_MS)
         self.execute(conn, "SELECT pg_catalog.set_config('lock_timeout', :wait, true),"
                      " pg_catalog.set_config('idle_in_transaction_session_timeout', :silent, true)",
