@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import params as params_mod
 from . import store
@@ -30,6 +30,10 @@ from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, utcnow
 from .reading import MAX_LIST_LIMIT, Reader, parse_statuses
 from .session import MIN_PREFIX, Service, Session
 from .submitting import Submitted, Submitter, check_queue_name, start_time
+
+if TYPE_CHECKING:
+    from .serving import ServerReads
+    from .tokens import Tokens
 
 __all__ = ["Jobctl", "Submitted", "CleanupReport", "CancelReport", "name_pattern",
            "check_queue_name", "start_time", "MIN_PREFIX", "MAX_LIST_LIMIT", "CLEANUP_BATCH",
@@ -103,6 +107,20 @@ class Jobctl(Service):
     @property
     def conn(self) -> Any:
         return self.session.conn
+
+    @property
+    def tokens(self) -> Tokens:
+        """`jobctl token` and the checks of `jobctl serve` (jobctl.tokens)."""
+        from .tokens import Tokens
+
+        return Tokens(self.session)
+
+    @property
+    def server_reads(self) -> ServerReads:
+        """What `jobctl serve` reads besides jobs (jobctl.serving)."""
+        from .serving import ServerReads
+
+        return ServerReads(self.session)
 
     def resubmit(self, ref: str, overrides: dict[str, Any] | None = None, *,
                  timeout_s: float | None = None, retries: int | None = None,

@@ -15,7 +15,7 @@ import typer
 
 from .. import frontend
 from ..frontend import hoist_global_options, invoked_command  # noqa: F401 - for tests and tools
-from . import admin, jobs  # noqa: F401 - the commands register with the app
+from . import admin, jobs, serving  # noqa: F401 - the commands register with the app
 from .app import app, db_app  # noqa: F401 - the app, for tests and tools
 
 

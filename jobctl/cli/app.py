@@ -103,6 +103,9 @@ app.add_typer(queue_app, name="queue")
 worker_app = typer.Typer(cls=_QuietGroup, invoke_without_command=True, rich_markup_mode=None,
                          help="Run a worker pool in the foreground (a service), or list the pools.")
 app.add_typer(worker_app, name="worker")
+token_app = typer.Typer(cls=_QuietGroup, no_args_is_help=True, rich_markup_mode=None,
+                        help="Tokens for `jobctl serve`: create, list, revoke.")
+app.add_typer(token_app, name="token")
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.",
                                            case_sensitive=False)]

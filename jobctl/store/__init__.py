@@ -32,4 +32,9 @@ from .workers import (  # noqa: F401 - the store's surface
     WORKERS, ALL_QUEUES, WorkerRow, register_worker, worker_heartbeat, deregister_worker,
     list_workers, delete_workers,
 )
+from .tokens import (  # noqa: F401 - the store's surface
+    TOKENS, TokenRow, insert_token, token_by_id, token_by_name, list_tokens, revoke_token,
+    delete_token, touch_token, count_since, check_tokens_table, METRIC_COLUMNS, metrics_sql,
+    read_metrics,
+)
 from ..model import COLUMNS  # noqa: F401 - as the store has always offered it

@@ -134,6 +134,32 @@ EXCEPTION
 END;
 /
 
+-- The tokens of `jobctl serve` (`jobctl token create`), shared by every
+-- server on this database: only a SHA-256 of each token is kept. SCOPES is a
+-- comma-separated list (read, submit, cancel); PROCEDURES a name pattern.
+DECLARE
+    e_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_exists, -955);
+BEGIN
+    EXECUTE IMMEDIATE q'[
+        CREATE TABLE JOB_TOKENS (
+            TOKEN_ID     VARCHAR2(32)  NOT NULL,
+            NAME         VARCHAR2(100) NOT NULL,
+            TOKEN_HASH   VARCHAR2(64)  NOT NULL,
+            SCOPES       VARCHAR2(100) NOT NULL,
+            PROCEDURES   VARCHAR2(400),
+            CREATED_AT   TIMESTAMP     NOT NULL,
+            EXPIRES_AT   TIMESTAMP,
+            LAST_USED_AT TIMESTAMP,
+            REVOKED_AT   TIMESTAMP,
+            CONSTRAINT PK_JOB_TOKENS PRIMARY KEY (TOKEN_ID),
+            CONSTRAINT UX_JOB_TOKENS_NAME UNIQUE (NAME)
+        )]';
+EXCEPTION
+    WHEN e_exists THEN NULL;
+END;
+/
+
 -- Indexes for the real queries: list by status / time window, stats per
 -- procedure, and a unique index over active --unique jobs only. Oracle has
 -- no partial indexes; entries whose key is all NULL are not indexed, so the

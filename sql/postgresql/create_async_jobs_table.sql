@@ -92,6 +92,22 @@ CREATE TABLE IF NOT EXISTS job_workers (
     heartbeat_at TIMESTAMP     NOT NULL
 );
 
+-- The tokens of `jobctl serve` (`jobctl token create`), shared by every
+-- server on this database: only a SHA-256 of each token is kept. scopes is a
+-- comma-separated list (read, submit, cancel); procedures a name pattern.
+CREATE TABLE IF NOT EXISTS job_tokens (
+    token_id     VARCHAR(32)  NOT NULL PRIMARY KEY,
+    name         VARCHAR(100) NOT NULL,
+    token_hash   VARCHAR(64)  NOT NULL,
+    scopes       VARCHAR(100) NOT NULL,
+    procedures   VARCHAR(400),
+    created_at   TIMESTAMP    NOT NULL,
+    expires_at   TIMESTAMP,
+    last_used_at TIMESTAMP,
+    revoked_at   TIMESTAMP
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ux_job_tokens_name ON job_tokens (name);
+
 -- The queries jobctl runs: list/cleanup by status and time, stats per procedure.
 CREATE INDEX IF NOT EXISTS ix_async_jobs_status     ON async_jobs (status);
 CREATE INDEX IF NOT EXISTS ix_async_jobs_start      ON async_jobs (start_time);
