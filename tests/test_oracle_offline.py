@@ -15,6 +15,8 @@ behaviour is imitated.
 
 from __future__ import annotations
 
+import contextlib
+
 import datetime as dt
 import os
 import re
@@ -698,6 +700,19 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.set_queue(rec, c, "q", max_running=2, paused=True)
     store.list_queues(rec, c)
     store.list_jobs(rec, c, since=None, statuses=None, procedure=None, limit=5, queue="q")
+    # jobctl serve: its tokens, its count at start, the one statement of a scrape
+    store.insert_token(rec, c, token_id="e" * 16, name="ci", token_hash="f" * 64,
+                       scopes=("read", "submit"), procedures="ETL_*", now=now, expires_at=now)
+    for lookup in (store.token_by_id, store.token_by_name):
+        with contextlib.suppress(IndexError):  # the fake's one-column row is not a token's
+            lookup(rec, c, "ci")
+    store.list_tokens(rec, c)
+    store.revoke_token(rec, c, "ci", now)
+    store.delete_token(rec, c, "ci")
+    store.touch_token(rec, c, "e" * 16, now)
+    store.count_since(rec, c, now)
+    store.check_tokens_table(rec, c)
+    store.read_metrics(rec, c, since=now, edges=(0.5, 10))
     return rec.sent
 
 
@@ -870,7 +885,7 @@ def _object(stmt: str) -> str:
 def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
     assert [_object(s) for s in stmts] == [
-        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
+        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
         "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent
@@ -916,6 +931,11 @@ def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
     names = {c.name.lower() for c in sqlglot.parse_one(workers, read="oracle").find_all(exp.ColumnDef)}
     assert names == {"worker_id", "host", "pid", "queues", "concurrency", "running", "state",
                      "started_at", "heartbeat_at"}
+    # and so has the tokens' table of jobctl serve
+    tokens = re.search(r"q'\[\s*(CREATE TABLE JOB_TOKENS.*?)\]'", text, re.S).group(1)
+    names = {c.name.lower() for c in sqlglot.parse_one(tokens, read="oracle").find_all(exp.ColumnDef)}
+    assert names == {"token_id", "name", "token_hash", "scopes", "procedures", "created_at",
+                     "expires_at", "last_used_at", "revoked_at"}
 
 
 def test_progress_package_is_keyed_by_client_identifier():

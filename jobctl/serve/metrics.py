@@ -49,5 +49,5 @@ def _edge(value: float) -> str:
 
 def exposition(data: dict[str, Any], window_s: float) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Scrape(data, window_s))  # type: ignore[arg-type]
+    registry.register(_Scrape(data, window_s))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -11,7 +11,7 @@ from ..model import parse_duration
 from .errors import BadRequest
 
 #: the submit body's keys beside `name` and `params`, as `jobctl submit`'s options
-_PLACING = {"queue": str, "priority": int, "timeout": (str, int, float), "retries": int,
+_PLACING: dict[str, Any] = {"queue": str, "priority": int, "timeout": (str, int, float), "retries": int,
             "unique": bool, "after": list, "at": str, "in": str}
 
 
