@@ -345,7 +345,7 @@ def _allowed(jc: Jobctl, who: Principal, name: str) -> None:
         resolved = jc.describe(name).name
     except NotFound:
         resolved = ""
-    who.require_procedure(normalized, resolved)
+    who.require_procedure(name, normalized, resolved)
 
 
 def build_app(settings: Settings, options: Options) -> Starlette:
