@@ -112,7 +112,8 @@ class Principal:
 
     def may_run(self, *names: str) -> bool:
         matches = procedure_matcher(self.procedures)
-        return any(matches(n) for n in names if n)
+        # a signature form (`ops.touch(integer)`) names its procedure before the parenthesis
+        return any(matches(n.split("(", 1)[0].strip()) for n in names if n)
 
     def require_procedure(self, *names: str) -> None:
         if not self.may_run(*names):

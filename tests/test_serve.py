@@ -367,3 +367,52 @@ def test_other_commands_never_import_the_server_libraries(sqlite_env):
                              "('starlette', 'uvicorn', 'prometheus_client')))"],
                             capture_output=True, text=True, timeout=60)
     assert json.loads(loaded.stdout.replace("'", '"')) == []
+
+
+def test_two_servers_share_one_database_and_its_tokens(serve_env):
+    """Stateless: a job submitted through one server is read through the
+    other; a token revoked with the CLI is refused by both at once."""
+    env = serve_env
+    token = create_token(env, "shared", "submit", "read")
+    one, two = _served(env).start(), _served(env).start()
+    try:
+        with one.client(token) as a, two.client(token) as b:
+            job_id = a.post("/procedure/async", json=SEED_BODY).json()["job_id"]
+            assert _wait_job(b, job_id, lambda j: j["status"] == "completed")["submitted_by"] == "shared"
+            assert env.cli("token", "revoke", "shared").exit_code == 0
+            assert a.get(f"/jobs/{job_id}").status_code == 401
+            assert b.get(f"/jobs/{job_id}").status_code == 401
+    finally:
+        one.stop()
+        two.stop()
+
+
+def test_the_page_cookie_reads_but_never_writes(sqlite_env):
+    """POST /login takes a read token once and sets it HttpOnly and
+    SameSite=Strict; the cookie serves GETs only, so no other site and no
+    script on the page can submit or cancel with it."""
+    env = sqlite_env
+    reader = create_token(env, "page", "read")
+    writer = create_token(env, "writer", "submit")
+    everything = create_token(env, "all", "read", "submit", "cancel")
+    server = _served(env).start()
+    try:
+        with server.client() as http:
+            page = http.get("/")
+            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+            assert "default-src 'self'" in page.headers["content-security-policy"]
+            for asset in ("/assets/app.js", "/assets/app.css"):
+                assert http.get(asset).status_code == 200
+            assert http.post("/login", json={"token": writer}).status_code == 403
+            assert http.post("/login", json={"nope": 1}).status_code == 400
+            r = http.post("/login", json={"token": reader})
+            assert r.status_code == 200, r.text
+            cookie = r.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+            assert http.get("/overview").status_code == 200  # the cookie reads
+            http.cookies.set("jobctl_token", everything)
+            assert http.post("/procedure/async", json=SEED_BODY).status_code == 401
+            assert http.post("/logout").status_code == 200
+        assert env.rows() == []
+    finally:
+        server.stop()

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from .. import render
 from ..api import Jobctl
 from ..config import Settings
-from ..errors import DatabaseError
+from ..errors import DatabaseError, JobctlError
 from ..formats import Format
 from ..jsontext import dumps
 from ..model import JobStatus
@@ -64,15 +64,20 @@ class Apis:
             jc = self._idle.get_nowait()
         except queue.Empty:
             jc = Jobctl(self.settings, create=False)
+        keep = False
         try:
             yield jc
+            keep = True
         except DatabaseError:
-            jc.close()
+            raise  # its connection may be dead: the next request connects anew
+        except JobctlError:
+            keep = True  # refused input: the connection is fine (db() rolled back)
             raise
-        if self._idle.qsize() < self.size:
-            self._idle.put(jc)
-        else:
-            jc.close()
+        finally:
+            if keep and self._idle.qsize() < self.size:
+                self._idle.put(jc)
+            else:
+                jc.close()
 
     def close(self) -> None:
         while True:
@@ -339,11 +344,11 @@ def _allowed(jc: Jobctl, who: Principal, name: str) -> None:
     normalized = jc.backend.normalize_name(name)
     if who.may_run(name, normalized):
         return
-    from ..errors import NotFound
+    from ..errors import NotFound, UsageError
 
     try:
         resolved = jc.describe(name).name
-    except NotFound:
+    except (NotFound, UsageError):  # unknown or ambiguous: the pattern refuses it all the same
         resolved = ""
     who.require_procedure(name, normalized, resolved)
 
