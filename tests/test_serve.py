@@ -416,3 +416,42 @@ def test_the_page_cookie_reads_but_never_writes(sqlite_env):
         assert env.rows() == []
     finally:
         server.stop()
+
+
+def test_a_scrape_is_one_statement_and_counts_only_live_pools(serve_env):
+    """/metrics' data: one statement per scrape, whatever the tables hold;
+    a pool of another host counts while its heartbeat is fresh, not after."""
+    import datetime as dt
+
+    from jobctl import store
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+    from jobctl.model import utcnow
+
+    env = serve_env
+    ok = env.submit("SUMA_SIMPLE", "-p", "vA=1")
+    env.wait_for(ok, lambda j: j["status"] == "completed")
+    with Jobctl(resolve_settings(env.dsn, None), create=False) as jc:
+        conn = jc.conn
+        now = jc.lifecycle.clock(conn)
+        for worker_id, beat in (("a" * 32, now), ("b" * 32, now - dt.timedelta(hours=1))):
+            store.register_worker(jc.backend, conn, worker_id=worker_id, host="elsewhere", pid=1,
+                                  queues=(), concurrency=2, now=utcnow())
+            jc.backend.execute(conn, "UPDATE JOB_WORKERS SET heartbeat_at = :t WHERE worker_id = :w",
+                               {"t": jc.backend.to_db_time(beat), "w": worker_id})
+        conn.commit()
+        seen = []
+        execute = jc.backend.execute
+
+        def counting(conn, sql, binds=None):
+            seen.append(sql)
+            return execute(conn, sql, binds)
+
+        jc.backend.execute = counting
+        data = jc.server_reads.metrics(86400)
+    assert len(seen) == 1, seen
+    assert data["pools_alive"] == 1
+    assert data["jobs"] == {("completed", "default"): 1}
+    assert data["running"] == 0 and data["queued"] == 0
+    [(name, hist)] = data["durations"].items()
+    assert name.upper() == "SUMA_SIMPLE" and sum(hist["counts"]) == 1
