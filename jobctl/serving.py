@@ -27,8 +27,11 @@ class ServerReads(Service):
     def ready(self) -> None:
         """Raises a DatabaseError when the database is unreachable or its
         schema is not current (ASYNC_JOBS' columns, JOB_TOKENS)."""
+        from .tokens import Tokens
+
         with self.db() as conn:
             self.session.require_table(conn)
+        with Tokens(self.session).tokens_db() as conn:
             store.check_tokens_table(self.backend, conn)
             conn.commit()
 

@@ -8,17 +8,18 @@ compared with the stored one in constant time (hmac.compare_digest)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import store
-from .errors import JobctlError, NotFound, UsageError
+from .errors import DatabaseError, JobctlError, NotFound, UsageError
 from .model import utcnow
 from .session import Service
 
@@ -130,6 +131,23 @@ def state_of(row: store.TokenRow, now: dt.datetime) -> str:
 
 
 class Tokens(Service):
+    @contextlib.contextmanager
+    def tokens_db(self) -> Iterator[Any]:
+        """db(), saying what to do when JOB_TOKENS is not there (a database
+        made before `jobctl serve`)."""
+        try:
+            with self.db() as conn:
+                yield conn
+        except DatabaseError as exc:
+            # each statement here names JOB_TOKENS only (backends' is_missing_table
+            # knows ASYNC_JOBS): PostgreSQL and SQLite name the table, Oracle says ORA-00942
+            text = str(exc.__cause__ or exc).lower()
+            if "ora-00942" in text or "job_tokens" in text and (
+                    "does not exist" in text or "no such table" in text):
+                raise DatabaseError("table JOB_TOKENS is missing: run jobctl db init to "
+                                    "create it") from exc
+            raise
+
     def create(self, name: str, scopes: Sequence[str], *, procedures: str | None = None,
                expires_s: float | None = None) -> str:
         """A new token (returned once: only its hash is kept). A revoked or
@@ -146,7 +164,7 @@ class Tokens(Service):
         now = utcnow()
         token_id = secrets.token_hex(8)
         token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-        with self.db() as conn:
+        with self.tokens_db() as conn:
             old = store.token_by_name(self.backend, conn, name)
             if old is not None:
                 if state_of(old, now) == "active":
@@ -164,7 +182,7 @@ class Tokens(Service):
 
     def list(self) -> list[dict[str, Any]]:
         now = utcnow()
-        with self.db() as conn:
+        with self.tokens_db() as conn:
             rows = store.list_tokens(self.backend, conn)
             conn.commit()
         return [{"name": r.name, "scopes": ",".join(r.scopes), "procedures": r.procedures,
@@ -174,7 +192,7 @@ class Tokens(Service):
 
     def revoke(self, name: str) -> None:
         check_name(name)
-        with self.db() as conn:
+        with self.tokens_db() as conn:
             n = store.revoke_token(self.backend, conn, name, utcnow())
             if not n:
                 found = store.token_by_name(self.backend, conn, name)
@@ -192,7 +210,7 @@ class Tokens(Service):
                                "(jobctl token create)")
         m = _TOKEN.fullmatch(token.strip())
         presented = token_hash(token.strip())
-        with self.db() as conn:
+        with self.tokens_db() as conn:
             row = store.token_by_id(self.backend, conn, m.group(1)) if m else None
             conn.commit()
         # compared in constant time whether or not the id was known
@@ -204,7 +222,7 @@ class Tokens(Service):
         if state != "active":
             raise Unauthorized(f"token {row.name} is {state}")
         if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= TOUCH_EVERY_S:
-            with self.db() as conn:
+            with self.tokens_db() as conn:
                 store.touch_token(self.backend, conn, row.token_id, now)
                 conn.commit()
         return Principal(row.name, row.scopes, row.procedures)

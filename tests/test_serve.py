@@ -455,3 +455,25 @@ def test_a_scrape_is_one_statement_and_counts_only_live_pools(serve_env):
     assert data["running"] == 0 and data["queued"] == 0
     [(name, hist)] = data["durations"].items()
     assert name.upper() == "SUMA_SIMPLE" and sum(hist["counts"]) == 1
+
+
+def test_a_database_made_before_serve_says_to_run_db_init(serve_env, empty_dsn):
+    """ASYNC_JOBS without JOB_TOKENS (an upgrade not yet run): the token
+    commands and readiness say `jobctl db init`; db init adds the table."""
+    env = serve_env
+    if env.backend == "sqlite":
+        pytest.skip("SQLite: jobctl creates the schema on its first connection to the file")
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+    from jobctl.errors import DatabaseError
+
+    assert env.cli("--dsn", empty_dsn, "db", "init").exit_code == 0
+    with Jobctl(resolve_settings(empty_dsn, None)) as jc:
+        jc.backend.execute(jc.conn, "DROP TABLE JOB_TOKENS")
+        jc.conn.commit()
+        with pytest.raises(DatabaseError, match="JOB_TOKENS is missing: run jobctl db init"):
+            jc.server_reads.ready()
+    result = env.cli("--dsn", empty_dsn, "token", "list")
+    assert result.exit_code == 4 and "run jobctl db init" in result.stderr
+    assert env.cli("--dsn", empty_dsn, "db", "init").exit_code == 0
+    assert env.cli("--dsn", empty_dsn, "token", "create", "x", "--scope", "read").exit_code == 0
