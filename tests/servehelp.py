@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 class Served:
-    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None, tls: bool = False):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.tls = tls
         self.log_path = log
         self.args = args
         self.env = env
@@ -41,7 +42,8 @@ class Served:
             if self.proc.poll() is not None:
                 raise AssertionError(f"jobctl serve exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                # a test's certificate is self-signed: not verified
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=not self.tls).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -71,7 +73,7 @@ class Served:
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=not self.tls)
 
 
 def create_token(env, name: str, *scopes: str, procedures: str | None = None,

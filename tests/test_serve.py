@@ -477,3 +477,30 @@ def test_a_database_made_before_serve_says_to_run_db_init(serve_env, empty_dsn):
     assert result.exit_code == 4 and "run jobctl db init" in result.stderr
     assert env.cli("--dsn", empty_dsn, "db", "init").exit_code == 0
     assert env.cli("--dsn", empty_dsn, "token", "create", "x", "--scope", "read").exit_code == 0
+
+
+def test_tls_serves_https_and_the_cookie_is_secure(sqlite_env, tmp_path):
+    """--certfile/--keyfile: https on the port (a self-signed certificate
+    made here with openssl), and the page's cookie is Secure."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: no certificate to test TLS with")
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    token = create_token(sqlite_env, "tls", "read")
+    server = Served(tmp_path / "serve.log", "--certfile", str(cert), "--keyfile", str(key),
+                    tls=True).start()
+    import httpx
+
+    try:
+        with server.client() as http:
+            r = http.post("/login", json={"token": token})
+            assert r.status_code == 200 and "Secure" in r.headers["set-cookie"]
+        with pytest.raises((httpx.HTTPError, ValueError)):  # plain http on the TLS port: no answer
+            httpx.get(server.url.replace("https://", "http://") + "/healthz", timeout=5).json()
+        assert "listening on https://127.0.0.1" in server.log()
+    finally:
+        server.stop()
