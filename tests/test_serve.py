@@ -60,7 +60,7 @@ def test_the_seeds_steps_survive_kill_9_of_the_server(serve_env):
             assert r.headers["location"] == f"/jobs/{seed['job_id']}"
             # a job that is still running when the server dies
             r = http.post("/procedure/async", json={"name": "DEMO_SLEEP",
-                                                    "params": [{"name": "p_seconds", "value": 3}]})
+                                                    "params": [{"name": "p_seconds", "value": 6}]})
             assert r.status_code == 202, r.text
             slow = r.json()["job_id"]
         # step 2: the row is in the table, submitted by the token's name

@@ -71,7 +71,7 @@ def test_page_asks_for_a_token_then_shows_progress_moving_and_a_failure(sqlite_e
     token = create_token(env, "wall", "read")
     server = Served(env.tmp / "serve.log").start()
     try:
-        slow = env.submit("DEMO_SLEEP", "-p", "p_seconds=8")
+        slow = env.submit("DEMO_SLEEP", "-p", "p_seconds=12")
         failed = env.submit("DEMO_FAIL", "-p", "p_message=disk full on /data\nsecond line")
         browser.get(server.url + "/")
         # asks for the token: the sign-in form, not the board
@@ -109,13 +109,13 @@ def test_page_asks_for_a_token_then_shows_progress_moving_and_a_failure(sqlite_e
         # a job's detail, live while it runs: its output grows
         browser.find_element(By.CSS_SELECTOR, f"#running a[data-job='{slow}']").click()
         _until(lambda: browser.find_element(By.ID, "detail").is_displayed(), what="the detail")
-        assert '"p_seconds": 8' in browser.find_element(By.ID, "detail-params").text
+        assert '"p_seconds": 12' in browser.find_element(By.ID, "detail-params").text
         seen = _until(lambda: browser.find_element(By.ID, "detail-output").text.count("slept"),
                       what="the output")
         _until(lambda: browser.find_element(By.ID, "detail-output").text.count("slept") > seen,
                what="more output")
         _until(lambda: browser.find_element(By.ID, "detail").get_attribute("data-status")
-               == "completed", timeout=30, what="the job completing")
+               == "completed", timeout=60, what="the job completing")
         # a reload keeps the sign-in
         browser.refresh()
         _until(lambda: browser.find_element(By.ID, "board").is_displayed(), what="the board again")
