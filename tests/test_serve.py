@@ -305,6 +305,9 @@ def test_readyz_is_503_while_the_database_is_unreachable_and_the_password_stays_
     (["--certfile", "/etc/hostname"], "go together"),
     (["--body-limit", "10"], "--body-limit"),
     (["--metrics-window", "0"], "--metrics-window"),
+    (["--metrics-window", "soon"], "--metrics-window"),
+    (["--log-level", "chatty"], "--log-level"),
+    (["--port", "70000"], "--port"),
 ])
 def test_serve_refuses_unsafe_or_bad_options_with_exit_2(sqlite_env, args, text):
     result = sqlite_env.cli("serve", *args)
