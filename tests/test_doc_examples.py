@@ -190,11 +190,39 @@ class Shell:
             self.proc.wait(timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
+        self.end_leftovers()
         if self.pg_name:
             import psycopg
 
             with psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=5) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+
+    def end_leftovers(self) -> None:
+        """The document's detached workers and timers still running (a job an
+        example left going, a --in timer): ended, so no run leaves processes
+        behind. They are ours: their HOME is this document's."""
+        import signal
+
+        mark = f"HOME={self.home}".encode() + b"\0"
+        ours = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if mark in (entry / "environ").read_bytes():
+                        ours.append(int(entry.name))
+                except OSError:
+                    continue
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in ours:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + 3
+            while ours and time.monotonic() < deadline:
+                ours = [pid for pid in ours if Path(f"/proc/{pid}").exists()
+                        and "Z" not in _state(pid)]
+                time.sleep(0.05)
 
     def postgresql(self) -> str | None:
         """A fresh database for this document's PostgreSQL blocks (None: no server)."""
@@ -280,6 +308,13 @@ class Shell:
             if block.postgresql:
                 self.execute("unset JOBCTL_DSN")
         return None
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
 
 
 def has_console(path: Path) -> bool:
