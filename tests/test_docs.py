@@ -74,3 +74,10 @@ def test_every_link_between_the_docs_reaches_a_page_and_a_heading():
             if anchor and page.suffix == ".md" and anchor not in _anchors(page):
                 broken.append(f"{doc.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_ci_runs_the_test_command_the_readme_gives():
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = ".venv/bin/python -m pytest"
+    assert f"\n   {command}\n" in README, "the README's second set-up command"
+    assert ci.rstrip().endswith(f"\n{command}"), ".ci/run must run exactly the README's test command"
