@@ -9,7 +9,8 @@ How a document is run (docs/development.md says it for authors):
   example creates it; the blocks of a document run in order, in that one
   session (a variable set in one block is there in the next);
 - a line starting with `$ ` is a command (a line ending in `\\` continues on
-  the next), the lines after it, up to the next command, are its expected
+  the next; a here-document's lines up to its end word are part of it), the
+  lines after it, up to the next command, are its expected
   stdout; stderr is not compared (write `2>&1` to show it); an expected line
   `...` stands for any number of lines;
 - a block right after the line `<!-- docs-test: postgresql -->` runs with
@@ -77,6 +78,13 @@ def parse_console(source: str, postgresql: bool) -> Block:
         while command.endswith("\\") and i + 1 < len(lines):
             i += 1
             command = command[:-1] + "\n" + lines[i].removeprefix("> ")
+        heredoc = re.search(r"<<-?\s*(['\"]?)(\w+)\1", command)
+        if heredoc:  # the here-document's lines belong to the command
+            while i + 1 < len(lines):
+                i += 1
+                command += "\n" + lines[i]
+                if lines[i].strip() == heredoc.group(2):
+                    break
         i += 1
         expected = []
         while i < len(lines) and not lines[i].startswith("$ "):
@@ -365,5 +373,7 @@ def test_an_id_prefix_of_decimal_digits_is_an_id_where_the_document_shows_one():
 def test_blocks_in_other_languages_are_not_run():
     text = "```sh\n$ false\nnever compared\n```\n\n```text\n$ false\n```\n"
     assert parse_console("$ a\nx\n$ b \\\n> c\n", False).steps == [("a", ["x"]), ("b \nc", [])]
+    assert parse_console("$ cat <<'EOF'\n$ inside\nEOF\nout\n", False).steps == [
+        ("cat <<'EOF'\n$ inside\nEOF", ["out"])]
     regions = list(ConsoleParser()(Document(text, "x.md")))
     assert regions == []
