@@ -61,6 +61,7 @@ class Block:
 
     postgresql: bool
     steps: list[tuple[str, list[str]]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # each command's line in the block
 
 
 def parse_console(source: str, postgresql: bool) -> Block:
@@ -75,6 +76,7 @@ def parse_console(source: str, postgresql: bool) -> Block:
             i += 1
             continue
         command = line[2:]
+        block.lines.append(i)
         while command.endswith("\\") and i + 1 < len(lines):
             i += 1
             command = command[:-1] + "\n" + lines[i].removeprefix("> ")
@@ -111,7 +113,7 @@ class ConsoleParser:
 
 def evaluate_block(example) -> str | None:
     shell: Shell = example.namespace["shell"]
-    return shell.run_block(example.parsed)
+    return shell.run_block(example.parsed, example.line)
 
 
 # --- comparison ---------------------------------------------------------
@@ -294,7 +296,7 @@ class Shell:
             lines.pop()
         return lines
 
-    def run_block(self, block: Block) -> str | None:
+    def run_block(self, block: Block, first_line: int = 0) -> str | None:
         if block.postgresql:
             dsn = self.postgresql()
             if dsn is None:
@@ -302,7 +304,7 @@ class Shell:
                 return None
             self.execute(f"export JOBCTL_DSN='{dsn}'")
         try:
-            for command, expected in block.steps:
+            for (command, expected), offset in zip(block.steps, block.lines):
                 actual = self.tidy(self.execute(self.substitute_ids(command)))
                 self.learn_ids(expected, actual)
                 want = [normalise(line) for line in expected]
@@ -310,7 +312,7 @@ class Shell:
                 if not matches(want, got):
                     diff = "\n".join(difflib.unified_diff(
                         expected, actual, "documented", "printed", lineterm="", n=len(expected) + len(actual)))
-                    return (f"$ {command}\nprinted other lines than the document shows "
+                    return (f"line {first_line + 1 + offset}: $ {command}\nprinted other lines than the document shows "
                             f"(ids, times, durations and pids aside):\n{diff}\n")
         finally:
             if block.postgresql:
