@@ -15,7 +15,8 @@ How a document is run (docs/development.md says it for authors):
   `...` stands for any number of lines;
 - a block right after the line `<!-- docs-test: postgresql -->` runs with
   JOBCTL_DSN set to a fresh database on the PostgreSQL server the suite uses
-  (conftest's PG_ADMIN_DSN), dropped at the end of the document; without a
+  (conftest's PG_ADMIN_DSN), where `jobctl db init --examples` ran, as in
+  conftest's pg_database; one per document, dropped at its end; without a
   server such blocks are skipped, as the PostgreSQL suite is (failed when
   CI=true);
 - before comparing, job ids (32 hex digits and the 8-digit prefixes jobctl
@@ -183,6 +184,7 @@ class Shell:
                    XDG_STATE_HOME=str(self.home / ".local/state"),
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                    PYTHONUNBUFFERED="1", NO_COLOR="1", TZ="UTC", LC_ALL="C.UTF-8")
+        self.env = env
         self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=self.home, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True, bufsize=1)
@@ -250,6 +252,12 @@ class Shell:
             self.pg_name = name
             self.pg_dsn = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
             self.replacements.append((name, "warehouse"))
+            # as conftest's pg_database: the schema and the demo procedures
+            # (idempotent, so a document may still show `jobctl db init`)
+            init = subprocess.run([sys.executable, "-m", "jobctl", "--dsn", self.pg_dsn, "db", "init",
+                                   "--examples"], capture_output=True, text=True, timeout=120,
+                                  env=self.env, cwd=self.home)
+            assert init.returncode == 0, init.stderr
         return self.pg_dsn
 
     def execute(self, command: str) -> str:
