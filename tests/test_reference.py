@@ -49,3 +49,16 @@ def test_man_page_is_roff_with_every_section():
     # a line of text that starts with a dot would be read as a request
     assert all(not line.startswith(".") or line[:3] in (".TH", ".SH", ".SS", ".TP", ".PP", '.\\"')
                for line in page.splitlines())
+
+
+def test_man_page_renders_without_a_warning_where_groff_is_installed():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if not shutil.which("groff"):
+        pytest.skip("groff is not installed (the roff is still checked above)")
+    result = subprocess.run(["groff", "-man", "-ww", "-z"], input=reference.manpage(), text=True,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 0 and not result.stderr, result.stderr
