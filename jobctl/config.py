@@ -228,7 +228,13 @@ class ConnectionSettings:
 
     def to_payload(self) -> dict[str, Any]:
         """For the worker, sent over a pipe: never argv, never the environment."""
-        return {"dsn": self.dsn, "options": self.options, "password": self.password,
+        dsn = self.dsn
+        if self.scheme == "sqlite" and self.database:
+            # the worker runs in /: a relative sqlite:///jobs.db must reach the
+            # file the caller meant, which parse_dsn made absolute
+            query = dsn.partition("?")[2]
+            dsn = f"sqlite:///{quote(self.database)}" + (f"?{query}" if query else "")
+        return {"dsn": dsn, "options": self.options, "password": self.password,
                 "is_default": self.is_default, "busy_timeout_s": self.busy_timeout_s}
 
     @classmethod

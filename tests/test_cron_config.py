@@ -304,3 +304,17 @@ def test_libpq_keyword_string_dsn(pg_parts, home):
     assert "s3" not in refused.stderr and "127.0.0.1" in refused.stderr
     bad = cli("--dsn", "host=db1 password=s3cret dbname='x", "config")
     assert bad.exit_code == 2 and "s3cret" not in bad.stderr and "unterminated" in bad.stderr
+
+
+def test_a_relative_sqlite_dsn_reaches_the_same_file_from_the_detached_worker(home):
+    """`sqlite:///jobs.db` is relative to where jobctl runs; the worker runs in /
+    and must still find that file (found by running the docs' Python example)."""
+    where = home / "work dir"
+    where.mkdir()
+    result = subprocess.run([sys.executable, "-m", "jobctl", "--dsn", "sqlite:///jobs.db", "submit",
+                             "SUMA_SIMPLE", "-p", "vA=4", "--wait"], capture_output=True, text=True,
+                            timeout=60, cwd=where)
+    assert result.returncode == 0, result.stderr
+    assert (where / "jobs.db").exists()
+    assert parse_dsn(parse_dsn("sqlite:///jobs.db?x=1").to_payload()["dsn"]).database == \
+        os.path.abspath("jobs.db")
