@@ -18,7 +18,7 @@ from ..base import WORK_NEWS, CallContext
 from .errors import diag_message
 from .names import split_name
 from .shared import PostgresBase
-from .values import bindable, placeholder, render_args, result_adapters
+from .values import bindable, placeholder, render_args, result_adapters, shape_result
 
 
 def _json_ready(value: Any) -> Any:
@@ -69,7 +69,7 @@ class PostgresCalls(PostgresBase):
             conn.remove_notice_handler(on_notice)
         if row is None:
             return {}
-        return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+        return shape_result(conn, sig, [d.name for d in cur.description], row, _json_ready)
 
     def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
         """`CALL proc(name => %s::type, ...)` for these inputs, composed once

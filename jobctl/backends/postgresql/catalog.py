@@ -223,10 +223,14 @@ class PostgresCatalog(PostgresBase):
                                 defaulted=i in defaulted, array=array, variadic=mode == "v"))
         # the overload names its schema too: the fingerprint then changes if the
         # same bare name comes to mean a procedure in another schema
+        # OUT composites come back as objects with their field names (values.shape_result)
+        composites = {p.name.casefold(): p.type_name for p, oid in zip(params, argtypes)
+                      if p.is_output and types.get(oid, {}).get("base_kind") == "c"}
         return Signature(
             name=shown, params=tuple(params),
             overload=f"{render_ident(row['nspname'])}.{render_ident(row['proname'])}({row['identity']})",
-            extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"]},
+            extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"],
+                   "composites": composites},
         )
 
     def check_values(self, conn: Any, sig: Signature, values: Mapping[str, Any]) -> None:
