@@ -295,12 +295,15 @@ def choose(sigs: Sequence[Signature], *, form: tuple[str, ...] | None = None,
         return sigs[0]
     names = frozenset(param_key(k) for k in (given or {}))
     fits = [s for s in sigs if _accepts(s, names)]
+    why = "fit more than one of them" if fits else "fit none of them"
     if len(fits) > 1 and given is not None and takes is not None:
-        fits = [s for s in fits if takes(s)] or fits
+        by_value = [s for s in fits if takes(s)]
+        if not by_value:
+            why = "fit more than one of them by name, and their values none of them"
+        fits = by_value or fits
     if len(fits) == 1:
         return fits[0]
     shown = ", ".join(sorted(k for k in (given or {}))) or "none"
-    why = "fit more than one of them" if fits else "fit none of them"
     raise UsageError(f"{name} has {len(sigs)} overloads and the parameters given ({shown}) {why};"
                      f" type the one you mean as the procedure, in quotes: "
                      + ", ".join(repr(s.form) for s in (fits or sigs)))

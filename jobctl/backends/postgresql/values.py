@@ -163,11 +163,23 @@ class TextLoader(Loader):
         return bytes(data).decode()
 
 
+#: types the driver would turn into Python objects whose text is not the
+#: server's (`[1, 10)` for `[1,10)`): RESULT keeps the server's text, which
+#: is what psql shows and what the type reads back
+_AS_TEXT = tuple(f"{t}{kind}" for t in ("int4", "int8", "num", "date", "ts", "tstz")
+                 for kind in ("range", "multirange")) + (
+    "inet", "cidr", "uuid", "money", "time", "timetz", "macaddr", "macaddr8", "xml")
+
+
 def result_adapters(cur: Any) -> None:
     """Loaders for a CALL's result row on its cursor (text format)."""
     cur.adapters.register_loader("interval", IntervalIsoLoader)
     cur.adapters.register_loader("bytea", ByteaHexLoader)
     cur.adapters.register_loader("record", TextLoader)
+    for name in _AS_TEXT:
+        cur.adapters.register_loader(name, TextLoader)
+    cur.adapters.register_loader("json", JsonbExactLoader)
+    cur.adapters.register_loader("jsonb", JsonbExactLoader)
 
 
 def shape_result(conn: Any, sig: Signature, names: list[str], row: Sequence[Any],
@@ -178,13 +190,16 @@ def shape_result(conn: Any, sig: Signature, names: list[str], row: Sequence[Any]
     statement, only when the procedure has one), and an OUT `record`, which
     has no field names on the wire: an object of f1, f2, ... (to_jsonb's
     names for an anonymous record) holding each field's text. Intervals
-    in a composite are ISO 8601 as well."""
+    in a composite are ISO 8601 as well. An array of a type the driver
+    does not know (an enum's, a composite's) becomes a list the same way."""
     out: dict[str, Any] = {}
     composites: dict[str, tuple[str, str]] = {}
     for name, value in zip(names, row):
         key = name.lower()
         p = sig.param(name)
         type_name = sig.extra.get("composites", {}).get(name.casefold())
+        if isinstance(value, str) and p is not None and p.array and value.startswith("{"):
+            type_name = p.type_name  # an array of a type the driver does not know: a list
         if isinstance(value, str) and type_name is not None:
             composites[key] = (value, type_name)
         elif isinstance(value, str) and p is not None and p.type_name == "record":
