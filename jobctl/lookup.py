@@ -50,6 +50,7 @@ class Lookup(Service):
         only `%` is a wildcard (`_`, common in names, matches itself)."""
         if not procedure:
             return None
+        procedure = split_form(procedure)[0]  # every overload: one PROCEDURE_NAME
         if "%" in procedure:
             token = "jobctlpct"  # a letter run that folds like a name and survives validation
             shaped = self.backend.normalize_name(procedure.replace("%", token))

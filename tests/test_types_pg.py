@@ -356,3 +356,61 @@ def test_completion_offers_the_forms_of_overloads(pg):
     assert "typ.touch(integer, text)" in names and "typ.touch(date, text)" in names
     assert "typ.touch" in names and "typ.pos" in names
     assert not any(n.startswith("typ.pos(") for n in names)  # one overload: its name only
+
+
+def test_non_utf8_bytes_on_sqlite_exit_2_naming_the_parameter(tmp_path):
+    env = {**os.environ, "JOBCTL_DSN": f"sqlite:///{tmp_path}/jobs.db",
+           "XDG_CONFIG_HOME": str(tmp_path / "c"), "XDG_STATE_HOME": str(tmp_path / "s")}
+    assert subprocess.run([sys.executable, "-m", "jobctl", "db", "init"], env=env,
+                          capture_output=True).returncode == 0
+    run_ = subprocess.run([os.fsencode(sys.executable), b"-m", b"jobctl", b"submit", b"DEMO_FAIL",
+                           b"-p", b"p_message=\xd1"], capture_output=True, timeout=60, env=env)
+    err = run_.stderr.decode(errors="replace")
+    assert run_.returncode == 2 and "parameter p_message" in err and "UTF-8" in err, err
+    listed = subprocess.run([sys.executable, "-m", "jobctl", "list", "-f", "json"], env=env,
+                            capture_output=True, text=True)
+    assert json.loads(listed.stdout) == []
+
+
+# -- the pure parts: intervals, forms ----------------------------------------------
+
+@pytest.mark.parametrize("text,iso", [
+    ("1 mon 2 days 03:04:05.5", "P1M2DT3H4M5.5S"),
+    ("00:00:00", "PT0S"),
+    ("-1 years -2 mons +3 days -04:05:06.5", "P-1Y-2M3DT-4H-5M-6.5S"),
+    ("1 day -01:00:00", "P1DT-1H"),
+    ("100:00:00.000001", "PT100H0.000001S"),
+    ("P1Y2M3DT4H5M6.25S", "P1Y2M3DT4H5M6.25S"),
+    ("P2W", "P14D"),
+])
+def test_intervals_are_iso_8601_with_months_kept(text, iso):
+    """As PostgreSQL's IntervalStyle iso_8601 writes them (checked by hand
+    against the server for each row)."""
+    from jobctl.intervals import iso_from_postgres
+
+    assert iso_from_postgres(text) == iso
+    assert iso_from_postgres(iso) == iso
+
+
+def test_other_interval_styles_are_left_as_the_server_wrote_them():
+    from jobctl.intervals import iso_from_postgres
+
+    assert iso_from_postgres("@ 1 mon 2 days") is None
+    assert iso_from_postgres("1-2 3 4:05:06") is None
+
+
+def test_signature_forms_split_and_match():
+    from jobctl.lookup import form_matches, split_form
+    from jobctl.model import INTEGER, TEXT, Param, Signature
+
+    assert split_form("ops.touch") == ("ops.touch", None)
+    assert split_form("ops.touch()") == ("ops.touch", ())
+    assert split_form('"odd(name)".p(numeric(10,2), "My Type"[])') == (
+        '"odd(name)".p', ("numeric(10,2)", '"My Type"[]'))
+    sig = Signature("ops.touch", (Param("a", "integer", INTEGER),
+                                  Param("r", "text", TEXT, "IN/OUT", defaulted=True)))
+    assert sig.form == "ops.touch(integer, text)"
+    for typed in (("integer",), ("INT",), ("int4", "TEXT"), ("integer", "character varying")[:1]):
+        assert form_matches(sig, typed), typed
+    assert not form_matches(sig, ("bigint",))
+    assert not form_matches(sig, ("integer", "text", "text"))
