@@ -29,6 +29,15 @@ class Lookup(Service):
             # `db init`, not to hunt for the procedure
             self.session.require_table(conn)
             raise self.with_suggestion(conn, name, exc) from None
+        except UsageError:
+            if form is not None:
+                raise
+            # a backend whose overloads() cannot list them all yet
+            # (base.OverloadsByResolve): its resolve picks by the names
+            names = frozenset(k.casefold() for k in (given[0] if given else {}))
+            sig = self.backend.resolve(conn, name, names)
+            self.backend.check_submit(sig)
+            return sig
 
         def takes(sig: Signature) -> bool:
             try:
@@ -165,7 +174,10 @@ def for_job(backend: Any, conn: Any, name: str, given: frozenset[str],
     form = recorded.get("form")
     if not form:
         return backend.resolve(conn, name, given)
-    sigs = backend.overloads(conn, name)
+    try:
+        sigs = backend.overloads(conn, name)
+    except UsageError:  # overloads() cannot list them yet (base.OverloadsByResolve)
+        return backend.resolve(conn, name, given)
     try:
         return choose(sigs, form=split_form(form)[1])
     except NotFound:
