@@ -6,6 +6,7 @@ objects)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -122,7 +123,7 @@ def _fails(conn: Any, items: list[tuple[Param, Any]]) -> psycopg.Error | None:
     select = pgsql.SQL("SELECT {}").format(pgsql.SQL(", ").join(placeholder(p) for p, _ in items))
     cur = conn.cursor()
     try:
-        with conn.pipeline():
+        with _pipeline(conn):
             cur.execute("SET TRANSACTION READ ONLY")
             cur.execute(select, [bindable(p, v) for p, v in items])
     except psycopg.errors.DataError as exc:
@@ -135,6 +136,14 @@ def _fails(conn: Any, items: list[tuple[Param, Any]]) -> psycopg.Error | None:
         conn.rollback()
         return exc
     return None
+
+
+def _pipeline(conn: Any) -> Any:
+    """Statements sent together, one round trip (libpq 14+); with an older
+    libpq one after the other."""
+    if psycopg.Pipeline.is_supported():
+        return conn.pipeline()
+    return contextlib.nullcontext()
 
 
 # -- what comes back ----------------------------------------------------------------
@@ -214,7 +223,7 @@ def shape_result(conn: Any, sig: Signature, names: list[str], row: Sequence[Any]
         select = pgsql.SQL("SELECT {}").format(pgsql.SQL(", ").join(
             pgsql.SQL("to_jsonb({}::{})").format(pgsql.Placeholder(), pgsql.SQL(t))
             for _, t in composites.values()))
-        with conn.pipeline():
+        with _pipeline(conn):
             # intervals inside as ISO 8601 too; SET LOCAL: only until the
             # outcome's commit, which writes no interval
             cur.execute("SET LOCAL IntervalStyle = 'iso_8601'")
