@@ -596,5 +596,5 @@ def procedures_rows(sigs: Sequence[Signature]) -> tuple[list[str], list[list[str
 def procedure_records(sigs: Sequence[Signature], *, structured: bool) -> list[dict[str, Any]]:
     """JSON: the parameters as objects; csv/tsv: as the table's one-line text."""
     if structured:
-        return [{"procedure": s.name, "params": [p.to_dict() for p in s.params]} for s in sigs]
+        return [dict(procedure=s.name, form=s.form, params=[p.to_dict() for p in s.params]) for s in sigs]
     return [{"procedure": s.name, "parameters": parameters_text(s)} for s in sigs]

@@ -69,7 +69,7 @@ def procedures(
             _say("no procedure matches" if pattern else "no procedure you can call")
         return
     structured = fmt in (Format.json, Format.jsonl)
-    columns = ("procedure", "params") if structured else render.PROCEDURE_COLUMNS
+    columns = ("procedure", "form", "params") if structured else render.PROCEDURE_COLUMNS
     _out(render.records(render.procedure_records(sigs, structured=structured), fmt, columns,
                         headers=not no_headers))
 
