@@ -245,10 +245,10 @@ def _type_key(text: str) -> str:
     t = " ".join(text.split())
     if not t.startswith('"'):
         t = t.casefold()
-    if t.casefold().startswith("variadic "):
-        t = t[len("variadic "):]
-    if t.casefold().startswith("in "):  # `IN integer`, as \df shows an input
-        t = t[3:]
+    for mode in ("variadic ", "in out ", "inout ", "in ", "out "):  # a mode, as \df shows it
+        if t.casefold().startswith(mode):
+            t = t[len(mode):]
+            break
     dims = ""
     while t.endswith("[]"):
         dims, t = dims + "[]", t[:-2].rstrip()
