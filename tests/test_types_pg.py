@@ -98,6 +98,7 @@ TYPES = [
     ("text_array", "text[]", '["a", "b c", "Ñ"]', ["a", "b c", "Ñ"]),
     ("int_array", "integer[]", "[1, 2, 3]", [1, 2, 3]),
     ("enum_array", "typ.mood[]", '["happy", "sad"]', ["happy", "sad"]),
+    ("interval_array", "interval[]", '["1 mon 2 days", "PT3H"]', ["P1M2D", "PT3H"]),
     ("text", "text", "x'); DROP TABLE typ.t1; --", "x'); DROP TABLE typ.t1; --"),
 ]
 
@@ -344,6 +345,8 @@ def test_an_ambiguous_call_lists_the_forms_to_type_and_writes_nothing(pg):
     assert res.exit_code == 2 and "their values none of them" in res.stderr
     res = cli("submit", "typ.touch(bigint)", "-p", "a=5")
     assert res.exit_code == 3 and "typ.touch(integer, text)" in res.stderr
+    res = cli("submit", "typ.touch(integer", "-p", "a=5")
+    assert res.exit_code == 2 and "invalid procedure form" in res.stderr
     assert rows(pg) == before
 
 
