@@ -25,10 +25,15 @@ from .errors import diag_message
 
 
 def render_args(sig: Signature, given: frozenset[str],
-                value: Callable[[Param], pgsql.Composable]) -> list[pgsql.Composable]:
+                value: Callable[[Param], pgsql.Composable], *,
+                variable: Callable[[Param], pgsql.Composable] | None = None,
+                ) -> list[pgsql.Composable]:
     """The arguments of `CALL proc(...)` for the inputs named in `given`
     (casefolded parameter names), in the signature's order: `value(p)`
     renders an input's value (a placeholder with its cast, or a literal).
+    `variable(p)`, when given, renders every OUT and IN/OUT argument instead
+    (a CALL inside PL/pgSQL takes them as variables, the caller declaring
+    each, an IN/OUT one set to its value).
 
     Named notation (`name => value`) wherever it can be used; an unnamed
     parameter (`$1`) and every one before it is positional, as psql needs
@@ -49,7 +54,9 @@ def render_args(sig: Signature, given: frozenset[str],
                                  f"position, and every parameter before it must be given too: "
                                  f"give {p.name}")
             continue
-        if p.is_input and p.name.casefold() in given:
+        if variable is not None and p.is_output:
+            rendered = variable(p)
+        elif p.is_input and p.name.casefold() in given:
             rendered = value(p)
         else:
             rendered = pgsql.SQL("NULL::{}").format(pgsql.SQL(p.type_name))
