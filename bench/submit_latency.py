@@ -1,7 +1,12 @@
 """Budget: a no-op job on SQLite is `running` within 0.5 s of `submit` starting.
 
 Measured from just before `jobctl submit` is started to the worker's claim
-(START_TIME written when the job turns running), and to its end."""
+(START_TIME written when the job turns running), and to its end.
+
+`--postgresql`: the same on a throwaway PostgreSQL database, and what the
+server-side check of the values (Procedures.check_values: every value cast
+to its declared type, READ ONLY, one round trip) adds to a submit: the
+submit path (resolve, bind, check) timed in-process with and without it."""
 
 from __future__ import annotations
 
@@ -11,11 +16,48 @@ import statistics
 import subprocess
 import time
 
-from _common import jobctl_cmd, scratch_env
+import sys
+
+from _common import jobctl_cmd, pg_database, scratch_env
+
+
+def check_cost(dsn: str, runs: int = 200) -> None:
+    """Median of the submit's checks (resolve + bind [+ check_values]) on one
+    connection, each in its own transaction, as submit runs them."""
+    from jobctl import params
+    from jobctl.api import Jobctl
+    from jobctl.config import resolve_settings
+
+    given = {"vA": "1", "vB": "2"}
+    with Jobctl(resolve_settings(dsn=dsn)) as jc:
+        backend, conn = jc.backend, jc.conn
+        for label, check in (("without the check", False), ("with the check", True),
+                             ("without the check", False), ("with the check", True)):
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                sig = jc.lookup.resolve_for_submit(conn, "SUMA_SIMPLE", [given])
+                values = params.bind(sig, given)
+                if check:
+                    backend.check_values(conn, sig, values)
+                conn.commit()
+                times.append(time.perf_counter() - t0)
+            print(f"resolve + bind {label:18s} median {statistics.median(times) * 1000:6.2f} ms")
 
 
 def main(runs: int = 15) -> None:
     env = scratch_env()
+    if "--postgresql" in sys.argv:
+        with pg_database(env) as dsn:
+            subprocess.run(jobctl_cmd() + ["db", "init", "--examples"], env=env,
+                           capture_output=True, check=True)
+            measure(env, runs)
+            check_cost(dsn)
+        return
+    measure(env, runs)
+
+
+def measure(env: dict[str, str], runs: int) -> None:
     cmd = jobctl_cmd()
     to_running, to_done, submit_wall = [], [], []
     for _ in range(runs):

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from . import params as params_mod
 from . import store
 from .config import Settings
-from .errors import DatabaseError, UsageError
+from .errors import DatabaseError, NotFound, UsageError
 from .launcher import Launcher
 from .lookup import Lookup, name_pattern
 from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, utcnow
@@ -139,8 +139,18 @@ class Jobctl(Service):
         if retries is None:
             retries = max(0, int(job.max_attempts or 1) - 1)
         given = params_mod.merge(dict(job.params or {}), dict(overrides or {}))
-        return job, self.submit(job.procedure_name, given, timeout_s=timeout_s, retries=retries,
-                                unique=unique, queue=job.queue, priority=job.priority or 0)
+        options: dict[str, Any] = dict(timeout_s=timeout_s, retries=retries, unique=unique,
+                                       queue=job.queue, priority=job.priority or 0)
+        form = (job.signature or {}).get("form")
+        if form:
+            # the overload submit chose, by its form: overloads may differ
+            # by type only; when that form is gone (the procedure was
+            # replaced), the name picks again as a submit would
+            try:
+                return job, self.submit(form, given, **options)
+            except NotFound:
+                pass
+        return job, self.submit(job.procedure_name, given, **options)
 
     def run_pool(self, *, queues: Sequence[str] = (), concurrency: int = 4,
                  grace_s: float = 60.0) -> int:

@@ -101,16 +101,18 @@ class Signatures:
     def __init__(self, backend: Any):
         self.backend = backend
         self.lock = threading.Lock()
-        self.seen: dict[tuple[str, frozenset[str]], tuple[Any, float]] = {}
+        self.seen: dict[tuple[str, frozenset[str] | str], tuple[Any, float]] = {}
 
     def resolve(self, conn: Any, name: str, given: frozenset[str], recorded: dict) -> Any:
-        key, now = (name, given), time.monotonic()
+        key, now = (name, recorded.get("form") or given), time.monotonic()
         with self.lock:
             hit = self.seen.get(key)
         if (hit is not None and now - hit[1] < self.TTL_S
                 and recorded.get("fingerprint") in (None, hit[0].fingerprint)):
             return hit[0]
-        sig = self.backend.resolve(conn, name, given)
+        from .lookup import for_job
+
+        sig = for_job(self.backend, conn, name, given, recorded)
         with self.lock:
             self.seen[key] = (sig, now)
         return sig

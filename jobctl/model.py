@@ -128,6 +128,14 @@ class Param:
     mode: str = "IN"          # IN, OUT, IN/OUT
     defaulted: bool = False
     array: bool = False       # PostgreSQL arrays of the family
+    #: PostgreSQL VARIADIC: the last input, an array, passed as a JSON array
+    #: or a repeated `-p name=...`
+    variadic: bool = False
+
+    @property
+    def positional(self) -> bool:
+        """An unnamed parameter, named "$1", "$2"... by its position."""
+        return self.name.startswith("$")
 
     @property
     def is_input(self) -> bool:
@@ -137,9 +145,27 @@ class Param:
     def is_output(self) -> bool:
         return self.mode in ("OUT", "IN/OUT")
 
+    @property
+    def shown_type(self) -> str:
+        """The type as `describe` shows it: `text[]`, `VARIADIC text[]`."""
+        text = self.type_name + ("[]" if self.array and not self.type_name.endswith("]") else "")
+        return f"VARIADIC {text}" if self.variadic else text
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type_name, "mode": self.mode,
-                "defaulted": self.defaulted}
+        out = {"name": self.name, "type": self.type_name, "mode": self.mode,
+               "defaulted": self.defaulted}
+        if self.variadic:
+            out["variadic"] = True
+        return out
+
+
+def param_key(name: str) -> str:
+    """A parameter name as given, compared: case-insensitive, and `1` is
+    the positional parameter `$1`."""
+    text = name.strip()
+    if text.isdigit():
+        text = "$" + str(int(text))
+    return text.casefold()
 
 
 @dataclass(frozen=True)
@@ -152,16 +178,25 @@ class Signature:
     extra: dict = field(default_factory=dict, compare=False)  # backend's own data
 
     def param(self, name: str) -> Param | None:
-        wanted = name.casefold()
+        wanted = param_key(name)
         for p in self.params:
             if p.name.casefold() == wanted:
                 return p
         return None
 
     @property
+    def form(self) -> str:
+        """The signature form that names this overload, as psql's \\df and
+        ALL_ARGUMENTS show it: the name and its inputs' types,
+        `ops.touch(integer)`, `PKG.PROC(NUMBER, VARCHAR2)`. Typed as the
+        procedure's name, it picks this overload (lookup.choose)."""
+        types = [p.shown_type for p in self.params if p.is_input]
+        return f"{self.name}({', '.join(types)})"
+
+    @property
     def shape(self) -> list[str]:
         """The parameters as one line each, for messages: `va numeric IN`."""
-        return [f"{p.name} {p.type_name}{'[]' if p.array else ''} {p.mode}"
+        return [f"{p.name} {p.shown_type} {p.mode}"
                 + (" DEFAULT" if p.defaulted else "") for p in self.params]
 
     @functools.cached_property
@@ -173,13 +208,15 @@ class Signature:
         import json
 
         text = json.dumps([self.overload, [[p.name.casefold(), p.type_name, p.kind, p.mode,
-                                            p.defaulted, p.array] for p in self.params]])
+                                            p.defaulted, p.array]
+                                           + (["variadic"] if p.variadic else [])
+                                           for p in self.params]])
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def record(self) -> dict[str, Any]:
         """What the SIGNATURE column keeps for the worker."""
         return {"name": self.name, "overload": self.overload, "fingerprint": self.fingerprint,
-                "params": self.shape}
+                "params": self.shape, "form": self.form}
 
     def changes_since(self, recorded: dict[str, Any] | None) -> str | None:
         """None when this is what submit recorded; else why it is not."""

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobctlError, UsageError
-from .model import BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
+from .model import (
+    BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature, param_key,
+)
 
 #: what every backend can hold exactly: Oracle NUMBER keeps 38 significant
 #: digits and magnitudes from 1E-130 to below 1E+126 (PostgreSQL numeric
@@ -28,16 +30,30 @@ _TRUE = {"true", "t", "yes", "y", "1", "on"}
 _FALSE = {"false", "f", "no", "n", "0", "off"}
 
 
+class Repeated(list):
+    """The values of a `-p NAME=...` given more than once: the elements of a
+    VARIADIC (or array) parameter; any other parameter refuses it (bind)."""
+
+
 def parse_assignments(items: list[str]) -> dict[str, Any]:
-    """`-p NAME=VALUE` strings → {NAME: "VALUE"} (values stay strings)."""
+    """`-p NAME=VALUE` strings → {NAME: "VALUE"} (values stay strings; a
+    name given again collects its values in a `Repeated` list). NAME `1`
+    is the positional parameter `$1`."""
     out: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
             raise UsageError(f"invalid --param {item!r}: expected NAME=VALUE")
-        if name.casefold() in {k.casefold() for k in out}:
-            raise UsageError(f"parameter {name!r} given twice")
+        key = param_key(name)
+        if key in keys:
+            first = keys[key]
+            if not isinstance(out[first], Repeated):
+                out[first] = Repeated([out[first]])
+            out[first].append(value)
+            continue
+        keys[key] = name
         out[name] = value
     return out
 
@@ -62,9 +78,10 @@ def parse_params_json(text: str) -> dict[str, Any]:
 
 
 def merge(json_params: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
-    """`-p` wins over `--params` for the same (case-insensitive) name."""
-    merged = {k: v for k, v in json_params.items()
-              if k.casefold() not in {a.casefold() for a in assignments}}
+    """`-p` wins over `--params` for the same (case-insensitive) name;
+    `1` and `$1` are one name."""
+    given = {param_key(a) for a in assignments}
+    merged = {k: v for k, v in json_params.items() if param_key(k) not in given}
     merged.update(assignments)
     return merged
 
@@ -84,6 +101,11 @@ def bind(sig: Signature, given: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"{sig.name} has no parameter {name!r} (inputs: {known})")
         if not p.is_input:
             raise UsageError(f"parameter {p.name} of {sig.name} is OUT only and takes no value")
+        if p.name in values:
+            raise UsageError(f"parameter {p.name} given twice (as {name!r})")
+        check_utf8(p, raw)
+        if isinstance(raw, Repeated) and not (p.variadic or p.array):
+            raise UsageError(f"parameter {name!r} given twice")
         values[p.name] = coerce(p, raw)
     missing = [p.name for p in sig.params
                if p.mode == "IN" and not p.defaulted and p.name not in values]
@@ -93,11 +115,33 @@ def bind(sig: Signature, given: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def check_utf8(p: Param, raw: Any) -> None:
+    """Text that is not UTF-8 (bytes the shell passed that Python kept as
+    lone surrogates) is refused naming the parameter: the database would
+    refuse it later, with a codec's message."""
+    if isinstance(raw, str):
+        bad = next((i for i, c in enumerate(raw) if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            c = ord(raw[bad])
+            byte = f" (byte 0x{c - 0xdc00:02x})" if 0xdc80 <= c <= 0xdcff else ""
+            raise UsageError(f"parameter {p.name}: the value is not valid UTF-8{byte} at "
+                             f"character {bad + 1}; jobctl passes text as UTF-8")
+    elif isinstance(raw, (list, tuple)):
+        for item in raw:
+            check_utf8(p, item)
+    elif isinstance(raw, dict):
+        for key, item in raw.items():
+            check_utf8(p, key)
+            check_utf8(p, item)
+
+
 def coerce(p: Param, raw: Any) -> Any:
     if raw is None:
         return None
     if p.kind == UNSUPPORTED:
         raise UsageError(f"parameter {p.name} has type {p.type_name}, which jobctl cannot pass")
+    if p.variadic and isinstance(raw, str) and not raw.lstrip().startswith("["):
+        raw = [raw]  # one `-p name=value`: a VARIADIC of one element
     if p.array:
         if isinstance(raw, str):
             try:
@@ -108,6 +152,8 @@ def coerce(p: Param, raw: Any) -> Any:
             raise UsageError(f"parameter {p.name} ({p.type_name}) needs a JSON array, got {raw!r}")
         item = Param(p.name, p.type_name, p.kind)
         return [coerce(item, v) for v in raw]
+    if isinstance(raw, Repeated):
+        raise UsageError(f"parameter {p.name} given twice")
     try:
         return _COERCE[p.kind](raw)
     except OutOfRange as exc:

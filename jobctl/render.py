@@ -343,8 +343,7 @@ def stats_rows(rows: Sequence[dict[str, Any]], now: dt.datetime | None = None,
 
 def signature_table_rows(sig: Signature) -> tuple[list[str], list[list[str]]]:
     headers = ["PARAMETER", "TYPE", "MODE", "DEFAULTED"]
-    rows = [[p.name, p.type_name + ("[]" if p.array and not p.type_name.endswith("]") else ""),
-             p.mode, "yes" if p.defaulted else "no"] for p in sig.params]
+    rows = [[p.name, p.shown_type, p.mode, "yes" if p.defaulted else "no"] for p in sig.params]
     return headers, rows
 
 
@@ -521,8 +520,16 @@ def _status_style(value: str) -> str:
         return ""
 
 
-def signature_rows(sig: Signature) -> list[dict[str, Any]]:
-    return [dict(procedure=sig.name, **p.to_dict()) for p in sig.params]
+def signature_rows(sig: Signature, *, several: bool = False) -> list[dict[str, Any]]:
+    """csv/tsv: a row per parameter; an overload named by its form."""
+    return [dict(p.to_dict(), procedure=sig.form if several else sig.name) for p in sig.params]
+
+
+def describe_record(sigs: Sequence[Signature]) -> dict[str, Any]:
+    """`describe -f json`: one overload {procedure, form, params}; several
+    {procedure, overloads: [{form, params}, ...]}."""
+    each = [{"form": s.form, "params": [p.to_dict() for p in s.params]} for s in sigs]
+    return {"procedure": sigs[0].name, **(each[0] if len(each) == 1 else {"overloads": each})}
 
 
 # -- jobctl doctor ---------------------------------------------------------------
@@ -575,7 +582,7 @@ def parameters_text(sig: Signature) -> str:
     [vB NUMBER], OUT vResult NUMBER` (brackets: the parameter has a default)."""
     shown = []
     for p in sig.params:
-        text = p.name + " " + p.type_name + ("[]" if p.array and not p.type_name.endswith("]") else "")
+        text = ("VARIADIC " if p.variadic else "") + p.name + " " + p.shown_type.removeprefix("VARIADIC ")
         if p.mode != "IN":
             text = f"{p.mode} {text}"
         shown.append(f"[{text}]" if p.defaulted else text)
@@ -589,5 +596,5 @@ def procedures_rows(sigs: Sequence[Signature]) -> tuple[list[str], list[list[str
 def procedure_records(sigs: Sequence[Signature], *, structured: bool) -> list[dict[str, Any]]:
     """JSON: the parameters as objects; csv/tsv: as the table's one-line text."""
     if structured:
-        return [{"procedure": s.name, "params": [p.to_dict() for p in s.params]} for s in sigs]
+        return [dict(procedure=s.name, form=s.form, params=[p.to_dict() for p in s.params]) for s in sigs]
     return [{"procedure": s.name, "parameters": parameters_text(s)} for s in sigs]

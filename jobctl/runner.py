@@ -44,6 +44,7 @@ from .claiming import Claiming
 from .config import ConnectionSettings, Settings, Tunables
 from .errors import JobctlError, describe_exception
 from .jobrun import Signals
+from .lookup import for_job
 from .model import Job, JobStatus, format_duration, utcnow
 from .params import from_stored
 from .watchdog import Watchdog
@@ -135,7 +136,7 @@ class Worker(Claiming, Watchdog):
             name = recorded.get("name") or job.procedure_name
             given = frozenset(k.casefold() for k in stored)
             sig = (self.signatures.resolve(self.call_conn, name, given, recorded)
-                   if self.signatures else self.backend.resolve(self.call_conn, name, given))
+                   if self.signatures else for_job(self.backend, self.call_conn, name, given, recorded))
             if changed := sig.changes_since(recorded):
                 raise JobctlError(changed)
             values = from_stored(sig, stored)

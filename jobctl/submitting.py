@@ -15,7 +15,7 @@ from . import params as params_mod
 from . import store
 from .errors import JobctlError, UsageError
 from .launcher import Launcher
-from .lookup import Lookup
+from .lookup import Lookup, split_form
 from .model import MAX_DURATION_S, JobStatus, utcnow
 from .session import Service, Session
 
@@ -39,11 +39,15 @@ class Submitter(Service):
         """Write the job `queued`; when its queue has a free slot, start a
         worker for the next eligible job (see Queues in the README)."""
         placing = placing_of(queue=queue, priority=priority, at=at, in_=in_)
-        name = self.backend.normalize_name(procedure)
+        bare, form = split_form(procedure)
+        name = self.backend.normalize_name(bare)
         check_run_options(timeout_s, retries)
         with self.db() as conn:
-            sig = self.lookup.resolve_for_submit(conn, name, [given])
+            sig = self.lookup.resolve_for_submit(conn, name, [given], form)
             values = params_mod.bind(sig, given)
+            # every value as the server's own types take it (range, enum,
+            # domain CHECK, length), without side effects, before any row
+            self.backend.check_values(conn, sig, values)
             placing["after_jobs"] = self.dependencies(conn, after)
             conn.commit()  # resolve may have opened a read transaction
             # one name per procedure: the one the database resolved, so every
@@ -95,7 +99,8 @@ class Submitter(Service):
         is checked first (a bad one: UsageError naming it, nothing written),
         then all rows go in one transaction; workers start for the free slots."""
         placing = placing_of(queue=queue, priority=priority, at=at, in_=in_)
-        name = self.backend.normalize_name(procedure)
+        bare, form = split_form(procedure)
+        name = self.backend.normalize_name(bare)
         check_run_options(timeout_s, retries)
         given_per_line: list[tuple[int, dict[str, Any]]] = []
         for number, line in enumerate(lines, 1):
@@ -114,7 +119,7 @@ class Submitter(Service):
         import uuid
 
         with self.db() as conn:
-            sig = self.lookup.resolve_for_submit(conn, name, [g for _, g in given_per_line])
+            sig = self.lookup.resolve_for_submit(conn, name, [g for _, g in given_per_line], form)
             rows = []
             now = utcnow()
             who = submitted_by or submitter_name()
@@ -123,6 +128,7 @@ class Submitter(Service):
             for number, given in given_per_line:
                 try:
                     values = params_mod.bind(sig, given)
+                    self.backend.check_values(conn, sig, values)
                 except JobctlError as exc:
                     raise UsageError(f"--params-file line {number}: {exc.message}") from None
                 rows.append(dict(job_id=uuid.uuid4().hex, procedure_name=sig.name, now=now,

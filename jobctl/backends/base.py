@@ -278,6 +278,20 @@ class Procedures(Protocol):
         """The signature of procedure `name`; `given` (casefolded input names)
         picks among overloads. NotFound when there is none."""
 
+    def overloads(self, conn: Any, name: str) -> list[Signature]:
+        """Every overload of procedure `name` (one Signature each, named as
+        `resolve` names them; `Signature.form` tells them apart). NotFound
+        when there is none. The generic code (lookup.choose) picks one: by
+        a signature form the user typed, else by the names and values given."""
+
+    def check_values(self, conn: Any, sig: Signature, values: Mapping[str, Any]) -> None:
+        """Check on the server, without side effects and in at most one round
+        trip when every value is good, that each bound input value (keyed by
+        parameter name, as params.bind returns them) is accepted by its
+        declared type: range, enum label, domain CHECK, length, format.
+        UsageError naming the parameter when one is not. Nothing is written;
+        the caller commits or rolls back the transaction afterwards."""
+
     def check_submit(self, sig: Signature) -> None:
         """Refuse at submit (UsageError, before any row is written) a procedure
         whose parameters the backend can neither pass nor read back; `describe`
@@ -305,6 +319,21 @@ class Procedures(Protocol):
 
 class Backend(Database, Procedures, Protocol):
     """One database module (backends/<name>.py): both roles."""
+
+
+class OverloadsByResolve:
+    """For a backend whose procedures have one overload each and no types of
+    a server to check values against (SQLite's registry of Python callables:
+    params.bind's coercion is the check), or that has no catalog of
+    overloads of its own yet: the one overload `resolve` picks without
+    names, and no server-side check. Listed last among a backend's bases,
+    so that the backend's own methods win."""
+
+    def overloads(self, conn: Any, name: str) -> list[Signature]:
+        return [self.resolve(conn, name, frozenset())]  # type: ignore[attr-defined]
+
+    def check_values(self, conn: Any, sig: Signature, values: Mapping[str, Any]) -> None:
+        return None
 
 
 #: the prefix of an announcement that work was queued (a job id never has one)

@@ -23,7 +23,7 @@ from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageE
 from ..model import Signature
 from ..params import to_json_value
 from ..model import COLUMNS
-from .base import CallContext, PolledCancel
+from .base import CallContext, OverloadsByResolve, PolledCancel
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$#]*(\.[A-Za-z_][A-Za-z0-9_$#]*){0,2}$")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -169,7 +169,7 @@ def _schema_incomplete(conn: sqlite3.Connection) -> bool:
     return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
 
-class SqliteBackend(PolledCancel):
+class SqliteBackend(PolledCancel, OverloadsByResolve):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 

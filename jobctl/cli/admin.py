@@ -26,20 +26,22 @@ def describe(
                                              autocompletion=complete_procedure)],
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Show a procedure's parameters: name, type, mode, defaulted.
+    """Show a procedure's parameters: name, type, mode, defaulted (every overload).
 
     Example: jobctl describe SUMA_SIMPLE
     """
     from .. import render
 
-    sig = api_for(ctx).describe(procedure)
+    sigs = api_for(ctx).describe(procedure)
     if fmt is Format.table:
-        _print_table(*render.signature_table_rows(sig), title=sig.name)
+        for sig in sigs:
+            _print_table(*render.signature_table_rows(sig),
+                         title=sig.form if len(sigs) > 1 else sig.name)
     elif fmt is Format.json:
-        _out(render.records([{"procedure": sig.name, "params": [p.to_dict() for p in sig.params]}],
-                            fmt, (), single=True))
+        _out(render.records([render.describe_record(sigs)], fmt, (), single=True))
     else:
-        _out(render.records(render.signature_rows(sig), fmt, ("procedure",) + render.PARAM_COLUMNS))
+        _out(render.records([r for sig in sigs for r in render.signature_rows(sig, several=len(sigs) > 1)],
+                            fmt, ("procedure",) + render.PARAM_COLUMNS))
 
 
 @app.command()
@@ -67,7 +69,7 @@ def procedures(
             _say("no procedure matches" if pattern else "no procedure you can call")
         return
     structured = fmt in (Format.json, Format.jsonl)
-    columns = ("procedure", "params") if structured else render.PROCEDURE_COLUMNS
+    columns = ("procedure", "form", "params") if structured else render.PROCEDURE_COLUMNS
     _out(render.records(render.procedure_records(sigs, structured=structured), fmt, columns,
                         headers=not no_headers))
 

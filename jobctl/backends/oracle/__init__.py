@@ -25,6 +25,7 @@ import weakref
 from typing import Any, ClassVar
 
 from ... import config
+from ..base import OverloadsByResolve
 from .call import (CALL_START_SQL, CALL_UNDO_SQL, GV_LONGOPS_SQL, LONGOPS_SQL,
                    OUTPUT_GET_LINES_SQL, OracleCalls)
 from .catalog import (ARGUMENTS_SQL, NAME_RESOLVE_SQL, PROCEDURE_LIST_SQL, PROCEDURES_SQL,
@@ -46,7 +47,7 @@ __all__ = [
 
 
 class OracleBackend(OracleConnections, OracleSessions, OracleDialect, OracleErrors,
-                    OracleCatalog, OracleCalls):
+                    OracleCatalog, OracleCalls, OverloadsByResolve):
     name: ClassVar[str] = "oracle"
     script_style: ClassVar[str] = "sqlplus"
 

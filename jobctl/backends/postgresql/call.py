@@ -10,16 +10,15 @@ from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
-from psycopg.types.json import Jsonb
 
-from ... import jsontext
 from ...errors import DatabaseError
-from ...model import JSON, NUMBER, Param, Signature
+from ...model import Signature
 from ...params import to_json_value
 from ..base import WORK_NEWS, CallContext
 from .errors import diag_message
 from .names import split_name
 from .shared import PostgresBase
+from .values import bindable, placeholder, render_args, result_adapters, shape_result
 
 
 def _json_ready(value: Any) -> Any:
@@ -32,37 +31,17 @@ def _json_ready(value: Any) -> Any:
         return value
     return str(value)  # interval, uuid, inet, ...: their text form
 
-def _dumps(value: Any) -> str:
-    return jsontext.dumps(to_json_value(value))
-
 _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re.IGNORECASE)
 
 #: the channel workers listen on: `jobctl cancel` announces a job id there,
 #: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
 
-def _bindable(p: Param, value: Any) -> Any:
-    if value is None:
-        return None
-    if p.array and isinstance(value, (list, tuple)):
-        return [_scalar(p.kind, v) for v in value]
-    return _scalar(p.kind, value)
-
-def _scalar(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == JSON:
-        return Jsonb(value, dumps=_dumps)
-    if kind == NUMBER and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return Decimal(str(value))  # one type across an array, exact for the cast
-    return value
-
-
 class PostgresCalls(PostgresBase):
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         given = {k.casefold(): v for k, v in values.items()}
-        binds = [_bindable(p, given[p.name.casefold()]) for p in sig.params
+        binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
                  if p.is_input and p.name.casefold() in given]
         stmt = self._call_statement(conn, sig, frozenset(given))
 
@@ -79,6 +58,7 @@ class PostgresCalls(PostgresBase):
         conn.add_notice_handler(on_notice)
         try:
             cur = conn.cursor()
+            result_adapters(cur)
             cur.execute(stmt, binds)
             row = cur.fetchone() if cur.description is not None else None
         except psycopg.Error as exc:
@@ -89,7 +69,7 @@ class PostgresCalls(PostgresBase):
             conn.remove_notice_handler(on_notice)
         if row is None:
             return {}
-        return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+        return shape_result(conn, sig, [d.name for d in cur.description], row, _json_ready)
 
     def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
         """`CALL proc(name => %s::type, ...)` for these inputs, composed once
@@ -105,15 +85,7 @@ class PostgresCalls(PostgresBase):
             schema, proc = split_name(sig.name)
         target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
                   if schema else pgsql.Identifier(proc))
-        args: list[pgsql.Composable] = []
-        for p in sig.params:
-            if p.is_input and p.name.casefold() in given:
-                args.append(pgsql.SQL("{} => {}::{}").format(
-                    pgsql.Identifier(p.name), pgsql.Placeholder(), pgsql.SQL(p.type_name)))
-            elif p.mode == "OUT" or (p.mode == "IN/OUT" and not p.defaulted):
-                # PostgreSQL 14+: OUT arguments take a placeholder in CALL
-                args.append(pgsql.SQL("{} => NULL::{}").format(pgsql.Identifier(p.name),
-                                                               pgsql.SQL(p.type_name)))
+        args = render_args(sig, given, placeholder)
         stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args)).as_string(conn)
         if len(self._statements) > 256:
             self._statements.clear()

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any
 
 from ...errors import DatabaseError, JobctlError, NotFound, UsageError
 from ...model import (
-    BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature,
+    BOOLEAN, DATE, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature, param_key,
 )
 from .names import render_ident, split_name
 from .shared import PostgresBase
+from .values import check_values
 
 
 _FAMILIES = {
@@ -36,7 +37,7 @@ SELECT p.oid::int8 AS oid, n.nspname, p.proname, p.prokind, p.pronargdefaults,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS identity,
        pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS schema_usage,
        pg_catalog.has_function_privilege(p.oid, 'EXECUTE') AS can_execute,
-       {pos} AS pos
+       current_user AS who, {pos} AS pos
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
   {join}
@@ -76,18 +77,16 @@ SELECT t.oid::int8 AS oid, pg_catalog.format_type(t.oid, NULL) AS type_name,
 """
 
 def _family(typname: str | None, typtype: str | None) -> str:
-    if typname is None:
+    """The family jobctl coerces a value of this type to. A type jobctl does
+    not know (bytea, reg*, ranges, money, enums, composites, ...) is passed
+    as text and cast by the server, as psql passes a literal; only the
+    pseudo-types (anyelement, "any", internal, ...) cannot be passed."""
+    if typname is None or typtype == "p":
         return UNSUPPORTED
-    if typtype == "e":  # enum: passed as its label
-        return TEXT
-    return _FAMILY_OF.get(typname, UNSUPPORTED)
-
-_IN_PREFIX = re.compile(r"(\(|, )IN ")  # `IN a integer` reads as `a integer`
-
-def _shown_signature(sig: Signature) -> str:
-    return _IN_PREFIX.sub(r"\1", sig.overload or "")
+    return _FAMILY_OF.get(typname, TEXT)
 
 def _accepts(sig: Signature, given: frozenset[str]) -> bool:
+    given = frozenset(param_key(g) for g in given)
     inputs = {p.name.casefold() for p in sig.params if p.is_input}
     required = {p.name.casefold() for p in sig.params if p.mode == "IN" and not p.defaulted}
     return given <= inputs and required <= given
@@ -99,20 +98,34 @@ class PostgresCatalog(PostgresBase):
         return f"{render_ident(schema)}.{render_ident(proc)}" if schema else render_ident(proc)
 
     def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
-        """The signature, named canonically: without its schema when the bare
+        """The overload `given` (the input names) picks; see overloads."""
+        sigs = self.overloads(conn, name)
+        if len(sigs) == 1:
+            return sigs[0]
+        fits = [s for s in sigs if _accepts(s, given)]
+        if len(fits) != 1:
+            listing = ", ".join(s.form for s in (fits or sigs))
+            raise UsageError(f"{sigs[0].name} has {len(sigs)} overloads and the parameters given "
+                             f"({', '.join(sorted(given)) or 'none'}) "
+                             f"{'fit more than one' if fits else 'fit none'}: "
+                             f"type one of these forms as the procedure: {listing}")
+        return fits[0]
+
+    def overloads(self, conn: Any, name: str) -> list[Signature]:
+        """Every overload, named canonically: without its schema when the bare
         name resolves to the very same procedure (the first schema on the
         search_path that has it), so `suma_simple` and `public.suma_simple`
         are one PROCEDURE_NAME."""
-        sig = self._resolve(conn, name, given)
+        sigs = self._overloads(conn, name)
         schema, proc = split_name(name)
         if schema is not None and schema in self._path_schemas(conn):
             try:
-                bare = self._resolve(conn, render_ident(proc), given)
+                bare = {s.extra["oid"]: s.name for s in self._overloads(conn, render_ident(proc))}
             except JobctlError:
-                return sig
-            if bare.extra["oid"] == sig.extra["oid"]:
-                return replace(sig, name=bare.name)
-        return sig
+                return sigs
+            sigs = [replace(s, name=bare[s.extra["oid"]]) if s.extra["oid"] in bare else s
+                    for s in sigs]
+        return sigs
 
     @staticmethod
     def _path_schemas(conn: Any) -> list[str]:
@@ -120,7 +133,7 @@ class PostgresCatalog(PostgresBase):
         cur.execute("SELECT pg_catalog.current_schemas(true)")
         return list(cur.fetchone()[0])
 
-    def _resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
+    def _overloads(self, conn: Any, name: str) -> list[Signature]:
         schema, proc = split_name(name)
         shown = self.normalize_name(name)
         if schema is not None:
@@ -159,29 +172,13 @@ class PostgresCatalog(PostgresBase):
             procs = kept
 
         types = self._types(cur, {t for r in procs for t in r["argtypes"]})
-        sigs = [self._signature(shown, r, types) for r in procs]
-        chosen = sigs[0]
-        if len(sigs) > 1:
-            fits = [s for s in sigs if _accepts(s, given)]
-            if len(fits) != 1:
-                listing = "; ".join(_shown_signature(s) for s in (fits or sigs))
-                given_txt = ", ".join(sorted(given)) or "none"
-                why = ("cannot tell which one is meant" if fits
-                       else "none of them accepts them")
-                raise UsageError(f"{shown} has {len(sigs)} overloads and the parameters given "
-                                 f"({given_txt}) {why}; candidates: {listing}")
-            chosen = fits[0]
-
-        row = next(r for r in procs if r["oid"] == chosen.extra["oid"])
-        if not row["schema_usage"]:
-            raise DatabaseError(f"permission denied for schema {row['nspname']}: "
-                                "the connecting role lacks USAGE on it")
-        if not row["can_execute"]:
-            cur.execute("SELECT current_user")
-            who = cur.fetchone()[0]
-            raise DatabaseError(f"permission denied for procedure {row['nspname']}.{row['proname']}:"
-                                f" role {who} lacks EXECUTE on it")
-        return chosen
+        sigs = []
+        for r in procs:
+            sig = self._signature(shown, r, types)
+            sig.extra.update(schema_usage=r["schema_usage"], can_execute=r["can_execute"],
+                             who=r["who"])
+            sigs.append(sig)
+        return sigs
 
     def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
         # the catalog of one database is small: `like` is left to the caller
@@ -215,22 +212,36 @@ class PostgresCatalog(PostgresBase):
         params = []
         for i, (oid, mode) in enumerate(zip(argtypes, modes)):
             info = types.get(oid, {})
+            # an unnamed parameter is named by its position, as in the
+            # procedure's body: `-p 1=...` passes it (positionally in CALL)
             name = argnames[i] if i < len(argnames) and argnames[i] else f"${i + 1}"
             array = info.get("elem_name") is not None
             kind = (_family(info.get("elem_name"), info.get("elem_kind")) if array
                     else _family(info.get("base_name"), info.get("base_kind")))
-            if mode == "v" or (name.startswith("$") and mode in ("i", "b")):
-                kind = UNSUPPORTED  # VARIADIC, or an input that cannot be named in CALL
             params.append(Param(name=name, type_name=info.get("type_name") or str(oid),
                                 kind=kind, mode=_MODES.get(mode, "IN"),
-                                defaulted=i in defaulted, array=array))
+                                defaulted=i in defaulted, array=array, variadic=mode == "v"))
         # the overload names its schema too: the fingerprint then changes if the
         # same bare name comes to mean a procedure in another schema
+        # OUT composites come back as objects with their field names (values.shape_result)
+        composites = {p.name.casefold(): p.type_name for p, oid in zip(params, argtypes)
+                      if p.is_output and types.get(oid, {}).get("base_kind") == "c"}
         return Signature(
             name=shown, params=tuple(params),
             overload=f"{render_ident(row['nspname'])}.{render_ident(row['proname'])}({row['identity']})",
-            extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"]},
+            extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"],
+                   "composites": composites},
         )
 
+    def check_values(self, conn: Any, sig: Signature, values: Mapping[str, Any]) -> None:
+        check_values(conn, sig, values)
+
     def check_submit(self, sig: Signature) -> None:
-        return None  # nothing to refuse before the call
+        """The role may use the schema and execute the procedure (read with
+        the catalog, so the message names what is missing)."""
+        if sig.extra.get("schema_usage") is False:
+            raise DatabaseError(f"permission denied for schema {sig.extra['schema']}: "
+                                "the connecting role lacks USAGE on it")
+        if sig.extra.get("can_execute") is False:
+            raise DatabaseError(f"permission denied for procedure {sig.extra['schema']}."
+                                f"{sig.extra['proc']}: role {sig.extra['who']} lacks EXECUTE on it")
