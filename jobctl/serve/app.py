@@ -267,10 +267,11 @@ class Server:
         try:
             await self.principal(request, READ, cookie=True)
             name = request.path_params["name"]
-            sig = await self.call(lambda jc: jc.describe(name))
+            sigs = await self.call(lambda jc: jc.describe(name))
         except Exception as exc:
             return error_response(exc)
-        return json_response({"procedure": sig.name, "params": [p.to_dict() for p in sig.params]})
+        return json_response(None, text=render.records([render.describe_record(sigs)], Format.json,
+                                                       (), single=True))
 
     async def overview(self, request: Request) -> Response:
         """GET /overview: what the web page shows, in one answer."""
@@ -347,7 +348,7 @@ def _allowed(jc: Jobctl, who: Principal, name: str) -> None:
     from ..errors import NotFound, UsageError
 
     try:
-        resolved = jc.describe(name).name
+        resolved = jc.describe(name)[0].name
     except (NotFound, UsageError):  # unknown or ambiguous: the pattern refuses it all the same
         resolved = ""
     who.require_procedure(name, normalized, resolved)
