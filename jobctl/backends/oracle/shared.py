@@ -23,6 +23,9 @@ class OracleBase:
     _longops_views: list[str]
     #: per connection: (current schema, instance number, SID) learnt at connect
     _sessions: weakref.WeakKeyDictionary[Any, dict[str, Any]]
+    #: whether the V$ views the reset between jobs reads answer this user:
+    #: None not yet known, False: every job gets a new connection (jobsession.py)
+    _reset_views: bool | None
 
     if TYPE_CHECKING:
         def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any: ...
