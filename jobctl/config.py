@@ -335,8 +335,7 @@ def read_password_file(name: str) -> str:
 #: no timing knob may exceed this: past it, date arithmetic overflows (and a
 #: heartbeat of a month means no heartbeat at all)
 MAX_TUNABLE_S = 30 * 86400.0
-#: the most rows one REF CURSOR / implicit result may keep in RESULT
-MAX_RESULT_ROWS = 1_000_000
+MAX_RESULT_ROWS = 1_000_000  # the most rows one REF CURSOR / implicit result keeps
 
 
 @dataclass(frozen=True)
@@ -355,9 +354,7 @@ class Tunables:
     #: a completed job's commit that meets a lock or a full disk is tried again
     #: for this long (None: lost_after_s, after which others read it lost)
     outcome_retry_s: float | None = None
-    #: rows kept from a REF CURSOR OUT or an implicit result (env JOBCTL_RESULT_ROWS);
-    #: when cut, OUTPUT says so
-    result_rows: int = 1000
+    result_rows: int = 1000        # rows kept per REF CURSOR / implicit result (OUTPUT says a cut)
 
     @property
     def outcome_retry_window_s(self) -> float:
@@ -389,18 +386,12 @@ class Tunables:
                 raise UsageError(f"invalid {source} {raw!r}: must be a number of seconds "
                                  f"above 0 and at most {MAX_TUNABLE_S:.0f} (30 days)")
             values[f], sources[f] = value, source
-        rows_env = os.environ.get(cls.env_name("result_rows"))
-        rows_raw = rows_env if rows_env is not None else profile.get("result_rows")
-        if rows_raw is not None:
-            source = cls.env_name("result_rows") if rows_env is not None else "profile key result_rows"
-            try:
-                rows = int(str(rows_raw).strip())
-            except ValueError:
-                rows = -1
-            if isinstance(rows_raw, bool) or not (0 < rows <= MAX_RESULT_ROWS):
-                raise UsageError(f"invalid {source} {rows_raw!r}: must be a whole number of rows "
-                                 f"from 1 to {MAX_RESULT_ROWS}")
-            values["result_rows"] = rows
+        if (raw := os.environ.get("JOBCTL_RESULT_ROWS", profile.get("result_rows"))) is not None:
+            if (isinstance(raw, bool) or not (text := str(raw).strip()).isdigit()
+                    or not 0 < int(text) <= MAX_RESULT_ROWS):
+                raise UsageError(f"invalid JOBCTL_RESULT_ROWS (or profile key result_rows) {raw!r}: "
+                                 f"must be a whole number of rows from 1 to {MAX_RESULT_ROWS}")
+            values["result_rows"] = int(str(raw))
         tunables = cls(**values)
         if tunables.heartbeat_s * 3 > tunables.lost_after_s:
             hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")

@@ -160,7 +160,7 @@ def parse_hex(raw: Any, name: str, type_name: str) -> bytes:
     return bytes.fromhex(digits)
 
 
-def format_hex(value: bytes) -> str:
+def format_hex(value: bytes | bytearray) -> str:
     return "\\x" + bytes(value).hex()
 
 
