@@ -935,11 +935,35 @@ def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
                      "started_at", "heartbeat_at"}
 
 
-def test_progress_package_is_keyed_by_client_identifier():
+def test_progress_package_is_keyed_by_the_job_jobctl_names_at_each_call():
+    """Issue 23: SET_PROGRESS finds its job through a package variable that
+    jobctl sets at the start of every call (SET_JOB), falling back to
+    CLIENT_IDENTIFIER for an older worker; the write is autonomous, and a
+    COMMIT refused under --atomic (ORA-00034 / ORA-06519) leaves the job
+    running without its progress."""
     body = next(s for s in _split("create_async_jobs_table.sql") if s.startswith("CREATE OR REPLACE PACKAGE BODY"))
+    spec = next(s for s in _split("create_async_jobs_table.sql")
+                if s.startswith("CREATE OR REPLACE PACKAGE JOBCTL_PROGRESS"))
+    assert "PROCEDURE SET_JOB(p_job_id IN VARCHAR2);" in spec
     assert "PRAGMA AUTONOMOUS_TRANSACTION" in body
-    assert "SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER')" in body
-    assert re.search(r"WHERE JOB_ID = v_job_id\s+AND STATUS = 'running'", body)
+    assert "NVL(g_job_id, SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER'))" in body
+    assert re.search(r"WHERE JOB_ID = p_job_id\s+AND STATUS = 'running'", body)
+    assert re.search(r"EXCEPTION_INIT\(e_commit_refused, -34\)", body)
+    assert re.search(r"WHEN e_commit_refused OR e_autonomous_left_open THEN\s+NULL;", body)
+    # the call names the job, whatever the session's CLIENT_IDENTIFIER says
+    assert "JOBCTL_PROGRESS.SET_JOB(:1); END;' USING :jc_job" in ob.CALL_START_SQL
+
+
+def test_cleanup_procedure_deletes_exactly_what_jobctl_cleanup_deletes():
+    """Issue 23 item 6: an allow-list of the finished statuses, compared
+    without regard to case, never a deny-list: a RUNNING or PENDING row that
+    another writer left is not deleted."""
+    proc = next(s for s in _split("create_async_jobs_table.sql")
+                if s.startswith("CREATE OR REPLACE PROCEDURE CLEANUP_OLD_ASYNC_JOBS"))
+    m = re.search(r"AND LOWER\(STATUS\) IN \(([^)]*)\)", proc)
+    assert m, proc
+    assert re.findall(r"'(\w+)'", m.group(1)) == [s.value for s in model.FINISHED_STATUSES]
+    assert "NOT IN" not in proc
 
 
 def test_db_init_print_shows_the_oracle_scripts_without_connecting(no_connect):

@@ -18,7 +18,7 @@ from .binds import OracleBinds
 from .dialect import bind_values
 from .errors import db_text, error_code, error_info, is_killed, ora_code, server_text
 from .jobsession import STATE_BLOCK
-from .values import cut_note, decimal_numbers, fetch_rows, result_value
+from .values import REF_CURSOR, base_type, cut_note, decimal_numbers, fetch_rows, result_value
 
 #: DBMS_OUTPUT lines fetched per round trip, and the longest line PL/SQL
 #: can put (ORACLE_NOTES "Output, identity, progress"; samples/dbms_output.py)
@@ -169,8 +169,9 @@ class OracleCalls(OracleBinds):
         result: dict[str, Any] = {}
         for pname, var in out_vars.items():
             value = var.getvalue()
-            if isinstance(value, oracledb.Cursor):
-                result[pname.lower()] = self._rows(value, pname.lower(), limit, ctx)
+            if base_type(types.get(pname)) == REF_CURSOR:
+                rows = self._rows(value, pname.lower(), limit, ctx) if value is not None else None
+                result[pname.lower()] = rows
             else:
                 result[pname.lower()] = result_value(value, limit)
         implicit = self._implicit_results(cur, limit, ctx)
