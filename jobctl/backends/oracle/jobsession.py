@@ -125,7 +125,8 @@ def setup_statements(text: str | None) -> list[str]:
         current = ""
         for is_code, piece in segments(unit):
             if not is_code:
-                current += piece
+                if not piece.startswith(("--", "/*")):
+                    current += piece            # a quoted string or identifier
                 continue
             parts = piece.split(";")
             for part in parts[:-1]:
@@ -134,7 +135,7 @@ def setup_statements(text: str | None) -> list[str]:
                     out.append(current.strip())
                 current = ""
             current += parts[-1]
-        if current.strip() and not re.fullmatch(r"\s*(--[^\n]*\s*)*", current):
+        if current.strip():
             out.append(current.strip())
     return out
 
