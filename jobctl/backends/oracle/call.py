@@ -1,6 +1,8 @@
-"""Calling a procedure: binds, OUT variables, DBMS_OUTPUT, the retry on
-discarded package state, interrupting, and progress from LONGOPS
-(ORACLE_NOTES "Calling a procedure", "Output, identity, progress")."""
+"""Calling a procedure: its first and last round trips (the marker, the
+commit-inside check, --atomic, the job named for JOBCTL_PROGRESS),
+DBMS_OUTPUT, the retry on discarded package state, result sets,
+interrupting, and progress from LONGOPS (ORACLE_NOTES "Calling a
+procedure", "Output, identity, progress", Second review)."""
 
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ SET_JOB_BLOCK = """
         EXECUTE IMMEDIATE 'BEGIN JOBCTL_PROGRESS.SET_JOB(:1); END;' USING :jc_job;
     EXCEPTION
         WHEN OTHERS THEN
-            IF SQLCODE NOT IN (-6550, -4063, -4067, -4068, -4061) THEN RAISE; END IF;
+            NULL;   -- not installed, older, invalid: progress only, never the job's failure
     END;"""
 
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
@@ -141,12 +143,26 @@ class OracleCalls(OracleBinds):
             txn = self._start_call(conn, cur, ctx, atomic)
         except oracledb.Error as exc:
             raise self._job_error(exc, sig.name) from None
+        # result sets (REF CURSOR OUT, implicit results) are fetched with
+        # exact numbers: the connection's handler applies to every cursor it
+        # hands back, until they are read (values.decimal_numbers)
         handler = getattr(conn, "outputtypehandler", None)
         try:
-            # result sets read back with exact numbers (values.decimal_numbers)
             conn.outputtypehandler = decimal_numbers
         except AttributeError:
             handler = False
+        try:
+            return self._run(conn, cur, sig, call_name, keyword_parameters, out_vars, ctx, txn,
+                             atomic)
+        finally:
+            if handler is not False:
+                with contextlib.suppress(Exception):
+                    conn.outputtypehandler = handler
+
+    def _run(self, conn: Any, cur: Any, sig: Signature, call_name: str,
+             keyword_parameters: dict[str, Any], out_vars: dict[str, Any], ctx: CallContext,
+             txn: str | None, atomic: bool) -> dict[str, Any]:
+        """The call itself, its output, and what it returns."""
         try:
             try:
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
@@ -160,12 +176,9 @@ class OracleCalls(OracleBinds):
         except oracledb.Error as exc:
             self._read_output(conn, ctx, txn, atomic)   # lines put before the error still help
             raise self._job_error(exc, sig.name) from None
-        finally:
-            if handler is not False:
-                with contextlib.suppress(Exception):
-                    conn.outputtypehandler = handler
         self._read_output(conn, ctx, txn, atomic)
         limit = int(getattr(ctx, "result_rows", 1000))
+        types = sig.extra.get("types", {})
         result: dict[str, Any] = {}
         for pname, var in out_vars.items():
             value = var.getvalue()

@@ -54,6 +54,7 @@ STATE_BLOCK = """
         v_count NUMBER;
         v_seen  PLS_INTEGER := 0;
     BEGIN
+      BEGIN
         SELECT LISTAGG(parameter || '=' || value, ';') WITHIN GROUP (ORDER BY parameter)
           INTO v_part FROM nls_session_parameters;
         v_state := 'nls:' || v_part || '|zone:' || SESSIONTIMEZONE
@@ -92,6 +93,11 @@ STATE_BLOCK = """
         EXCEPTION
             WHEN e_no_view OR e_no_priv THEN NULL;
         END;
+      EXCEPTION
+        WHEN OTHERS THEN      -- never the job's failure: unknown, so the connection is replaced
+            v_state := NULL;
+            v_seen := 0;
+      END;
         :jc_state := v_state;
         :jc_seen := v_seen;
     END;"""

@@ -203,6 +203,9 @@ def fetch_rows(cur: Any, limit: int) -> tuple[list[dict[str, Any]], bool]:
     know it). The cursor is closed afterwards."""
     try:
         cur.arraysize = max(1, min(limit + 1, 1000))
+        # also on the cursor itself: whether a REF CURSOR takes its
+        # connection's handler is unconfirmed on a server
+        cur.outputtypehandler = decimal_numbers
         names = [column_name(d[0]) for d in cur.description or ()]
         rows = cur.fetchmany(limit + 1)
         cut = len(rows) > limit
