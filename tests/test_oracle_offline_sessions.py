@@ -474,26 +474,30 @@ def test_booleans_23ai_and_plsql_bind_as_python_booleans():
         assert var.type is oracledb.DB_TYPE_BOOLEAN and var.value is None
 
 
-@pytest.mark.parametrize("data_type", ["TIMESTAMP", "TIMESTAMP WITH TIME ZONE",
-                                       "TIMESTAMP WITH LOCAL TIME ZONE", "DATE"])
-def test_timestamps_with_an_offset_bind_as_the_instant_and_without_as_wall_time(data_type):
-    """With an offset: TIMESTAMP WITH TIME ZONE holding the UTC wall time,
-    since thin mode labels any bound datetime +00:00 (python-oracledb issue
-    374): the server converts the instant to the parameter's type in the
-    session's zone, as SQL*Plus does. Without: the wall time as written, in
-    the session's zone (never forced to UTC any more)."""
+@pytest.mark.parametrize("data_type, zoned", [
+    ("TIMESTAMP", False), ("DATE", False),
+    ("TIMESTAMP WITH TIME ZONE", True), ("TIMESTAMP WITH LOCAL TIME ZONE", True)])
+def test_timestamps_bind_as_sqlplus_reads_a_literal(data_type, zoned):
+    """A zoned parameter given an offset gets the instant: TIMESTAMP WITH
+    TIME ZONE holding the UTC wall time, since thin mode labels any bound
+    datetime +00:00 (python-oracledb issue 374). Without an offset, a wall
+    time in the session's zone (no longer forced to UTC). A DATE or
+    TIMESTAMP keeps the wall time as written, offset dropped, as Oracle does
+    when a zoned literal is assigned to one."""
     from jobctl import params
     p = _p("T", data_type)
     b, cur = backend(), Cur(Conn())
-    var = b._in_bind(cur, p, data_type, params.coerce(p, "2024-05-01T10:00:00.5+02:00"))
-    assert var.type is oracledb.DB_TYPE_TIMESTAMP_TZ
-    assert var.value == dt.datetime(2024, 5, 1, 8, 0, 0, 500000)
+    bound = b._in_bind(cur, p, data_type, params.coerce(p, "2024-05-01T10:00:00.5+02:00"))
     naive = b._in_bind(cur, p, data_type, params.coerce(p, "2024-05-01T10:00:00.5"))
-    expected = oracledb.DB_TYPE_DATE if data_type == "DATE" else oracledb.DB_TYPE_TIMESTAMP
-    if data_type == "DATE":
-        assert naive == dt.datetime(2024, 5, 1, 10, 0, 0, 500000)     # a plain DATE bind
+    wall, utc = dt.datetime(2024, 5, 1, 10, 0, 0, 500000), dt.datetime(2024, 5, 1, 8, 0, 0, 500000)
+    if zoned:
+        assert (bound.type, bound.value) == (oracledb.DB_TYPE_TIMESTAMP_TZ, utc)
+        assert (naive.type, naive.value) == (oracledb.DB_TYPE_TIMESTAMP, wall)
+    elif data_type == "DATE":
+        assert bound == wall and naive == wall                  # plain DATE binds
     else:
-        assert naive.type is expected and naive.value == dt.datetime(2024, 5, 1, 10, 0, 0, 500000)
+        assert (bound.type, bound.value) == (oracledb.DB_TYPE_TIMESTAMP, wall)
+        assert (naive.type, naive.value) == (oracledb.DB_TYPE_TIMESTAMP, wall)
 
 
 @pytest.mark.parametrize("data_type, out_type", [

@@ -97,27 +97,32 @@ class OracleBinds(OracleBase):
         if dtype in BINARY_TYPES:
             return parse_hex(value, p.name, dtype)
         if p.kind == TIMESTAMP and isinstance(value, dt.datetime) and value.tzinfo is not None:
-            # thin mode sends a zoned value's wall time labelled +00:00
-            # (python-oracledb issue 374): the instant is right once it is UTC
-            value = value.astimezone(_UTC).replace(tzinfo=None)
+            if "TIME ZONE" in dtype:
+                # thin mode sends a zoned value's wall time labelled +00:00
+                # (python-oracledb issue 374): the instant is right once it is UTC
+                value = value.astimezone(_UTC).replace(tzinfo=None)
+            else:
+                # a DATE or TIMESTAMP holds no zone: the wall time as written,
+                # as Oracle keeps it when a TIMESTAMP WITH TIME ZONE literal is
+                # assigned to one (and PostgreSQL's timestamp does); done here,
+                # so it does not rest on a conversion unconfirmed on a server
+                value = value.replace(tzinfo=None)
         return value
 
     def _in_bind(self, cur: Any, p: Param, data_type: str, value: Any) -> Any:
         """A coerced input as callproc should bind it: a NULL of a non-string
         type, and the types the driver would guess wrong, get a typed
-        variable. A timestamp with an offset binds as TIMESTAMP WITH TIME
-        ZONE (UTC), so the server converts the instant to the parameter's
-        type in the session's zone, as SQL*Plus would; one without binds as
-        the wall time it is."""
+        variable. For a parameter WITH [LOCAL] TIME ZONE a timestamp with an
+        offset binds as the instant (TIMESTAMP WITH TIME ZONE, UTC) and one
+        without as a wall time in the session's zone, as SQL*Plus reads a
+        literal; a DATE or TIMESTAMP gets the wall time as written."""
         aware = isinstance(value, dt.datetime) and value.tzinfo is not None
         value = self._in_value(p, data_type, value)
         db_type = self._db_type(p, (data_type or "").upper())
-        if aware and p.kind == TIMESTAMP:
-            db_type = oracledb.DB_TYPE_TIMESTAMP_TZ
-        elif p.kind == TIMESTAMP and db_type is oracledb.DB_TYPE_TIMESTAMP_TZ:
-            db_type = oracledb.DB_TYPE_TIMESTAMP   # no offset given: the session's zone
-        elif p.kind == TIMESTAMP and db_type is oracledb.DB_TYPE_TIMESTAMP_LTZ:
-            db_type = oracledb.DB_TYPE_TIMESTAMP
+        if db_type in (oracledb.DB_TYPE_TIMESTAMP_TZ, oracledb.DB_TYPE_TIMESTAMP_LTZ):
+            # with an offset: the instant, converted by the server to the
+            # parameter's type; without: a wall time in the session's zone
+            db_type = oracledb.DB_TYPE_TIMESTAMP_TZ if aware else oracledb.DB_TYPE_TIMESTAMP
         if db_type is None or (value is not None and db_type in _PLAIN_BINDS):
             return value
         if db_type is oracledb.DB_TYPE_NVARCHAR:
