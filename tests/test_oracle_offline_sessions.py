@@ -344,7 +344,45 @@ def test_a_commit_inside_is_seen_by_the_transaction_id(after, committed):
     transaction it was given (ctx.note_self_commit)."""
     ctx = CallContext(JOB)
     backend().call(Conn(answer=_txn_answer("7.12.900", after)), _sig(), {}, ctx)
-    assert ctx.self_committed is committed
+    assert ctx.self_committed is committed and ctx.commits_known
+    assert ("[jobctl] the procedure committed inside" in (ctx.snapshot()[1] or "")) is committed
+
+
+def test_after_a_failed_call_the_marker_tells_a_commit_from_a_rollback():
+    """The ids cannot tell a COMMIT inside from a full ROLLBACK inside. After
+    a failed call with a marker, jobctl's marker row (committed with the
+    call's first transaction, or rolled back with it) decides: the backend
+    leaves commits_known False so the worker reads it. Without a marker an
+    ended transaction counts as committed (never retried); a connection that
+    died leaves it unknown."""
+    def fail(kw):
+        raise ora_error("ORA-20001: batch 3 failed", 20001)
+
+    marked = CallContext(JOB)
+    marked.marker = ("INSERT INTO JOB_COMMIT_MARKS (job_id) VALUES (:mark_job_id)",
+                     {"mark_job_id": JOB})
+    with pytest.raises(DatabaseError):
+        backend().call(Conn(answer=_txn_answer("1.2.3", None), on_call=fail), _sig(), {}, marked)
+    assert not marked.self_committed and not marked.commits_known
+    plain = CallContext(JOB)
+    with pytest.raises(DatabaseError):
+        backend().call(Conn(answer=_txn_answer("1.2.3", None), on_call=fail), _sig(), {}, plain)
+    assert plain.self_committed and plain.commits_known
+    kept = CallContext(JOB)
+    kept.marker = marked.marker
+    with pytest.raises(DatabaseError):
+        backend().call(Conn(answer=_txn_answer("1.2.3", "1.2.3"), on_call=fail), _sig(), {}, kept)
+    assert not kept.self_committed and kept.commits_known          # nothing committed: retryable
+
+    def dead(sql, binds):
+        _txn_answer("1.2.3", None)(sql, binds)
+        if "GET_LINES" in sql:
+            raise ora_error("ORA-03113: end-of-file on communication channel", 3113)
+
+    lost = CallContext(JOB)
+    with pytest.raises(DatabaseError):
+        backend().call(Conn(answer=dead, on_call=fail), _sig(), {}, lost)
+    assert not lost.self_committed and not lost.commits_known
 
 
 def test_the_marker_runs_first_in_the_calls_first_round_trip():

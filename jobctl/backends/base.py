@@ -49,6 +49,9 @@ class CallContext:
         self.marker: tuple[str, dict] | None = None
         #: rows kept from a REF CURSOR OUT or an implicit result (Tunables.result_rows)
         self.result_rows = result_rows
+        #: the backend can tell whether the call committed inside (then
+        #: `self_committed` False means: nothing of it was committed)
+        self.commits_known = False
         self.stop_requested = threading.Event()
         self._lock = threading.Lock()
         self._lines: list[str] = []

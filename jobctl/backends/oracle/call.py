@@ -174,9 +174,10 @@ class OracleCalls(OracleBinds):
                 # savepoint (ORACLE_NOTES "Errors → what jobctl says": retry once)
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
         except oracledb.Error as exc:
-            self._read_output(conn, ctx, txn, atomic)   # lines put before the error still help
+            # lines put before the error still help
+            self._note_commits(ctx, self._read_output(conn, ctx, txn, atomic), failed=True)
             raise self._job_error(exc, sig.name) from None
-        self._read_output(conn, ctx, txn, atomic)
+        self._note_commits(ctx, self._read_output(conn, ctx, txn, atomic), failed=False)
         limit = int(getattr(ctx, "result_rows", 1000))
         types = sig.extra.get("types", {})
         result: dict[str, Any] = {}
@@ -250,13 +251,31 @@ class OracleCalls(OracleBinds):
             return self.translate_error(exc)
         return DatabaseError(db_text(err), transient=self.is_transient(exc), code=code)
 
+    @staticmethod
+    def _note_commits(ctx: CallContext, ended: bool | None, *, failed: bool) -> None:
+        """What the transaction ids say (see _read_output). The procedure ended
+        the transaction it was given: a COMMIT, or a full ROLLBACK, which the
+        ids cannot tell apart. After a failed call with a marker, the marker
+        row tells them apart exactly, so that is left to it (commits_known
+        stays False and the worker reads the marker); otherwise an ended
+        transaction counts as committed inside (never retried). Unknown
+        (the connection died): left to the marker as well."""
+        if ended is None:
+            return
+        if ended:
+            if failed and getattr(ctx, "marker", None) is not None:
+                return
+            ctx.note_self_commit()
+        ctx.commits_known = True
+
     def _read_output(self, conn: Any, ctx: CallContext, txn: str | None = None,
-                     atomic: bool = False) -> None:
+                     atomic: bool = False) -> bool | None:
         """DBMS_OUTPUT lines, readable only now and in this session
         (samples/dbms_output.py), the first ones in the round trip that reads
-        the transaction's id: changed (or gone), the procedure committed
-        inside (ctx.note_self_commit). Best effort: a dead connection has
-        none, and then whether it committed stays unknown here."""
+        the transaction's id again. Returns whether the procedure ended the
+        transaction it was given (another id, or none), None when unknown.
+        Best effort: a dead connection has no lines."""
+        ended: bool | None = None
         try:
             cur = conn.cursor()
             lines_var = cur.arrayvar(str, _OUTPUT_CHUNK, _OUTPUT_LINE_MAX)
@@ -268,8 +287,8 @@ class OracleCalls(OracleBinds):
                 count_var.setvalue(0, _OUTPUT_CHUNK)
                 cur.execute(sql, binds)
                 if "jc_txn" in binds:
-                    if txn is not None and txn_var.getvalue() != txn:
-                        ctx.note_self_commit()
+                    if txn is not None:
+                        ended = txn_var.getvalue() != txn
                     sql, binds = OUTPUT_GET_LINES_SQL, {"lines": lines_var, "num_lines": count_var}
                 count = count_var.getvalue() or 0
                 for line in (lines_var.getvalue() or [])[:count]:
@@ -278,6 +297,7 @@ class OracleCalls(OracleBinds):
                     break
         except oracledb.Error:
             pass
+        return ended
 
     @staticmethod
     def _rows(cursor: Any, name: str, limit: int, ctx: CallContext) -> list[dict[str, Any]]:

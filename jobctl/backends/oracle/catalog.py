@@ -135,13 +135,13 @@ def _display_type(row: Mapping[str, Any]) -> str:
 
 
 def signature_form(sig: Signature) -> str:
-    """How the user names one overload: `PKG.PROC(NUMBER, VARCHAR2)`, the
-    types as ALL_ARGUMENTS spells them, in position order (Signature.form
-    where the generic model has it)."""
+    """How the user names one overload: `PKG.PROC(NUMBER, VARCHAR2)`, its
+    inputs' types as ALL_ARGUMENTS spells them, in position order
+    (Signature.form where the generic model has it)."""
     form = getattr(sig, "form", None)
     if isinstance(form, str):
         return form
-    return f"{sig.name}(" + ", ".join(p.type_name for p in sig.params) + ")"
+    return f"{sig.name}(" + ", ".join(p.type_name for p in sig.params if p.is_input) + ")"
 
 
 def is_plain_identifier(name: str) -> bool:
