@@ -335,7 +335,6 @@ def read_password_file(name: str) -> str:
 #: no timing knob may exceed this: past it, date arithmetic overflows (and a
 #: heartbeat of a month means no heartbeat at all)
 MAX_TUNABLE_S = 30 * 86400.0
-MAX_RESULT_ROWS = 1_000_000  # the most rows one REF CURSOR / implicit result keeps
 
 
 @dataclass(frozen=True)
@@ -386,12 +385,9 @@ class Tunables:
                 raise UsageError(f"invalid {source} {raw!r}: must be a number of seconds "
                                  f"above 0 and at most {MAX_TUNABLE_S:.0f} (30 days)")
             values[f], sources[f] = value, source
-        if (raw := os.environ.get("JOBCTL_RESULT_ROWS", profile.get("result_rows"))) is not None:
-            if (isinstance(raw, bool) or not (text := str(raw).strip()).isdigit()
-                    or not 0 < int(text) <= MAX_RESULT_ROWS):
-                raise UsageError(f"invalid JOBCTL_RESULT_ROWS (or profile key result_rows) {raw!r}: "
-                                 f"must be a whole number of rows from 1 to {MAX_RESULT_ROWS}")
-            values["result_rows"] = int(str(raw))
+        if (rows := os.environ.get("JOBCTL_RESULT_ROWS", profile.get("result_rows"))) is not None:
+            from .params import row_bound
+            values["result_rows"] = row_bound(rows)
         tunables = cls(**values)
         if tunables.heartbeat_s * 3 > tunables.lost_after_s:
             hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")

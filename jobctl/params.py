@@ -237,6 +237,20 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+#: the most rows one REF CURSOR or implicit result may keep in RESULT
+MAX_RESULT_ROWS = 1_000_000
+
+
+def row_bound(raw: Any) -> int:
+    """JOBCTL_RESULT_ROWS (or the profile's result_rows): rows kept from one
+    REF CURSOR or implicit result (Tunables.result_rows)."""
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not text.isdigit() or not 0 < int(text) <= MAX_RESULT_ROWS:
+        raise UsageError(f"invalid JOBCTL_RESULT_ROWS (or profile key result_rows) {raw!r}: "
+                         f"must be a whole number of rows from 1 to {MAX_RESULT_ROWS}")
+    return int(text)
+
+
 def params_json(values: dict[str, Any]) -> str:
     """Bound values as the PARAMS column holds them."""
     from .jsontext import dumps
