@@ -172,11 +172,8 @@ def test_session_setup_runs_in_one_round_trip_and_a_pool_connection_gets_its_zon
     pool's, UTC for bookkeeping) first gets the zone thin mode would have
     given it (ORA_SDTZ), so the procedure sees what SQL*Plus shows."""
     monkeypatch.setenv("ORA_SDTZ", "Europe/Paris")
-    b, conn = backend(), Conn()
-    b.settings = b.settings.__class__(**{**b.settings.__dict__})
-    object.__setattr__(b.settings, "session_setup",
-                       "ALTER SESSION SET NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS';\n"
-                       "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'")
+    b, conn = backend(session_setup="ALTER SESSION SET NLS_DATE_FORMAT = 'YYYY-MM-DD HH24:MI:SS';\n"
+                                     "ALTER SESSION SET NLS_NUMERIC_CHARACTERS = '.,'"), Conn()
     b._remember(conn, {"instance": "1", "zone_forced": True})
     b.start_job_session(conn, JOB)
     [(sql, binds)] = conn.sent
@@ -194,8 +191,7 @@ def test_a_failing_session_setup_is_the_jobs_error_with_the_ora_code():
     def refuse(sql, binds):
         raise ora_error("ORA-00922: missing or invalid option", 922)
 
-    b, conn = backend(), Conn(answer=refuse)
-    object.__setattr__(b.settings, "session_setup", "ALTER SESSION SET NOPE = 1")
+    b, conn = backend(session_setup="ALTER SESSION SET NOPE = 1"), Conn(answer=refuse)
     with pytest.raises(DatabaseError) as info:
         b.start_job_session(conn, JOB)
     assert info.value.message == "session_setup failed: ORA-00922: missing or invalid option"

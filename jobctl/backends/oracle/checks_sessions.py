@@ -148,7 +148,8 @@ class SessionChecks:
         expected = client_time_zone().strip("'")
         job = uuid.uuid4().hex
         zones = []
-        setup = getattr(self.backend.settings, "session_setup", None)
+        settings = self.backend.settings
+        setup = getattr(settings, "session_setup", None) or settings.options.get("session_setup")
         date_format = None
         for opened in (lambda: self.backend.connect(job_id=job), self.backend.connect):
             conn = opened()

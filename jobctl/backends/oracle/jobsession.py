@@ -173,7 +173,7 @@ class OracleJobSessions(OracleBase):
         statements: list[str] = []
         if info.get("zone_forced"):
             statements.append(f"ALTER SESSION SET TIME_ZONE = {client_time_zone()}")
-        statements += setup_statements(getattr(self.settings, "session_setup", None))
+        statements += setup_statements(self.session_setup_text())
         if not statements:
             return
         try:
@@ -187,6 +187,12 @@ class OracleJobSessions(OracleBase):
                                 transient=self.is_transient(exc)) from None
         if info:
             self._remember(conn, {**info, "zone_forced": False})
+
+    def session_setup_text(self) -> str | None:
+        """ConnectionSettings.session_setup (the profile key or the DSN's
+        `session_setup=` option, both kept in the settings' options)."""
+        text = getattr(self.settings, "session_setup", None)
+        return text if text is not None else self.settings.options.get("session_setup")
 
     def reset_job_session(self, conn: Any) -> bool:
         """After a job, before the connection serves another: True when the
