@@ -385,9 +385,8 @@ class Tunables:
                 raise UsageError(f"invalid {source} {raw!r}: must be a number of seconds "
                                  f"above 0 and at most {MAX_TUNABLE_S:.0f} (30 days)")
             values[f], sources[f] = value, source
-        if (rows := os.environ.get("JOBCTL_RESULT_ROWS", profile.get("result_rows"))) is not None:
-            from .params import row_bound
-            values["result_rows"] = row_bound(rows)
+        from .params import row_bound
+        values["result_rows"] = row_bound(profile)
         tunables = cls(**values)
         if tunables.heartbeat_s * 3 > tunables.lost_after_s:
             hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")
