@@ -482,6 +482,8 @@ def test_an_instance_starting_up_is_transient():
      -dt.timedelta(days=1, seconds=30)),
     ("INTERVAL YEAR TO MONTH", "P1Y2M", oracledb.DB_TYPE_INTERVAL_YM, oracledb.IntervalYM(1, 2)),
     ("INTERVAL YEAR TO MONTH", "-P14M", oracledb.DB_TYPE_INTERVAL_YM, oracledb.IntervalYM(-1, -2)),
+    ("INTERVAL YEAR TO MONTH", "P-1Y-2M", oracledb.DB_TYPE_INTERVAL_YM, oracledb.IntervalYM(-1, -2)),
+    ("INTERVAL DAY TO SECOND", "PT-1H-30M", oracledb.DB_TYPE_INTERVAL_DS, -dt.timedelta(minutes=90)),
     ("RAW", "\\x0a1B", oracledb.DB_TYPE_RAW, b"\x0a\x1b"),
     ("RAW", "cafe", oracledb.DB_TYPE_RAW, b"\xca\xfe"),
     ("BLOB", "\\x00ff", oracledb.DB_TYPE_BLOB, b"\x00\xff"),
@@ -549,10 +551,12 @@ def test_out_variables_use_the_driver_types(data_type, out_type):
 
 @pytest.mark.parametrize("value, shown", [
     (dt.timedelta(days=1, hours=2, minutes=3, seconds=4, microseconds=500000), "P1DT2H3M4.5S"),
-    (-dt.timedelta(minutes=90), "-PT1H30M"),
+    (-dt.timedelta(minutes=90), "PT-1H-30M"),
+    (-dt.timedelta(days=1, microseconds=1), "P-1DT-0.000001S"),
     (dt.timedelta(0), "PT0S"),
     (oracledb.IntervalYM(1, 2), "P1Y2M"),
-    (oracledb.IntervalYM(-2, 0), "-P2Y"),
+    (oracledb.IntervalYM(-2, 0), "P-2Y"),
+    (oracledb.IntervalYM(-1, -6), "P-1Y-6M"),
     (oracledb.IntervalYM(0, 0), "P0M"),
     (b"\x0a\x1b", "\\x0a1b"),
     (Decimal("12345678901234567890.123456789012345678"), Decimal("12345678901234567890.123456789012345678")),

@@ -39,7 +39,10 @@ REF_CURSOR = "REF CURSOR"
 
 # -- intervals -------------------------------------------------------------------
 
-_NUM = r"(\d+(?:[.,]\d+)?)"
+#: a sign before the P, or on each field as PostgreSQL's iso_8601 style
+#: writes it (`P-1Y-2M`, `PT-1H-30M`): jobctl writes the latter for every
+#: database, so a RESULT reads the same whichever database it came from
+_NUM = r"([+-]?\d+(?:[.,]\d+)?)"
 _ISO = re.compile(rf"(?P<sign>[-+])?P(?:{_NUM}Y)?(?:{_NUM}M)?(?:{_NUM}W)?(?:{_NUM}D)?"
                   rf"(?:T(?:{_NUM}H)?(?:{_NUM}M)?(?:{_NUM}S)?)?", re.IGNORECASE)
 #: Oracle's own literals: `[-]D HH:MI:SS[.f]` and `[-]Y-M`
@@ -121,29 +124,28 @@ def parse_interval_ym(raw: Any, name: str) -> Any:
 
 
 def format_interval_ds(value: dt.timedelta) -> str:
-    """ISO 8601: `P1DT2H3M4.5S`, `-PT1M30S`, `PT0S`."""
+    """ISO 8601 as PostgreSQL's iso_8601 style writes it: `P1DT2H3M4.5S`,
+    each field of a negative interval signed (`P-1DT-2H`), zero `PT0S`."""
     micro = abs(value) // dt.timedelta(microseconds=1)
     sign = "-" if value < dt.timedelta(0) else ""
     days, micro = divmod(micro, 86_400_000_000)
     hours, micro = divmod(micro, 3_600_000_000)
     minutes, micro = divmod(micro, 60_000_000)
     secs = Decimal(micro) / 1_000_000
-    time = "".join(f"{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
+    time = "".join(f"{sign}{n}{u}" for n, u in ((hours, "H"), (minutes, "M")) if n)
     if secs:
-        time += f"{secs.normalize():f}S"
-    out = f"{days}D" if days else ""
+        time += f"{sign}{secs.normalize():f}S"
+    out = f"{sign}{days}D" if days else ""
     if time:
         out += "T" + time
-    return sign + "P" + (out or "T0S")
+    return "P" + (out or "T0S")
 
 
 def format_interval_ym(value: Any) -> str:
-    """ISO 8601: `P1Y2M`, `-P1Y2M`, `P0M`."""
+    """ISO 8601 as above: `P1Y2M`, `P-1Y-2M`, `P0M`."""
     years, months = int(value.years), int(value.months)
-    sign = "-" if years < 0 or months < 0 else ""
-    years, months = abs(years), abs(months)
     out = (f"{years}Y" if years else "") + (f"{months}M" if months or not years else "")
-    return f"{sign}P{out}"
+    return f"P{out}"
 
 
 # -- RAW and BLOB ------------------------------------------------------------------
