@@ -539,7 +539,8 @@ def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
     result = backend().call(conn, sig, {"VA": 10, "NOTE": "hi"}, ctx)
     assert result == {"vresult": 12.5, "note": "IN OUT came back"}
     cur = conn.cursors[0]
-    assert cur.executed[0][0].startswith(ob.CALL_START_SQL[:-len("END;")])
+    # the first round trip on a cursor of its own, before the call
+    assert conn.cursors[1].executed[0][0].startswith(ob.CALL_START_SQL[:-len("END;")])
     name, kw = cur.calls[0]
     assert name == "SCOTT.SUMA_SIMPLE"
     assert set(kw) == {"VA", "VRESULT", "NOTE"}      # VB left out: its DEFAULT applies
@@ -1216,9 +1217,9 @@ def test_package_state_discarded_is_retried_once(failures, calls, ok):
         with pytest.raises(DatabaseError, match="ORA-04068"):
             backend().call(conn, sig, {}, CallContext("x"))
     assert len(conn.cursors[0].calls) == calls
-    sent = [e[0] for e in conn.cursors[0].executed][:4]
-    assert "SAVEPOINT jobctl_call" in sent[0] and sent[0].startswith(ob.CALL_START_SQL[:-4])
-    assert sent[1:] == ["callproc", ob.CALL_UNDO_SQL, "callproc"]
+    start = conn.cursors[1].executed[0][0]          # the call's first round trip
+    assert "SAVEPOINT jobctl_call" in start and start.startswith(ob.CALL_START_SQL[:-4])
+    assert [e[0] for e in conn.cursors[0].executed][:3] == ["callproc", ob.CALL_UNDO_SQL, "callproc"]
     assert not backend().is_transient(ora_error(PACKAGE_DISCARDED, 4068))
 
 

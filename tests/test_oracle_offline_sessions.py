@@ -398,7 +398,9 @@ def test_the_marker_runs_first_in_the_calls_first_round_trip():
     assert lines.index("SAVEPOINT jobctl_call;") > 1
     assert binds["flag"] == 1 and binds["t"] == now and binds["job_id"] == JOB
     assert binds["jc_job"] == JOB
-    assert conn.cursors[0].sizes == {"t": oracledb.DB_TYPE_TIMESTAMP}
+    start_cursor = next(c for c in conn.cursors if c.executed and c.executed[0][0] == sql)
+    assert start_cursor.sizes == {"t": oracledb.DB_TYPE_TIMESTAMP}
+    assert start_cursor is not conn.cursors[0] and conn.cursors[0].sizes == {}   # not callproc's
     marker_tree = sqlglot.parse_one(ctx.marker[0].rstrip(";"), read="oracle")
     assert {p.name for p in marker_tree.find_all(exp.Placeholder)} == {"flag", "t", "job_id"}
 

@@ -221,12 +221,12 @@ class OracleBinds(OracleBase):
             if not p.is_input or p.name not in values:
                 continue
             data_type = types.get(p.name, "")
-            bound = self._in_bind(cur, p, data_type, values[p.name])   # client-side refusals
+            self._in_value(p, data_type, values[p.name])     # client-side refusals, no variable
             declared = check_type(data_type, pls_types.get(p.name))
             if declared is None:
-                continue
+                continue          # (a CLOB variable would cost a temporary LOB)
             checked.append((p, declared))
-            binds[f"v{len(checked)}"] = bound
+            binds[f"v{len(checked)}"] = self._in_bind(cur, p, data_type, values[p.name])
         if not checked:
             return
         bad, err = cur.var(int), cur.var(str, 4000)

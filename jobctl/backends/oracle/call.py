@@ -140,7 +140,7 @@ class OracleCalls(OracleBinds):
 
         atomic = bool(getattr(ctx, "atomic", False))
         try:
-            txn = self._start_call(conn, cur, ctx, atomic)
+            txn = self._start_call(conn, ctx, atomic)
         except oracledb.Error as exc:
             raise self._job_error(exc, sig.name) from None
         # result sets (REF CURSOR OUT, implicit results) are fetched with
@@ -193,10 +193,12 @@ class OracleCalls(OracleBinds):
             result.setdefault("implicit_results", implicit)
         return result
 
-    def _start_call(self, conn: Any, cur: Any, ctx: CallContext, atomic: bool) -> str | None:
+    def _start_call(self, conn: Any, ctx: CallContext, atomic: bool) -> str | None:
         """The call's first round trip (call_start_sql); returns the id of
         the transaction the procedure is given. The marker's binds are bound
-        as `execute` binds them (datetimes as TIMESTAMP, booleans as 1/0)."""
+        as `execute` binds them (datetimes as TIMESTAMP, booleans as 1/0), on
+        a cursor of its own: input sizes set for them must not reach callproc."""
+        cur = conn.cursor()
         marker = getattr(ctx, "marker", None)
         marker_sql, marker_binds = (marker if marker else (None, {}))
         if marker_sql and not _DML.match(marker_sql):
