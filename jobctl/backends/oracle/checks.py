@@ -6,7 +6,8 @@ fact does not hold there.
 
 Facts cited by section of the project's Oracle notes ("Reading the
 signature", "Output, identity, progress", "SQL", "Found in a line-by-line
-review"). oracledb is imported here, so this module loads only for an
+review"); the session checks of the notes' "Second review" are in
+checks_sessions.py. oracledb is imported here, so this module loads only for an
 `oracle://` DSN, like the backend itself.
 """
 
@@ -38,8 +39,9 @@ CATALOG = Catalog(
     identity_sql=("SELECT 'user ' || USER || ', current schema ' || " + _CURRENT_SCHEMA +
                   " || ', service ' || SYS_CONTEXT('USERENV', 'SERVICE_NAME')"
                   " || ', instance ' || SYS_CONTEXT('USERENV', 'INSTANCE') FROM dual"),
-    # the session zone jobctl sets, and the server's clock in UTC
-    # ("SQL": CURRENT_TIMESTAMP follows the session zone, SYSTIMESTAMP the host's)
+    # the zone jobctl sets on its bookkeeping sessions (doctor's is one; a job's
+    # keeps the client's: oracle_session_time_zone), and the server's clock in
+    # UTC ("SQL": CURRENT_TIMESTAMP follows the session zone, SYSTIMESTAMP the host's)
     timezone_sql="SELECT SESSIONTIMEZONE, SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM dual",
     utc_zones=("+00:00", "UTC", "GMT", "Etc/UTC"),
     indexes_sql=("SELECT index_name FROM all_indexes WHERE table_name = 'ASYNC_JOBS' "
