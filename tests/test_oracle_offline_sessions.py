@@ -740,3 +740,16 @@ def test_check_values_block_binds_what_it_names():
     assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == {"v1", "v2", "jc_bad", "jc_err"}
     assert block.count("EXCEPTION WHEN OTHERS THEN") == 2
     assert not re.search(r"\b(INSERT|UPDATE|DELETE|MERGE|COMMIT|CALL)\b", block)   # no side effect
+
+
+def test_check_values_never_refuses_over_its_own_block():
+    """ORA-06550 means jobctl's block did not compile on this database: the
+    values are not at fault, so submit goes on and the call checks them."""
+    def broken(sql, binds):
+        raise ora_error("ORA-06550: line 3, column 9:\nPLS-00201: identifier 'JSON' must be declared",
+                        6550)
+
+    conn = Conn(answer=broken)
+    backend().check_values(conn, _sig((_p("J", "JSON"), "JSON")), {"J": {"a": 1}})
+    assert len(conn.sent) == 1
+    assert ob.binds.check_type("NVARCHAR2", None) is None     # its size depends on the charset

@@ -47,7 +47,6 @@ _CHECK_TYPES = {
     "SIMPLE_INTEGER": "SIMPLE_INTEGER := 0",
     "VARCHAR2": f"VARCHAR2({MAX_PLSQL})", "VARCHAR": f"VARCHAR2({MAX_PLSQL})",
     "STRING": f"VARCHAR2({MAX_PLSQL})", "CHAR": f"CHAR({MAX_PLSQL})",
-    "NVARCHAR2": "NVARCHAR2(16383)", "NCHAR": "NCHAR(16383)",
     "DATE": "DATE", "TIMESTAMP": "TIMESTAMP(9)",
     "TIMESTAMP WITH TIME ZONE": "TIMESTAMP(9) WITH TIME ZONE",
     "TIMESTAMP WITH LOCAL TIME ZONE": "TIMESTAMP(9) WITH LOCAL TIME ZONE",
@@ -59,7 +58,9 @@ _CHECK_TYPES = {
 
 def check_type(data_type: str | None, pls_type: str | None) -> str | None:
     """The variable type check_values declares, or None: not checked (CLOB,
-    BLOB, LONG: any value of the family fits; records and the like are
+    BLOB, LONG: any value of the family fits; NVARCHAR2/NCHAR: their limit in
+    characters depends on the national character set, and a variable sized
+    for the worst would refuse what the call takes; records and the like are
     refused before)."""
     dtype = base_type(data_type)
     pls = base_type(pls_type)
@@ -235,6 +236,10 @@ class OracleBinds(OracleBase):
                         {**binds, "jc_bad": bad, "jc_err": err})
         except oracledb.Error as exc:
             info = error_info(exc)
+            if info is not None and info.code == 6550:
+                # the block did not compile: jobctl's fault, not the value's;
+                # the call checks the values itself
+                return
             # a bind the server cannot even take (it names no variable)
             raise UsageError(f"{sig.name}: the values were refused by the database: "
                              f"{first_line(db_text(info)) if info else exc}") from None

@@ -43,6 +43,11 @@ IDLE_ACTION = "idle"
 #: the session's fingerprint, a PL/SQL block of its own (nested in the call's
 #: first block and in the reset); binds :jc_state (text) and :jc_seen (1
 #: when the V$ views answered). Sums of ORA_HASH keep long lists short.
+#: Everything that could fail at run time is caught (the call must never fail
+#: over it); what is compiled statically names only views every user may
+#: read (NLS_SESSION_PARAMETERS, SESSION_ROLES, SESSION_CONTEXT, DUAL), the
+#: rest is dynamic SQL, so a missing grant or an older release is an error
+#: at run time, caught, never a compilation error of the call's block.
 STATE_BLOCK = """
     DECLARE
         e_no_view EXCEPTION;
@@ -52,12 +57,14 @@ STATE_BLOCK = """
         v_state VARCHAR2(32767);
         v_part  VARCHAR2(4000);
         v_count NUMBER;
+        v_zone  VARCHAR2(100);
         v_seen  PLS_INTEGER := 0;
     BEGIN
       BEGIN
         SELECT LISTAGG(parameter || '=' || value, ';') WITHIN GROUP (ORDER BY parameter)
           INTO v_part FROM nls_session_parameters;
-        v_state := 'nls:' || v_part || '|zone:' || SESSIONTIMEZONE
+        SELECT SESSIONTIMEZONE INTO v_zone FROM dual;
+        v_state := 'nls:' || v_part || '|zone:' || v_zone
             || '|schema:' || SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')
             || '|edition:' || SYS_CONTEXT('USERENV', 'CURRENT_EDITION_NAME')
             || '|container:' || SYS_CONTEXT('USERENV', 'CON_NAME');
