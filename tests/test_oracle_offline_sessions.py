@@ -753,3 +753,35 @@ def test_check_values_never_refuses_over_its_own_block():
     backend().check_values(conn, _sig((_p("J", "JSON"), "JSON")), {"J": {"a": 1}})
     assert len(conn.sent) == 1
     assert ob.binds.check_type("NVARCHAR2", None) is None     # its size depends on the charset
+
+
+def _static_sql(block: str) -> list[str]:
+    """The static SQL inside a PL/SQL block, as plain SQL: `SELECT x INTO v
+    FROM t;` without its INTO, DML up to its `;` (sqlglot parses SQL, not
+    PL/SQL: ORACLE_NOTES "Testing without a server")."""
+    out = []
+    for m in re.finditer(r"\b(SELECT\b.*?;(?=\s*\n)|DELETE\s+FROM\b.*?;(?=\s*\n)|UPDATE\s+\w+\s+SET\b.*?;(?=\s*\n))", block,
+                         re.S | re.I):
+        stmt = m.group(1).rstrip(";")
+        if "EXECUTE IMMEDIATE" in block[max(0, m.start() - 25):m.start()] or stmt.count("'") % 2:
+            continue                                  # dynamic SQL, linted on its own
+        out.append(re.sub(r"\bINTO\s+\w+(\s*,\s*\w+)*\s+FROM\b", "FROM", stmt, flags=re.I))
+    return out
+
+
+def test_static_sql_inside_the_plsql_blocks_is_oracle_sql():
+    """What PL/SQL compiles statically must be right, or the block (the
+    call's first round trip, the schema's procedures) fails to compile: the
+    SELECTs of the fingerprint, CLEANUP_OLD_ASYNC_JOBS's DELETE and
+    JOBCTL_PROGRESS's UPDATE parse as Oracle SQL. Syntax only: sqlglot does
+    not know Oracle's views or types."""
+    from jobctl.sqlfiles import read_sql, split_script
+
+    units = split_script(read_sql("oracle", "create_async_jobs_table.sql"), "sqlplus")
+    cleanup = next(u for u in units if "PROCEDURE CLEANUP_OLD_ASYNC_JOBS" in u)
+    body = next(u for u in units if u.startswith("CREATE OR REPLACE PACKAGE BODY JOBCTL_PROGRESS"))
+    statements = _static_sql(ob.STATE_BLOCK) + _static_sql(cleanup) + _static_sql(body)
+    assert len(statements) >= 6, statements
+    for stmt in statements:
+        tree = sqlglot.parse_one(stmt, read="oracle")
+        assert not isinstance(tree, exp.Command), stmt
