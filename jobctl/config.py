@@ -359,6 +359,7 @@ class Tunables:
     #: a completed job's commit that meets a lock or a full disk is tried again
     #: for this long (None: lost_after_s, after which others read it lost)
     outcome_retry_s: float | None = None
+    result_rows: int = 1000        # rows kept per REF CURSOR / implicit result (OUTPUT says a cut)
 
     @property
     def outcome_retry_window_s(self) -> float:
@@ -390,6 +391,8 @@ class Tunables:
                 raise UsageError(f"invalid {source} {raw!r}: must be a number of seconds "
                                  f"above 0 and at most {MAX_TUNABLE_S:.0f} (30 days)")
             values[f], sources[f] = value, source
+        from .params import row_bound
+        values["result_rows"] = row_bound(profile)
         tunables = cls(**values)
         if tunables.heartbeat_s * 3 > tunables.lost_after_s:
             hb = sources.get("heartbeat_s", "JOBCTL_HEARTBEAT (default)")

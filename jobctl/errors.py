@@ -29,9 +29,14 @@ class DatabaseError(JobctlError):
 
     exit_code = 4
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, code: str | None = None,
+                 killed: bool = False):
         super().__init__(message)
         self.transient = transient
+        #: the database's own error code ("ORA-00028", a SQLSTATE), when it gave one
+        self.code = code
+        #: the server session was ended on purpose (killed, terminated): never retried
+        self.killed = killed
 
 
 class SchemaMissing(DatabaseError):

@@ -71,7 +71,7 @@ class JobRun:
         self.tunables = tunables
         self.job_id = job_id
         self.backend = backend or get_backend(connection)
-        self.ctx = CallContext(job_id)
+        self.ctx = CallContext(job_id, result_rows=tunables.result_rows)
         #: in a pool, every job's bookkeeping shares the pool's connection;
         #: the daemon-free worker hands its own from job to job
         self.books = books or Books(self.backend, connections[0])

@@ -283,6 +283,23 @@ def to_json_value(value: Any) -> Any:
     return value
 
 
+#: the most rows one REF CURSOR or implicit result may keep in RESULT
+MAX_RESULT_ROWS = 1_000_000
+
+
+def row_bound(profile: dict[str, Any]) -> int:
+    """JOBCTL_RESULT_ROWS (or the profile's result_rows; default 1000): rows
+    kept from one REF CURSOR or implicit result (Tunables.result_rows)."""
+    import os
+
+    raw = os.environ.get("JOBCTL_RESULT_ROWS", profile.get("result_rows", 1000))
+    text = str(raw).strip()
+    if isinstance(raw, bool) or not text.isdigit() or not 0 < int(text) <= MAX_RESULT_ROWS:
+        raise UsageError(f"invalid JOBCTL_RESULT_ROWS (or profile key result_rows) {raw!r}: "
+                         f"must be a whole number of rows from 1 to {MAX_RESULT_ROWS}")
+    return int(text)
+
+
 def params_json(values: dict[str, Any]) -> str:
     """Bound values as the PARAMS column holds them."""
     from .jsontext import dumps

@@ -259,14 +259,17 @@ def test_doctor_reports_where_the_password_came_from(tmp_path, monkeypatch):
 def _oracle_statements():
     from jobctl import doctor as d
     from jobctl.backends.oracle import checks as oc
+    from jobctl.backends.oracle import checks_sessions as cs
 
     cat = oc.CATALOG
     return [(cat.identity_sql, set()), (cat.timezone_sql, set()), (cat.indexes_sql, set()),
             (cat.helpers_sql, set()), (oc.ARGUMENTS_SQL, {"owner"}), (oc.ECHO_TIMESTAMP_SQL, {"t"}),
             (oc.PROBE_TIME_MATCH_SQL, {"job_id", "t"}), (oc.PROBE_OUTPUT_SQL, {"output", "job_id"}),
             (oc.PROBE_READ_SQL, {"job_id"}), (oc.PROBE_DELETE_SQL, {"job_id"}),
-            (oc.SESSION_IDENTITY_SQL, set()), (oc.GV_LONGOPS_SQL, set()), (oc.V_LONGOPS_SQL, set()),
-            (oc.SHADOWING_SQL, set()), (d.DELETE_JOB_SQL, {"job_id"})]
+            (oc.GV_LONGOPS_SQL, set()), (oc.V_LONGOPS_SQL, set()),
+            (oc.SHADOWING_SQL, set()), (d.DELETE_JOB_SQL, {"job_id"})] + [
+        (sql, set()) for sql in (cs.IDENTITY_SQL, cs.CURRENT_JOB_SQL, cs.ZONE_SQL,
+                                 cs.NLS_DATE_FORMAT_SQL, cs.PROBE_LINE, *cs.VIEW_PROBES)]
 
 
 def test_oracle_check_statements_parse_as_oracle_and_bind_what_is_supplied():
@@ -290,7 +293,7 @@ def test_oracle_check_plsql_blocks_bind_what_is_supplied():
 
     for block, names in ((oc.NAME_RESOLVE_SQL, {"name", "schema", "part1", "part2", "dblink",
                                                 "part1_type", "object_number"}),
-                         (oc.SET_PROGRESS_SQL, {"pct"})):
+                         (oc.SET_PROGRESS_SQL, {"job_id", "pct"})):
         assert re.fullmatch(r"\s*BEGIN\b.*\bEND;\s*", block, re.DOTALL)
         assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == names
     # the helper package's new name: a package named like a schema shadows it
@@ -347,8 +350,10 @@ class _Cursor:
 
 
 class _Session:
-    def __init__(self, db, client_identifier=None):
+    def __init__(self, db, client_identifier=None, module="jobctl"):
         self.db, self.client_identifier = db, client_identifier
+        self.module, self.action = module, client_identifier and client_identifier[-32:]
+        self.current_job, self.altered, self.killed = None, False, False
 
     def cursor(self):
         return _Cursor(self.db, self)
@@ -372,13 +377,41 @@ class Answers:
         self.longops_granted, self.shadow = longops_granted, list(shadow)
         self.progress_package = progress_package
         self.settings = parse_dsn("oracle://scott@db:1521/svc")
+        self.views_granted, self.kill_granted = True, True
 
     # backend surface
     def execute(self, conn, sql, binds=None):
         return conn.cursor().execute(sql, binds)
 
     def connect(self, *, job_id=None):
-        return _Session(self, job_id)
+        if job_id is None:
+            return _Session(self)
+        return _Session(self, "jobctl-watch:" + job_id, "jobctl watch")   # the watch session's name
+
+    # a job's session, as jobsession.py and the notes' "Second review" describe it
+    def start_job_session(self, conn, job_id):
+        conn.client_identifier, conn.module, conn.action = job_id, "jobctl", job_id
+
+    def reset_job_session(self, conn):
+        conn.current_job, conn.client_identifier, conn.action = None, None, "idle"
+        kept, conn.altered = not conn.altered and self.views_granted, False
+        return kept
+
+    def session_id(self, conn):
+        self.victim = conn
+        return "7,8,@1"
+
+    def end_session(self, conn, session):
+        self.victim.killed = self.kill_granted
+        return self.kill_granted
+
+    def session_alive(self, conn, session):
+        return not self.victim.killed      # a KILLED session is not alive
+
+    def translate_error(self, exc):
+        from jobctl.backends import get_backend
+
+        return get_backend(self.settings).translate_error(exc)
 
     def to_db_time(self, value):
         return value.replace(tzinfo=None)
@@ -396,15 +429,29 @@ class Answers:
             return Signature(name, (Param("VA", "NUMBER", NUMBER, "IN"),
                                     Param("VB", "NUMBER", NUMBER, "IN", defaulted=True),
                                     Param("VRESULT", "NUMBER", NUMBER, "OUT")))
+        if name == "CLEANUP_OLD_ASYNC_JOBS":
+            return Signature(name, (Param("P_DAYS_OLD", "NUMBER", NUMBER, "IN", defaulted=True),))
         return Signature(name, (Param("A", "VARCHAR2", TEXT, "IN"),))
 
     def call(self, conn, sig, values, ctx):
+        from jobctl.errors import DatabaseError
+
+        conn.current_job = ctx.job_id       # JOBCTL_PROGRESS.SET_JOB at the call's start
+        if sig.name == "CLEANUP_OLD_ASYNC_JOBS":
+            if ctx.atomic:                  # ALTER SESSION DISABLE COMMIT IN PROCEDURE
+                raise DatabaseError("ORA-00034: cannot COMMIT in current PL/SQL session",
+                                    code="ORA-00034")
+            ctx.note_self_commit()          # its COMMIT changed the transaction id
+            return {}
         ctx.log(values["A"])      # DBMS_OUTPUT read back after the call
         return {}
 
     # the database
     def answer(self, sql, binds, session):
         from jobctl.backends.oracle import checks as oc
+        from jobctl.backends.oracle import checks_sessions as cs
+        from jobctl.backends.oracle import jobsession
+        from jobctl.backends.oracle.connect import client_time_zone
 
         if sql == oc.NAME_RESOLVE_SQL:
             parts = {"SUMA_SIMPLE": ("SCOTT", None, "SUMA_SIMPLE", 7),
@@ -435,16 +482,38 @@ class Answers:
         if sql == oc.PROBE_DELETE_SQL:
             self.rows.pop(binds["job_id"], None)
             return [], 1
-        if sql == oc.SESSION_IDENTITY_SQL:
-            return [(session.client_identifier, "jobctl")], 1
         if sql == oc.SET_PROGRESS_SQL:
             if not self.progress_package:
                 raise _ora_error("ORA-06550: line 1, column 7:\nPLS-00201: identifier "
                                  "'JOBCTL_PROGRESS.SET_PROGRESS' must be declared", 6550)
-            # autonomous transaction: committed at once, keyed by CLIENT_IDENTIFIER
-            job_id = session.client_identifier
+            # autonomous transaction: committed at once, keyed by the job SET_JOB named
+            job_id = binds["job_id"]
             self.committed[job_id]["progress"] = self.rows[job_id]["progress"] = binds["pct"]
             return [], 1
+        if session.killed:
+            raise _ora_error("ORA-00028: your session has been killed", 28)
+        if sql == cs.IDENTITY_SQL:
+            return [(session.client_identifier, session.module, session.action)], 1
+        if sql == jobsession.RESET_SQL:
+            self.reset_job_session(session)
+            return [], 1
+        if sql == cs.CURRENT_JOB_SQL:
+            if not self.progress_package:
+                raise _ora_error("ORA-00904: invalid identifier", 904)
+            return [(session.current_job,)], 1
+        if sql == cs.ALTER_PROBE_SQL:
+            session.altered = True
+            return [], 1
+        if sql == cs.ZONE_SQL:
+            return [(client_time_zone().strip("'"),)], 1
+        if sql == cs.NLS_DATE_FORMAT_SQL:
+            return [("DD-MON-RR",)], 1
+        if sql == cs.PROBE_LINE:
+            return [(1,)], 1
+        if sql in cs.VIEW_PROBES:
+            if not self.views_granted:
+                raise _ora_error("ORA-00942: table or view does not exist", 942)
+            return [(1,)], 1
         if sql in (oc.GV_LONGOPS_SQL, oc.V_LONGOPS_SQL):
             if not self.longops_granted:
                 raise _ora_error("ORA-00942: table or view does not exist", 942)
@@ -485,6 +554,21 @@ def test_oracle_checks_warn_on_shadowing_old_package_and_ungranted_longops():
     assert "GV_$SESSION_LONGOPS" in checks["oracle_longops"].remedy
     progress = checks["oracle_set_progress"]
     assert progress.result == "warn" and "PLS-00201" in progress.detail
+    assert db.rows == {} and db.committed == {}
+
+
+def test_oracle_session_checks_warn_without_v_views_and_skip_without_kill_privilege():
+    """Issue 23: without SELECT on the V$ views every job gets a new
+    connection (a warning with the grant that avoids it); without ALTER
+    SYSTEM the kill check is skipped (cancel prints the statement instead)."""
+    db = Answers()
+    db.views_granted, db.kill_granted = False, False
+    checks = _run_oracle_checks(db)
+    reset = checks["oracle_session_reset"]
+    assert reset.result == "warn" and "new connection" in reset.detail
+    assert "SELECT_CATALOG_ROLE" in reset.remedy
+    assert checks["oracle_killed_session"].result == "skip"
+    assert checks["oracle_job_identity"].result == "ok"
     assert db.rows == {} and db.committed == {}
 
 

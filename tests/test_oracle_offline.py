@@ -43,7 +43,7 @@ from jobctl.config import parse_dsn
 from jobctl.errors import DatabaseError, NotFound, SchemaMissing, UsageError
 from jobctl.lifecycle import Lifecycle
 from jobctl.model import JobStatus, Param, Signature
-from jobctl.sqlfiles import read_sql, split_script
+from jobctl.sqlfiles import read_sql, segments, split_script
 
 UTC = dt.timezone.utc
 
@@ -443,7 +443,12 @@ class FakeConn:
     ("JSON", None, model.JSON),
     ("PL/SQL RECORD", None, model.UNSUPPORTED), ("TABLE", None, model.UNSUPPORTED),
     ("REF CURSOR", None, model.UNSUPPORTED), ("OBJECT", None, model.UNSUPPORTED),
-    ("VARRAY", None, model.UNSUPPORTED), ("BLOB", None, model.UNSUPPORTED),
+    ("VARRAY", None, model.UNSUPPORTED), ("BFILE", None, model.UNSUPPORTED),
+    # written as text (ISO 8601, hex) and turned into the driver's objects by the backend
+    ("BLOB", None, model.TEXT), ("RAW", None, model.TEXT),
+    ("INTERVAL DAY TO SECOND", None, model.TEXT), ("INTERVAL DAY(2) TO SECOND(6)", None, model.TEXT),
+    ("INTERVAL YEAR TO MONTH", None, model.TEXT),
+    ("TIMESTAMP WITH LOCAL TIME ZONE", None, model.TIMESTAMP),
 ])
 def test_oracle_types_map_to_families(data_type, pls_type, kind):
     assert ob.type_kind(data_type, pls_type) == kind
@@ -503,7 +508,9 @@ def test_output_variables_by_type():
         var = b._out_var(cur, p, t)
         assert (var.type, var.size) == (typ, size), data_type
     p, t = _p("RC", "REF CURSOR", "OUT")
-    with pytest.raises(UsageError, match="REF CURSOR"):
+    assert b._out_var(cur, p, t).type is oracledb.DB_TYPE_CURSOR      # rows come back (issue 24)
+    p, t = _p("R", "PL/SQL RECORD", "OUT")
+    with pytest.raises(UsageError, match="PL/SQL RECORD"):
         b._out_var(cur, p, t)
 
 
@@ -534,7 +541,8 @@ def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
     result = backend().call(conn, sig, {"VA": 10, "NOTE": "hi"}, ctx)
     assert result == {"vresult": 12.5, "note": "IN OUT came back"}
     cur = conn.cursors[0]
-    assert cur.executed[0][0] == ob.CALL_START_SQL
+    # the first round trip on a cursor of its own, before the call
+    assert conn.cursors[1].executed[0][0].startswith(ob.CALL_START_SQL[:-len("END;")])
     name, kw = cur.calls[0]
     assert name == "SCOTT.SUMA_SIMPLE"
     assert set(kw) == {"VA", "VRESULT", "NOTE"}      # VB left out: its DEFAULT applies
@@ -545,7 +553,7 @@ def test_call_binds_by_name_reads_dbms_output_and_returns_lower_case_json():
 
 
 def test_call_refuses_out_parameters_it_cannot_receive():
-    sig = Signature("P", (_p("RC", "REF CURSOR", "OUT")[0],), extra={"types": {"RC": "REF CURSOR"}})
+    sig = Signature("P", (_p("RC", "REF CURSOR", "IN/OUT")[0],), extra={"types": {"RC": "REF CURSOR"}})
     with pytest.raises(UsageError, match="REF CURSOR"):
         backend().call(FakeConn(), sig, {}, CallContext("x"))
 
@@ -561,7 +569,8 @@ def test_overloads_are_chosen_by_the_given_names():
     three = Signature("PKG.P", (_p("A", "VARCHAR2")[0],), overload="3")
     with pytest.raises(UsageError, match="more than one") as info:
         pick("PKG.P", [one, two, three], frozenset({"a"}))
-    assert "A IN NUMBER" in info.value.message and "A IN VARCHAR2" in info.value.message
+    # the forms a user types to pick one (issue 24: "the error lists the forms")
+    assert "PKG.P(NUMBER); PKG.P(VARCHAR2)" in info.value.message
 
 
 def test_statement_binds_datetimes_as_timestamp_and_booleans_as_numbers():
@@ -802,7 +811,12 @@ PLSQL_BLOCKS = [
                            "current_schema"}),
     (ob.SESSION_SETUP_SQL, {"current_schema", "instance", "sid"}),
     (ob.OUTPUT_GET_LINES_SQL, {"lines", "num_lines"}),
-    (ob.CALL_START_SQL, set()),
+    (ob.CALL_START_SQL, {"jc_txn", "jc_job"}),
+    (ob.call_start_sql(atomic=True, state=True), {"jc_txn", "jc_job", "jc_state", "jc_seen"}),
+    (ob.call_end_sql(atomic=True), {"jc_txn", "lines", "num_lines"}),
+    (ob.RESET_SQL, {"jc_state", "jc_seen"}),
+    (ob.SESSION_INFO_SQL, {"current_schema", "instance", "sid"}),
+    (ob.setup_block(2), {"s1", "s2"}),
 ]
 
 
@@ -810,7 +824,14 @@ PLSQL_BLOCKS = [
 def test_plsql_blocks_bind_what_the_code_supplies(block, names):
     # sqlglot cannot parse BEGIN ... END; blocks: check their shape and binds by hand
     assert re.fullmatch(r"\s*BEGIN\b.*\bEND;\s*", block, re.DOTALL)
-    assert set(re.findall(r"(?<![:\w]):(\w+)", block)) == names
+    # binds outside quoted text (the dynamic SQL inside q'[...]' and '...'
+    # has placeholders of its own, bound by USING)
+    code = "".join(text for is_code, text in segments(re.sub(r"q'\[.*?\]'", "''", block, flags=re.S))
+                   if is_code)
+    assert set(re.findall(r"(?<![:\w]):(\w+)", code)) == names
+    # each bind once: a name repeated in a PL/SQL block is one bind, but jobctl
+    # never relies on how the driver pairs them
+    assert sorted(re.findall(r"(?<![:\w]):(\w+)", code)) == sorted(names)
 
 
 def test_resolve_binds_match_the_catalog_queries():
@@ -884,8 +905,13 @@ def _object(stmt: str) -> str:
 
 def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
-    assert [_object(s) for s in stmts] == [
-        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
+    units = [_object(s) for s in stmts]
+    # the tables, columns and indexes: idempotent anonymous blocks, then the
+    # backfill, then the objects CREATE OR REPLACE keeps current
+    blocks = units.index("BEGIN")
+    assert blocks >= 5 and set(units[:blocks]) == {"DECLARE"}
+    assert units[blocks:] == [
+        "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
         "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent
@@ -938,11 +964,35 @@ def test_schema_script_has_every_column_and_index_and_stays_12c_compatible():
                      "expires_at", "last_used_at", "revoked_at"}
 
 
-def test_progress_package_is_keyed_by_client_identifier():
+def test_progress_package_is_keyed_by_the_job_jobctl_names_at_each_call():
+    """Issue 23: SET_PROGRESS finds its job through a package variable that
+    jobctl sets at the start of every call (SET_JOB), falling back to
+    CLIENT_IDENTIFIER for an older worker; the write is autonomous, and a
+    COMMIT refused under --atomic (ORA-00034 / ORA-06519) leaves the job
+    running without its progress."""
     body = next(s for s in _split("create_async_jobs_table.sql") if s.startswith("CREATE OR REPLACE PACKAGE BODY"))
+    spec = next(s for s in _split("create_async_jobs_table.sql")
+                if s.startswith("CREATE OR REPLACE PACKAGE JOBCTL_PROGRESS"))
+    assert "PROCEDURE SET_JOB(p_job_id IN VARCHAR2);" in spec
     assert "PRAGMA AUTONOMOUS_TRANSACTION" in body
-    assert "SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER')" in body
-    assert re.search(r"WHERE JOB_ID = v_job_id\s+AND STATUS = 'running'", body)
+    assert "NVL(g_job_id, SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER'))" in body
+    assert re.search(r"WHERE JOB_ID = p_job_id\s+AND STATUS = 'running'", body)
+    assert re.search(r"EXCEPTION_INIT\(e_commit_refused, -34\)", body)
+    assert re.search(r"WHEN e_commit_refused OR e_autonomous_left_open THEN\s+NULL;", body)
+    # the call names the job, whatever the session's CLIENT_IDENTIFIER says
+    assert "JOBCTL_PROGRESS.SET_JOB(:1); END;' USING :jc_job" in ob.CALL_START_SQL
+
+
+def test_cleanup_procedure_deletes_exactly_what_jobctl_cleanup_deletes():
+    """Issue 23 item 6: an allow-list of the finished statuses, compared
+    without regard to case, never a deny-list: a RUNNING or PENDING row that
+    another writer left is not deleted."""
+    proc = next(s for s in _split("create_async_jobs_table.sql")
+                if s.startswith("CREATE OR REPLACE PROCEDURE CLEANUP_OLD_ASYNC_JOBS"))
+    m = re.search(r"AND LOWER\(STATUS\) IN \(([^)]*)\)", proc)
+    assert m, proc
+    assert re.findall(r"'(\w+)'", m.group(1)) == [s.value for s in model.FINISHED_STATUSES]
+    assert "NOT IN" not in proc
 
 
 def test_db_init_print_shows_the_oracle_scripts_without_connecting(no_connect):
@@ -1187,9 +1237,9 @@ def test_package_state_discarded_is_retried_once(failures, calls, ok):
         with pytest.raises(DatabaseError, match="ORA-04068"):
             backend().call(conn, sig, {}, CallContext("x"))
     assert len(conn.cursors[0].calls) == calls
-    assert [e[0] for e in conn.cursors[0].executed][:4] == [
-        ob.CALL_START_SQL, "callproc", ob.CALL_UNDO_SQL, "callproc"]
-    assert "SAVEPOINT jobctl_call" in ob.CALL_START_SQL
+    start = conn.cursors[1].executed[0][0]          # the call's first round trip
+    assert "SAVEPOINT jobctl_call" in start and start.startswith(ob.CALL_START_SQL[:-4])
+    assert [e[0] for e in conn.cursors[0].executed][:3] == ["callproc", ob.CALL_UNDO_SQL, "callproc"]
     assert not backend().is_transient(ora_error(PACKAGE_DISCARDED, 4068))
 
 
@@ -1271,7 +1321,8 @@ def test_other_call_errors_are_not_retried():
 
 
 PLSQL_ARG_ROWS = {
-    "REF CURSOR OUT": (None, 1, "RC", "REF CURSOR", None, None, None, None, "OUT", "N"),
+    # a REF CURSOR OUT is read back as rows since issue 24; one passed IN is not
+    "REF CURSOR IN/OUT": (None, 1, "RC", "REF CURSOR", None, None, None, None, "IN/OUT", "N"),
     "record IN": (None, 1, "R", "PL/SQL RECORD", None, "SCOTT", "PKG", "REC_T", "IN", "N"),
     "collection IN/OUT": (None, 1, "T", "TABLE", None, "SCOTT", "NUM_LIST", None, "IN/OUT", "N"),
     "XMLTYPE IN": (None, 1, "X", "OPAQUE/XMLTYPE", None, "SYS", "XMLTYPE", None, "IN", "N"),
@@ -1306,7 +1357,7 @@ def test_unsupported_input_with_a_default_can_be_left_out():
         params.bind(sig, {"R": "x"})
 
 
-@pytest.mark.parametrize("case", ["REF CURSOR OUT", "XMLTYPE IN"])
+@pytest.mark.parametrize("case", ["REF CURSOR IN/OUT", "XMLTYPE IN"])
 def test_submit_refuses_them_before_any_row_is_written(case):
     """Defect 6 through the library surface: Jobctl.submit on a session whose
     dictionary describes such a procedure raises exit 2 and sends no INSERT
@@ -1622,28 +1673,60 @@ def test_wallet_and_database_passwords_are_kept_out_of_the_workers_environment(t
     assert settings.connection.password == "db-secret"
 
 
-@pytest.mark.parametrize("code, ended", [(1031, False), (30, True)])
+@pytest.mark.parametrize("code, ended", [(1031, False), (30, True), (31, True), (None, True)])
 def test_cancel_of_an_orphaned_session_kills_it_or_hands_the_statement_to_a_dba(code, ended):
-    """Issue 9 item 2 on Oracle: `jobctl cancel` of an orphaned job sends the
-    exact ALTER SYSTEM KILL SESSION for the recorded session; ORA-01031 (not
-    privileged) means "print it for a DBA" (False) and ORA-00030 (no such
-    session) means it is already gone (True). Proves the statement sent and
-    how the driver's own error objects are read, not what a server does."""
-    sent = []
+    """Issue 9 item 2 and issue 23 on Oracle: `jobctl cancel` of an orphaned
+    job sends the exact ALTER SYSTEM KILL SESSION for the recorded session,
+    on a connection of its own (thin mode closes the connection that gets
+    ORA-00031, and the caller still writes `cancelled` on its own). ORA-01031
+    (not privileged) means "print it for a DBA" (False); ORA-00030 (no such
+    session) means already gone; ORA-00031 (marked for kill) is success
+    (ORACLE_NOTES: Second review, "ORA-00031 is success"); after a kill the
+    session reads not alive, because a session lingering as STATUS 'KILLED'
+    is excluded (the fake V$SESSION answers 0 as the real one would, given
+    that filter). Proves the statements sent and how the driver's own error
+    objects are read, not what a server does."""
+    sent, opened, closed = [], [], []
 
     class Cur(FakeCursor):
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
         def execute(self, sql, binds=None, **kw):
             sent.append(sql)
-            raise ora_error(f"ORA-{code:05d}: refused", code)
+            if "KILL SESSION" in sql:
+                if code is not None:
+                    exc = ora_error(f"ORA-{code:05d}: refused", code)
+                    raise exc
+                return
+            self.rows = [(0,)]          # COUNT(*) of live sessions: none
 
-    assert backend().end_session(FakeConn(Cur), "123,4567,@2") is ended
-    assert sent == ["ALTER SYSTEM KILL SESSION '123,4567,@2' IMMEDIATE"]
+    class KillConn(FakeConn):
+        def close(self):
+            closed.append(self)
+
+    b = backend()
+
+    def connect(job_id=None):
+        conn = KillConn(Cur)
+        opened.append(conn)
+        return conn
+
+    b.connect = connect
+    caller = FakeConn(Cur)
+    assert b.end_session(caller, "123,4567,@2") is ended
+    assert sent[0] == "ALTER SYSTEM KILL SESSION '123,4567,@2' IMMEDIATE"
+    assert len(opened) == 1 and closed == opened           # its own connection, closed
+    assert all("KILL" not in e[0] for cur in caller.cursors for e in cur.executed)
+    if code in (31, None):
+        # then whether it still runs is read on the caller's connection,
+        # with KILLED and SNIPED sessions not counted as alive
+        assert "status NOT IN ('KILLED', 'SNIPED')" in sent[1]
     # a session recorded without SERIAL# (thick mode, V$SESSION not granted)
     # is never guessed at: only a DBA can pick it
-    assert backend().end_session(FakeConn(Cur), "123,,@2") is False
+    assert b.end_session(caller, "123,,@2") is False and len(opened) == 1
+
+
+def test_a_killed_session_is_not_alive():
+    """ORACLE_NOTES: Second review, "A killed session lingers": both views
+    exclude STATUS KILLED and SNIPED, so `cancel` of an orphan right after a
+    successful KILL SESSION reads it ended, not orphaned then lost."""
+    for sql in (ob.GV_SESSION_ALIVE_SQL, ob.SESSION_ALIVE_SQL):
+        assert re.search(r"status NOT IN \('KILLED', 'SNIPED'\)", sql)

@@ -40,8 +40,18 @@ class CallContext:
     snapshot: it wakes the watchdog without a write per notice.
     """
 
-    def __init__(self, job_id: str, *, output_cap: int = 1_000_000):
+    def __init__(self, job_id: str, *, output_cap: int = 1_000_000, result_rows: int = 1000):
         self.job_id = job_id
+        #: the job asked for all-or-nothing (`submit --atomic`): a COMMIT inside is refused
+        self.atomic = False
+        #: SQL (with its binds) run on the call connection in the call's first
+        #: transaction, right before the procedure, so a COMMIT inside commits it too
+        self.marker: tuple[str, dict] | None = None
+        #: rows kept from a REF CURSOR OUT or an implicit result (Tunables.result_rows)
+        self.result_rows = result_rows
+        #: the backend can tell whether the call committed inside (then
+        #: `self_committed` False means: nothing of it was committed)
+        self.commits_known = False
         self.stop_requested = threading.Event()
         self._lock = threading.Lock()
         self._lines: list[str] = []

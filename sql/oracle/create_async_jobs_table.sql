@@ -211,7 +211,9 @@ SELECT JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, END_TIME, DURATION, ELAPSED_S
  WHERE START_TIME >= SYS_EXTRACT_UTC(SYSTIMESTAMP) - INTERVAL '1' DAY;
 
 -- Delete finished jobs older than p_days_old days, in batches with a commit
--- per batch; queued and running jobs are never touched. For DBMS_SCHEDULER:
+-- per batch: exactly the statuses `jobctl cleanup` deletes (an allow-list,
+-- compared without regard to case), so a row another writer left as
+-- RUNNING, PENDING or anything else is never touched. For DBMS_SCHEDULER:
 --   BEGIN CLEANUP_OLD_ASYNC_JOBS(7); END;
 CREATE OR REPLACE PROCEDURE CLEANUP_OLD_ASYNC_JOBS(p_days_old IN NUMBER DEFAULT 7) AS
     c_batch   CONSTANT PLS_INTEGER := 10000;
@@ -225,7 +227,7 @@ BEGIN
     LOOP
         DELETE FROM ASYNC_JOBS
          WHERE START_TIME < v_before
-           AND STATUS NOT IN ('queued', 'running')
+           AND LOWER(STATUS) IN ('completed', 'failed', 'cancelled', 'timed_out', 'lost')
            AND ROWNUM <= c_batch;
         v_deleted := v_deleted + SQL%ROWCOUNT;
         EXIT WHEN SQL%ROWCOUNT < c_batch;
@@ -239,9 +241,12 @@ SHOW ERRORS
 
 -- Progress from inside a procedure run by jobctl:
 --     JOBCTL_PROGRESS.SET_PROGRESS(40);
--- The worker sets the session's CLIENT_IDENTIFIER to the job id; the update
--- runs in an autonomous transaction, so it is visible at once and survives a
--- rollback of the procedure's own work. Outside jobctl it does nothing.
+-- jobctl names the job with SET_JOB at the start of every call (a package
+-- variable: it holds on a pooled or handed-over connection, and whatever the
+-- procedure does to CLIENT_IDENTIFIER); a session where it was not called
+-- (an older jobctl) falls back to CLIENT_IDENTIFIER. The update runs in an
+-- autonomous transaction, so it is visible at once and survives a rollback
+-- of the procedure's own work. Outside jobctl it does nothing.
 -- Named so that it cannot shadow a schema: in JOBCTL.PROC Oracle looks for an
 -- object JOBCTL in the current schema before a schema JOBCTL, so the old
 -- package name broke every job of a user called JOBCTL (PLS-00302). An old
@@ -250,28 +255,54 @@ CREATE OR REPLACE PACKAGE JOBCTL_PROGRESS AUTHID DEFINER AS
     PROCEDURE SET_PROGRESS(p_pct IN NUMBER);
     -- the id of the job this session runs, or NULL outside jobctl
     FUNCTION CURRENT_JOB_ID RETURN VARCHAR2;
+    -- called by jobctl before each call; reset with the package state
+    -- between jobs (DBMS_SESSION.MODIFY_PACKAGE_STATE)
+    PROCEDURE SET_JOB(p_job_id IN VARCHAR2);
 END JOBCTL_PROGRESS;
 /
 SHOW ERRORS
 
 CREATE OR REPLACE PACKAGE BODY JOBCTL_PROGRESS AS
+    g_job_id VARCHAR2(64);
+
+    PROCEDURE SET_JOB(p_job_id IN VARCHAR2) IS
+    BEGIN
+        g_job_id := p_job_id;
+    END SET_JOB;
+
     FUNCTION CURRENT_JOB_ID RETURN VARCHAR2 IS
     BEGIN
-        RETURN SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER');
+        RETURN NVL(g_job_id, SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER'));
     END CURRENT_JOB_ID;
 
-    PROCEDURE SET_PROGRESS(p_pct IN NUMBER) IS
+    PROCEDURE WRITE_PROGRESS(p_job_id IN VARCHAR2, p_pct IN NUMBER) IS
         PRAGMA AUTONOMOUS_TRANSACTION;
+    BEGIN
+        UPDATE ASYNC_JOBS
+           SET PROGRESS = LEAST(100, GREATEST(0, p_pct))
+         WHERE JOB_ID = p_job_id
+           AND STATUS = 'running';
+        COMMIT;
+    END WRITE_PROGRESS;
+
+    PROCEDURE SET_PROGRESS(p_pct IN NUMBER) IS
+        e_commit_refused EXCEPTION;
+        PRAGMA EXCEPTION_INIT(e_commit_refused, -34);
+        e_autonomous_left_open EXCEPTION;
+        PRAGMA EXCEPTION_INIT(e_autonomous_left_open, -6519);
         v_job_id VARCHAR2(64) := CURRENT_JOB_ID;
     BEGIN
         IF v_job_id IS NULL OR p_pct IS NULL THEN
             RETURN;
         END IF;
-        UPDATE ASYNC_JOBS
-           SET PROGRESS = LEAST(100, GREATEST(0, p_pct))
-         WHERE JOB_ID = v_job_id
-           AND STATUS = 'running';
-        COMMIT;
+        WRITE_PROGRESS(v_job_id, p_pct);
+    EXCEPTION
+        -- `jobctl submit --atomic` runs the call under ALTER SESSION DISABLE
+        -- COMMIT IN PROCEDURE, which refuses an autonomous COMMIT too
+        -- (ORA-00034, then ORA-06519 as the autonomous transaction is rolled
+        -- back): progress is not recorded then, and the job goes on
+        WHEN e_commit_refused OR e_autonomous_left_open THEN
+            NULL;
     END SET_PROGRESS;
 END JOBCTL_PROGRESS;
 /

@@ -3,11 +3,14 @@ default, thick mode when a profile asks for it (`oracle_client`, `thick`).
 
 One module per role of the backend, combined into `OracleBackend`:
 connect.py (DSN, driver options, passwords, thick mode), sessions.py (the
-call's server session), dialect.py (running SQL, times, the schema
-scripts), errors.py (what a driver error means), catalog.py (finding a
-procedure and its signature), call.py (binds, the call, DBMS_OUTPUT,
-progress), and checks.py (`jobctl doctor`'s Oracle checks, imported by
-doctor only).
+call's server session: DB_SESSION, alive, kill), jobsession.py (a job's
+name, the user's session setup, the reset between jobs), dialect.py
+(running SQL, times, the schema scripts), errors.py (what a driver error
+means), catalog.py (finding a procedure, its signature and overloads),
+binds.py (values as bound, the check at submit), values.py (intervals, hex,
+result sets), call.py (the call, DBMS_OUTPUT, commits inside, progress),
+and checks.py / checks_sessions.py (`jobctl doctor`'s Oracle checks,
+imported by doctor only).
 
 No Oracle server runs where this was written. Every driver or database fact
 the code relies on names its source: `ORACLE_NOTES "section"` is a section of
@@ -25,15 +28,16 @@ import weakref
 from typing import Any, ClassVar
 
 from ... import config
-from ..base import OverloadsByResolve
 from .call import (CALL_START_SQL, CALL_UNDO_SQL, GV_LONGOPS_SQL, LONGOPS_SQL,
-                   OUTPUT_GET_LINES_SQL, OracleCalls)
+                   OUTPUT_GET_LINES_SQL, OracleCalls, call_end_sql, call_start_sql)
 from .catalog import (ARGUMENTS_SQL, NAME_RESOLVE_SQL, PROCEDURE_LIST_SQL, PROCEDURES_SQL,
                       OracleCatalog, arguments_sql, procedures_sql, type_kind)
-from .connect import (DEFAULT_EXPIRE_TIME_MIN, DRIVER_OPTIONS, SESSION_SETUP_SQL,
-                      OracleConnections, client_info, load_client)
+from .connect import (DEFAULT_EXPIRE_TIME_MIN, DRIVER_OPTIONS, SESSION_INFO_SQL,
+                      SESSION_SETUP_SQL, OracleConnections, client_info, client_time_zone,
+                      load_client)
 from .dialect import COMPILE_ERRORS_SQL, OracleDialect
 from .errors import OracleErrors
+from .jobsession import RESET_SQL, STATE_BLOCK, OracleJobSessions, setup_block, setup_statements
 from .sessions import GV_SESSION_ALIVE_SQL, SERIAL_SQL, SESSION_ALIVE_SQL, OracleSessions
 
 __all__ = [
@@ -41,13 +45,15 @@ __all__ = [
     "DEFAULT_EXPIRE_TIME_MIN", "DRIVER_OPTIONS", "GV_LONGOPS_SQL", "GV_SESSION_ALIVE_SQL",
     "LONGOPS_SQL", "NAME_RESOLVE_SQL", "OUTPUT_GET_LINES_SQL", "PROCEDURE_LIST_SQL",
     "PROCEDURES_SQL", "SERIAL_SQL",
-    "SESSION_ALIVE_SQL", "SESSION_SETUP_SQL", "OracleBackend", "arguments_sql", "client_info",
-    "load_client", "procedures_sql", "type_kind",
+    "SESSION_ALIVE_SQL", "SESSION_INFO_SQL", "SESSION_SETUP_SQL", "RESET_SQL", "STATE_BLOCK",
+    "OracleBackend", "arguments_sql", "call_end_sql", "call_start_sql", "client_info",
+    "client_time_zone", "load_client", "procedures_sql", "setup_block", "setup_statements",
+    "type_kind",
 ]
 
 
-class OracleBackend(OracleConnections, OracleSessions, OracleDialect, OracleErrors,
-                    OracleCatalog, OracleCalls, OverloadsByResolve):
+class OracleBackend(OracleConnections, OracleSessions, OracleJobSessions, OracleDialect,
+                    OracleErrors, OracleCatalog, OracleCalls):
     name: ClassVar[str] = "oracle"
     script_style: ClassVar[str] = "sqlplus"
 
@@ -55,6 +61,7 @@ class OracleBackend(OracleConnections, OracleSessions, OracleDialect, OracleErro
         self.settings = settings
         self._longops_views = [GV_LONGOPS_SQL, LONGOPS_SQL]
         self._sessions: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+        self._reset_views: bool | None = None
 
 
 BACKEND = OracleBackend

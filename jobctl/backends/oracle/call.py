@@ -1,24 +1,26 @@
-"""Calling a procedure: binds, OUT variables, DBMS_OUTPUT, the retry on
-discarded package state, interrupting, and progress from LONGOPS
-(ORACLE_NOTES "Calling a procedure", "Output, identity, progress")."""
+"""Calling a procedure: its first and last round trips (the marker, the
+commit-inside check, --atomic, the job named for JOBCTL_PROGRESS),
+DBMS_OUTPUT, the retry on discarded package state, result sets,
+interrupting, and progress from LONGOPS (ORACLE_NOTES "Calling a
+procedure", "Output, identity, progress", Second review)."""
 
 from __future__ import annotations
 
-import datetime as dt
+import contextlib
+import re
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 import oracledb
 
 from ...errors import DatabaseError, JobctlError, UsageError
-from ...model import BOOLEAN, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
-from ...params import to_json_value
+from ...model import UNSUPPORTED, Signature
 from ..base import CallContext
-from .catalog import is_plain_identifier
-from .errors import error_code, db_text, error_info
-from .shared import UTC as _UTC
-from .shared import OracleBase
+from .binds import OracleBinds
+from .dialect import bind_values
+from .errors import db_text, error_code, error_info, is_killed, ora_code, server_text
+from .jobsession import STATE_BLOCK
+from .values import REF_CURSOR, base_type, cut_note, decimal_numbers, fetch_rows, result_value
 
 #: DBMS_OUTPUT lines fetched per round trip, and the longest line PL/SQL
 #: can put (ORACLE_NOTES "Output, identity, progress"; samples/dbms_output.py)
@@ -43,104 +45,75 @@ SELECT sofar, totalwork
  ORDER BY last_update_time DESC
  FETCH FIRST 1 ROWS ONLY"""
 
-#: before each call: a savepoint to return to if the call must be repeated
-#: (ORA-04068), and DBMS_OUTPUT without a size limit, in one round trip
-CALL_START_SQL = "BEGIN SAVEPOINT jobctl_call; DBMS_OUTPUT.ENABLE(NULL); END;"
 CALL_UNDO_SQL = "ROLLBACK TO SAVEPOINT jobctl_call"
 OUTPUT_GET_LINES_SQL = "BEGIN DBMS_OUTPUT.GET_LINES(:lines, :num_lines); END;"
 
-#: driver types a plain Python value already binds as (src/oracledb/impl/base/
-#: metadata.pyx `from_value`: int/Decimal → NUMBER, bool → BOOLEAN, date and
-#: datetime → DATE); others need a typed variable
-_PLAIN_BINDS = (oracledb.DB_TYPE_NUMBER, oracledb.DB_TYPE_BOOLEAN, oracledb.DB_TYPE_DATE)
+#: JOBCTL_PROGRESS.SET_PROGRESS finds its job through a package variable set
+#: here, at the start of every call, on every path (pool, hand-over,
+#: daemon-free): CLIENT_IDENTIFIER is unset or stale on a reused connection
+#: and a procedure may set it itself (ORACLE_NOTES: Second review, "Identity
+#: is per job, not per connection"). Dynamic, so a schema without the package
+#: (or with an older one, PLS-00302) runs its jobs all the same.
+SET_JOB_BLOCK = """
+    BEGIN
+        EXECUTE IMMEDIATE 'BEGIN JOBCTL_PROGRESS.SET_JOB(:1); END;' USING :jc_job;
+    EXCEPTION
+        WHEN OTHERS THEN
+            NULL;   -- not installed, older, invalid: progress only, never the job's failure
+    END;"""
+
+_DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+
+def call_start_sql(*, marker: str | None = None, atomic: bool = False, state: bool = False) -> str:
+    """Before each call, one round trip: the marker (CallContext.marker: a
+    COMMIT inside commits it too), the transaction's id (created if none:
+    DBMS_TRANSACTION.LOCAL_TRANSACTION_ID(TRUE)) to tell after the call
+    whether the procedure committed inside, a savepoint to return to if the
+    call must be repeated (ORA-04068), DBMS_OUTPUT without a size limit, the
+    job for JOBCTL_PROGRESS, for --atomic COMMIT refused inside procedures
+    (ALTER SESSION DISABLE COMMIT IN PROCEDURE: ORA-00034), and the session's
+    fingerprint for reset_job_session (jobsession.STATE_BLOCK). The marker
+    comes first: the savepoint is after it, so a repeat keeps it."""
+    lines = ["BEGIN"]
+    if marker:
+        lines.append(f"    {marker.strip().rstrip(';')};")
+    lines += ["    :jc_txn := DBMS_TRANSACTION.LOCAL_TRANSACTION_ID(TRUE);",
+              "    SAVEPOINT jobctl_call;",
+              "    DBMS_OUTPUT.ENABLE(NULL);" + SET_JOB_BLOCK]
+    if atomic:
+        lines.append("    EXECUTE IMMEDIATE 'ALTER SESSION DISABLE COMMIT IN PROCEDURE';")
+    text = "\n".join(lines)
+    if state:
+        text += STATE_BLOCK
+    return text + "\nEND;"
+
+
+CALL_START_SQL = call_start_sql()
+
+
+def call_end_sql(*, atomic: bool = False) -> str:
+    """After the call (and after its error), one round trip: the
+    transaction's id again (a different one, or none: the procedure ended
+    the transaction it was given, i.e. committed inside), COMMIT allowed
+    again, and the first DBMS_OUTPUT lines."""
+    enable = ("\n    EXECUTE IMMEDIATE 'ALTER SESSION ENABLE COMMIT IN PROCEDURE';" if atomic else "")
+    return ("BEGIN\n    :jc_txn := DBMS_TRANSACTION.LOCAL_TRANSACTION_ID;" + enable +
+            "\n    DBMS_OUTPUT.GET_LINES(:lines, :num_lines);\nEND;")
+
 
 #: ORA-04068 existing state of packages has been discarded, ORA-04061
 #: existing state of a package has been invalidated
 _PACKAGE_STATE_DISCARDED = frozenset({4068, 4061})
 
+#: ORA-00034 cannot COMMIT in current PL/SQL session: what a COMMIT inside
+#: meets under ALTER SESSION DISABLE COMMIT IN PROCEDURE
+ATOMIC_REFUSED = ("a COMMIT or ROLLBACK inside the procedure was refused because the job was "
+                  "submitted with --atomic (all or nothing); submit it without --atomic to let "
+                  "the procedure commit")
 
-class OracleCalls(OracleBase):
-    @staticmethod
-    def _prepare(p: Param, value: Any) -> Any:
-        if p.kind == TIMESTAMP and isinstance(value, dt.datetime) and value.tzinfo is not None:
-            # the session zone is UTC, and thin mode sends TIMESTAMP WITH TIME
-            # ZONE values with offset +00:00 (src/oracledb/impl/base/encoders.pyx
-            # encode_timestamp_tz): UTC wall time is right for every flavour
-            value = value.astimezone(_UTC).replace(tzinfo=None)
-        return value
 
-    def _in_bind(self, cur: Any, p: Param, data_type: str, value: Any) -> Any:
-        """A coerced input as callproc should bind it (ORACLE_NOTES "Calling a
-        procedure", mapping list): a NULL of a non-string type, and the types
-        the driver would guess wrong, get a typed variable."""
-        value = self._prepare(p, value)
-        db_type = self._db_type(p, (data_type or "").upper())
-        if db_type is None or (value is not None and db_type in _PLAIN_BINDS):
-            return value
-        if db_type is oracledb.DB_TYPE_NVARCHAR:
-            var = cur.var(db_type, max(1, len(value or "")))
-        else:
-            var = cur.var(db_type)
-        var.setvalue(0, value)
-        return var
-
-    @staticmethod
-    def _db_type(p: Param, data_type: str) -> Any:
-        """The driver type for a parameter, or None where a plain Python value
-        binds correctly (str → VARCHAR, int/Decimal → NUMBER, DATE)."""
-        if p.kind in (NUMBER, INTEGER):
-            return oracledb.DB_TYPE_NUMBER
-        if p.kind == BOOLEAN:
-            return oracledb.DB_TYPE_BOOLEAN
-        if p.kind == JSON:
-            return oracledb.DB_TYPE_JSON
-        if p.kind == TIMESTAMP:
-            if data_type == "DATE":
-                return oracledb.DB_TYPE_DATE
-            if "LOCAL TIME ZONE" in data_type:
-                return oracledb.DB_TYPE_TIMESTAMP_LTZ
-            if "TIME ZONE" in data_type:
-                return oracledb.DB_TYPE_TIMESTAMP_TZ
-            return oracledb.DB_TYPE_TIMESTAMP      # keeps fractional seconds
-        if p.kind == TEXT:
-            if data_type == "CLOB":
-                return oracledb.DB_TYPE_CLOB
-            if data_type == "NCLOB":
-                return oracledb.DB_TYPE_NCLOB
-            if data_type in ("NVARCHAR2", "NCHAR"):
-                # national character set: a plain str binds as VARCHAR and
-                # loses what the database character set cannot hold
-                # (ORACLE_NOTES: Found in a line-by-line review, "National
-                # character types")
-                return oracledb.DB_TYPE_NVARCHAR
-        return None
-
-    def _out_var(self, cur: Any, p: Param, data_type: str) -> Any:
-        """A variable for an OUT or IN OUT parameter."""
-        data_type = (data_type or "").upper()
-        if p.kind == NUMBER:
-            # NUMBER holds 38 digits: a Decimal variable returns them all,
-            # where the driver's default would hand back a float
-            return cur.var(Decimal)
-        if p.kind == INTEGER:
-            return cur.var(int)
-        if p.kind == TEXT and data_type in ("NVARCHAR2", "NCHAR"):
-            return cur.var(oracledb.DB_TYPE_NVARCHAR, _OUTPUT_LINE_MAX)
-        if p.kind == TEXT and data_type not in ("CLOB", "NCLOB"):
-            return cur.var(str, _OUTPUT_LINE_MAX)  # the default size is 4000
-        db_type = self._db_type(p, data_type)
-        if db_type is None:
-            raise UsageError(f"parameter {p.name} is {p.type_name}, which jobctl cannot receive")
-        return cur.var(db_type)
-
-    @staticmethod
-    def _keyword(name: str) -> str:
-        """A parameter name as callproc pastes it: `NAME => :n`."""
-        keyword = name if is_plain_identifier(name) else f'"{name}"'
-        if '"' in name or not oracledb.is_simple_sql_name(keyword):
-            raise UsageError(f"invalid parameter name {name!r}")
-        return keyword
-
+class OracleCalls(OracleBinds):
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         call_name = sig.extra.get("call_name") or self.normalize_name(sig.name)
@@ -158,17 +131,39 @@ class OracleCalls(OracleBase):
             if p.is_output:
                 var = self._out_var(cur, p, data_type)
                 if p.is_input and values.get(p.name) is not None:
-                    var.setvalue(0, self._prepare(p, values[p.name]))
+                    var.setvalue(0, self._in_value(p, data_type, values[p.name]))
                 keyword_parameters[keyword] = var
                 out_vars[p.name] = var
             elif p.name in values:
                 keyword_parameters[keyword] = self._in_bind(cur, p, data_type, values[p.name])
             # an IN parameter not given is left out, so its DEFAULT applies
 
+        atomic = bool(getattr(ctx, "atomic", False))
         try:
-            # unlimited buffer: the 20000-byte default raises ORU-10027 and
-            # would fail the job (ORACLE_NOTES "Output, identity, progress")
-            cur.execute(CALL_START_SQL)
+            txn = self._start_call(conn, ctx, atomic)
+        except oracledb.Error as exc:
+            raise self._job_error(exc, sig.name) from None
+        # result sets (REF CURSOR OUT, implicit results) are fetched with
+        # exact numbers: the connection's handler applies to every cursor it
+        # hands back, until they are read (values.decimal_numbers)
+        handler = getattr(conn, "outputtypehandler", None)
+        try:
+            conn.outputtypehandler = decimal_numbers
+        except AttributeError:
+            handler = False
+        try:
+            return self._run(conn, cur, sig, call_name, keyword_parameters, out_vars, ctx, txn,
+                             atomic)
+        finally:
+            if handler is not False:
+                with contextlib.suppress(Exception):
+                    conn.outputtypehandler = handler
+
+    def _run(self, conn: Any, cur: Any, sig: Signature, call_name: str,
+             keyword_parameters: dict[str, Any], out_vars: dict[str, Any], ctx: CallContext,
+             txn: str | None, atomic: bool) -> dict[str, Any]:
+        """The call itself, its output, and what it returns."""
+        try:
             try:
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
             except oracledb.Error as exc:
@@ -179,16 +174,52 @@ class OracleCalls(OracleBase):
                 # savepoint (ORACLE_NOTES "Errors → what jobctl says": retry once)
                 cur.callproc(call_name, keyword_parameters=keyword_parameters)
         except oracledb.Error as exc:
-            self._read_output(conn, ctx)       # lines put before the error still help
+            # lines put before the error still help
+            self._note_commits(ctx, self._read_output(conn, ctx, txn, atomic), failed=True)
             raise self._job_error(exc, sig.name) from None
-        self._read_output(conn, ctx)
-        result = {}
+        self._note_commits(ctx, self._read_output(conn, ctx, txn, atomic), failed=False)
+        limit = int(getattr(ctx, "result_rows", 1000))
+        types = sig.extra.get("types", {})
+        result: dict[str, Any] = {}
         for pname, var in out_vars.items():
             value = var.getvalue()
-            if hasattr(value, "read"):        # an OUT CLOB arrives as a LOB
-                value = value.read()
-            result[pname.lower()] = to_json_value(value)
+            if base_type(types.get(pname)) == REF_CURSOR:
+                rows = self._rows(value, pname.lower(), limit, ctx) if value is not None else None
+                result[pname.lower()] = rows
+            else:
+                result[pname.lower()] = result_value(value, limit)
+        implicit = self._implicit_results(cur, limit, ctx)
+        if implicit is not None:
+            result.setdefault("implicit_results", implicit)
         return result
+
+    def _start_call(self, conn: Any, ctx: CallContext, atomic: bool) -> str | None:
+        """The call's first round trip (call_start_sql); returns the id of
+        the transaction the procedure is given. The marker's binds are bound
+        as `execute` binds them (datetimes as TIMESTAMP, booleans as 1/0), on
+        a cursor of its own: input sizes set for them must not reach callproc."""
+        cur = conn.cursor()
+        marker = getattr(ctx, "marker", None)
+        marker_sql, marker_binds = (marker if marker else (None, {}))
+        if marker_sql and not _DML.match(marker_sql):
+            self.execute(conn, marker_sql, marker_binds)      # not DML: a statement of its own
+            marker_sql, marker_binds = None, {}
+        state = self._reset_views is not False
+        values, sizes = bind_values(marker_binds)
+        txn = cur.var(str, 64)
+        binds: dict[str, Any] = {**values, "jc_txn": txn, "jc_job": ctx.job_id}
+        if state:
+            binds["jc_state"], binds["jc_seen"] = cur.var(str, 32767), cur.var(int)
+        if sizes:
+            cur.setinputsizes(**sizes)
+        cur.execute(call_start_sql(marker=marker_sql, atomic=atomic, state=state), binds)
+        if state:
+            if binds["jc_seen"].getvalue():
+                self._remember(conn, {**self._session_info(conn),
+                                      "baseline": binds["jc_state"].getvalue()})
+            else:
+                self._reset_views = False
+        return txn.getvalue()
 
     @staticmethod
     def _undo_call(cur: Any) -> bool:
@@ -208,28 +239,87 @@ class OracleCalls(OracleBase):
         err = error_info(exc)
         if err is None:
             return DatabaseError(f"{name}: {exc}")
+        code = ora_code(err)
+        if err.code == 34:
+            return DatabaseError(f"{db_text(err)}\n{ATOMIC_REFUSED}", code=code)
+        if err.full_code == "DPY-4011" or (code and err.full_code.startswith("DPY-")):
+            # the server's own line first (ORA-00028 your session has been
+            # killed), never the driver's paraphrase alone (ORACLE_NOTES:
+            # Second review, "ORA-00031 is success", "Never retry a kill")
+            return DatabaseError(server_text(err), transient=self.is_transient(exc), code=code,
+                                 killed=is_killed(err))
         if (err.code == 6550 and "PLS-00201" in err.message) or (
                 err.full_code.startswith("DPY-") and err.full_code != "DPY-4024"):
             return self.translate_error(exc)
-        return DatabaseError(db_text(err), transient=self.is_transient(exc))
+        return DatabaseError(db_text(err), transient=self.is_transient(exc), code=code)
 
-    def _read_output(self, conn: Any, ctx: CallContext) -> None:
+    @staticmethod
+    def _note_commits(ctx: CallContext, ended: bool | None, *, failed: bool) -> None:
+        """What the transaction ids say (see _read_output). The procedure ended
+        the transaction it was given: a COMMIT, or a full ROLLBACK, which the
+        ids cannot tell apart. After a failed call with a marker, the marker
+        row tells them apart exactly, so that is left to it (commits_known
+        stays False and the worker reads the marker); otherwise an ended
+        transaction counts as committed inside (never retried). Unknown
+        (the connection died): left to the marker as well."""
+        if ended is None:
+            return
+        if ended:
+            if failed and getattr(ctx, "marker", None) is not None:
+                return
+            ctx.note_self_commit()
+        ctx.commits_known = True
+
+    def _read_output(self, conn: Any, ctx: CallContext, txn: str | None = None,
+                     atomic: bool = False) -> bool | None:
         """DBMS_OUTPUT lines, readable only now and in this session
-        (samples/dbms_output.py). Best effort: a dead connection has none."""
+        (samples/dbms_output.py), the first ones in the round trip that reads
+        the transaction's id again. Returns whether the procedure ended the
+        transaction it was given (another id, or none), None when unknown.
+        Best effort: a dead connection has no lines."""
+        ended: bool | None = None
         try:
             cur = conn.cursor()
             lines_var = cur.arrayvar(str, _OUTPUT_CHUNK, _OUTPUT_LINE_MAX)
             count_var = cur.var(int)
+            txn_var = cur.var(str, 64)
+            sql = call_end_sql(atomic=atomic)
+            binds: dict[str, Any] = {"lines": lines_var, "num_lines": count_var, "jc_txn": txn_var}
             while True:
                 count_var.setvalue(0, _OUTPUT_CHUNK)
-                cur.execute(OUTPUT_GET_LINES_SQL, {"lines": lines_var, "num_lines": count_var})
+                cur.execute(sql, binds)
+                if "jc_txn" in binds:
+                    if txn is not None:
+                        ended = txn_var.getvalue() != txn
+                    sql, binds = OUTPUT_GET_LINES_SQL, {"lines": lines_var, "num_lines": count_var}
                 count = count_var.getvalue() or 0
-                for line in lines_var.getvalue()[:count]:
+                for line in (lines_var.getvalue() or [])[:count]:
                     ctx.log(line or "")
                 if count < _OUTPUT_CHUNK:
                     break
         except oracledb.Error:
             pass
+        return ended
+
+    @staticmethod
+    def _rows(cursor: Any, name: str, limit: int, ctx: CallContext) -> list[dict[str, Any]]:
+        rows, cut = fetch_rows(cursor, limit)
+        if cut:
+            ctx.log(cut_note(name, limit))
+        return rows
+
+    def _implicit_results(self, cur: Any, limit: int, ctx: CallContext) -> list[Any] | None:
+        """Result sets the procedure passed to DBMS_SQL.RETURN_RESULT, each as
+        an array of row objects (`implicit_results`), or None when it passed
+        none (ORACLE_NOTES: Second review, "Implicit results and REF
+        CURSORs": thin mode, Oracle 12.1+)."""
+        try:
+            cursors = cur.getimplicitresults()
+        except (oracledb.Error, AttributeError):
+            return None
+        if not cursors:
+            return None
+        return [self._rows(c, f"implicit result {i}", limit, ctx) for i, c in enumerate(cursors, 1)]
 
     def interrupt(self, conn: Any) -> None:
         """From the watchdog thread: thin mode's cancel() breaks the running

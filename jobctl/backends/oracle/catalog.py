@@ -13,6 +13,7 @@ import oracledb
 from ...errors import NotFound, UsageError
 from ...model import BOOLEAN, INTEGER, JSON, NUMBER, TEXT, TIMESTAMP, UNSUPPORTED, Param, Signature
 from .errors import error_code
+from .values import REF_CURSOR, base_type
 from .shared import OracleBase
 
 NAME_RESOLVE_SQL = """
@@ -90,12 +91,22 @@ _TEXT_TYPES = {"VARCHAR2", "VARCHAR", "CHAR", "NVARCHAR2", "NCHAR", "CLOB", "NCL
 _BOOLEAN_TYPES = {"BOOLEAN", "PL/SQL BOOLEAN"}
 
 
+#: written as text on the command line and turned into the driver's own
+#: objects by the backend (values.py): ISO 8601 intervals, hex bytes. The
+#: spellings are ALL_ARGUMENTS.DATA_TYPE's, precisions left out (unconfirmed
+#: on a server: base_type drops any `(n)` either way)
+_TEXT_WRITTEN = {"INTERVAL DAY TO SECOND", "INTERVAL YEAR TO MONTH", "RAW", "LONG RAW", "BLOB"}
+
+
 def type_kind(data_type: str | None, pls_type: str | None = None) -> str:
     """The family of an ALL_ARGUMENTS DATA_TYPE (PLS_TYPE refines NUMBER).
 
     DATE maps to TIMESTAMP: an Oracle DATE holds a time of day, so
-    `2024-05-01 13:30` must be accepted, and `2024-05-01` means midnight."""
-    data_type = (data_type or "").upper()
+    `2024-05-01 13:30` must be accepted, and `2024-05-01` means midnight.
+    Intervals, RAW and BLOB are text (ISO 8601, hex) for the command line."""
+    data_type = base_type(data_type)
+    if data_type in _TEXT_WRITTEN:
+        return TEXT
     pls_type = (pls_type or "").upper()
     if data_type in _INTEGER_TYPES or (data_type == "NUMBER" and pls_type in _INTEGER_TYPES):
         return INTEGER
@@ -109,7 +120,7 @@ def type_kind(data_type: str | None, pls_type: str | None = None) -> str:
         return BOOLEAN
     if data_type == "JSON":
         return JSON
-    return UNSUPPORTED   # records, collections, REF CURSOR, objects, RAW, BLOB, intervals
+    return UNSUPPORTED   # records, collections, REF CURSOR, objects, XMLTYPE, BFILE
 
 
 def _display_type(row: Mapping[str, Any]) -> str:
@@ -121,6 +132,16 @@ def _display_type(row: Mapping[str, Any]) -> str:
     if pls_type and pls_type != data_type and data_type == "NUMBER":
         return pls_type
     return data_type
+
+
+def signature_form(sig: Signature) -> str:
+    """How the user names one overload: `PKG.PROC(NUMBER, VARCHAR2)`, its
+    inputs' types as ALL_ARGUMENTS spells them, in position order
+    (Signature.form where the generic model has it)."""
+    form = getattr(sig, "form", None)
+    if isinstance(form, str):
+        return form
+    return f"{sig.name}(" + ", ".join(p.type_name for p in sig.params if p.is_input) + ")"
 
 
 def is_plain_identifier(name: str) -> bool:
@@ -175,6 +196,15 @@ class OracleCatalog(OracleBase):
         return {k: v.getvalue() for k, v in out.items()}
 
     def resolve(self, conn: Any, name: str, given: frozenset[str]) -> Signature:
+        canonical, candidates = self._candidates(conn, name)
+        return self._pick_overload(canonical, candidates, given)
+
+    def overloads(self, conn: Any, name: str) -> list[Signature]:
+        """Every overload of the procedure, in ALL_ARGUMENTS.OVERLOAD order
+        (ORACLE_NOTES: Second review, "Overloads"); NotFound when none."""
+        return self._candidates(conn, name)[1]
+
+    def _candidates(self, conn: Any, name: str) -> tuple[str, list[Signature]]:
         name = self.normalize_name(name)
         r = self._name_resolve(conn, name)
         if r["dblink"]:
@@ -239,10 +269,11 @@ class OracleCatalog(OracleBase):
             candidates.append(Signature(
                 canonical, tuple(self._param(row) for row in rows), overload=overload,
                 extra={"call_name": call_name,
-                       "types": {row["argument_name"]: row["data_type"] for row in rows}}))
+                       "types": {row["argument_name"]: row["data_type"] for row in rows},
+                       "pls_types": {row["argument_name"]: row.get("pls_type") for row in rows}}))
         if not candidates:
             raise UsageError(f"{name} is a function, not a procedure; jobctl runs procedures")
-        return self._pick_overload(canonical, candidates, given)
+        return canonical, candidates
 
     def list_procedures(self, conn: Any, like: str | None) -> list[Signature]:
         # unquoted Oracle names are upper case, and so is the pattern then
@@ -268,9 +299,13 @@ class OracleCatalog(OracleBase):
     @staticmethod
     def _param(row: Mapping[str, Any]) -> Param:
         mode = {"IN": "IN", "OUT": "OUT", "IN/OUT": "IN/OUT"}.get((row["in_out"] or "IN").upper(), "IN")
-        return Param(name=row["argument_name"], type_name=_display_type(row),
-                     kind=type_kind(row["data_type"], row.get("pls_type")), mode=mode,
-                     defaulted=(row["defaulted"] or "N").upper() == "Y")
+        kind = type_kind(row["data_type"], row.get("pls_type"))
+        if base_type(row["data_type"]) == REF_CURSOR and mode == "OUT":
+            # a REF CURSOR OUT comes back as an array of row objects (call.py);
+            # IN or IN OUT, jobctl has no cursor to pass
+            kind = JSON
+        return Param(name=row["argument_name"], type_name=_display_type(row), kind=kind,
+                     mode=mode, defaulted=(row["defaulted"] or "N").upper() == "Y")
 
     @staticmethod
     def _pick_overload(name: str, candidates: list[Signature], given: frozenset[str]) -> Signature:
@@ -290,12 +325,12 @@ class OracleCatalog(OracleBase):
             return fitting[0]
 
         def shown(sig: Signature) -> str:
-            return f"{name}(" + ", ".join(f"{p.name} {p.mode} {p.type_name}" for p in sig.params) + ")"
+            return signature_form(sig)
 
         listing = "; ".join(shown(s) for s in (fitting or candidates))
         if fitting:
             raise UsageError(f"{name} is overloaded and the given parameters fit more than one: "
-                             f"{listing}; pass parameters that pick one")
+                             f"{listing}; name one of these forms, or pass parameters that pick one")
         raise UsageError(f"{name} is overloaded and no version takes exactly the given parameters: "
                          f"{listing}")
 
@@ -310,8 +345,8 @@ class OracleCatalog(OracleBase):
             if p.is_output:
                 raise UsageError(f"{sig.name}: parameter {p.name} ({p.mode}) is {p.type_name}, "
                                  "which jobctl cannot receive; wrap the procedure in one whose "
-                                 "parameters are NUMBER, VARCHAR2, DATE, TIMESTAMP, CLOB or BOOLEAN")
+                                 "parameters are scalar (docs/oracle-types.md lists them)")
             if not p.defaulted:
                 raise UsageError(f"{sig.name}: parameter {p.name} is {p.type_name}, which jobctl "
                                  "cannot pass; wrap the procedure in one whose parameters are "
-                                 "NUMBER, VARCHAR2, DATE, TIMESTAMP, CLOB or BOOLEAN")
+                                 "scalar (docs/oracle-types.md lists them)")

@@ -6,7 +6,8 @@ fact does not hold there.
 
 Facts cited by section of the project's Oracle notes ("Reading the
 signature", "Output, identity, progress", "SQL", "Found in a line-by-line
-review"). oracledb is imported here, so this module loads only for an
+review"); the session checks of the notes' "Second review" are in
+checks_sessions.py. oracledb is imported here, so this module loads only for an
 `oracle://` DSN, like the backend itself.
 """
 
@@ -23,11 +24,13 @@ from ...checks import FAIL, OK, PROBE_PROCEDURE, SKIP, WARN, BackendChecks, Cata
 from ...errors import JobctlError
 from ...model import NUMBER, utcnow
 from ..base import CallContext
+from .checks_sessions import SessionChecks
 
 NAMES = ("oracle_name_resolve_standalone", "oracle_name_resolve_packaged", "oracle_all_arguments",
           "oracle_dbms_output", "oracle_timestamp_binds", "oracle_clob_update",
-          "oracle_client_identifier", "oracle_set_progress", "oracle_longops",
-          "oracle_name_shadowing")
+          "oracle_job_identity", "oracle_set_progress", "oracle_session_reset",
+          "oracle_session_time_zone", "oracle_commit_inside", "oracle_killed_session",
+          "oracle_longops", "oracle_name_shadowing")
 
 _CURRENT_SCHEMA = "SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA')"
 
@@ -36,8 +39,9 @@ CATALOG = Catalog(
     identity_sql=("SELECT 'user ' || USER || ', current schema ' || " + _CURRENT_SCHEMA +
                   " || ', service ' || SYS_CONTEXT('USERENV', 'SERVICE_NAME')"
                   " || ', instance ' || SYS_CONTEXT('USERENV', 'INSTANCE') FROM dual"),
-    # the session zone jobctl sets, and the server's clock in UTC
-    # ("SQL": CURRENT_TIMESTAMP follows the session zone, SYSTIMESTAMP the host's)
+    # the zone jobctl sets on its bookkeeping sessions (doctor's is one; a job's
+    # keeps the client's: oracle_session_time_zone), and the server's clock in
+    # UTC ("SQL": CURRENT_TIMESTAMP follows the session zone, SYSTIMESTAMP the host's)
     timezone_sql="SELECT SESSIONTIMEZONE, SYS_EXTRACT_UTC(SYSTIMESTAMP) FROM dual",
     utc_zones=("+00:00", "UTC", "GMT", "Etc/UTC"),
     indexes_sql=("SELECT index_name FROM all_indexes WHERE table_name = 'ASYNC_JOBS' "
@@ -76,9 +80,9 @@ PROBE_OUTPUT_SQL = "UPDATE ASYNC_JOBS SET output = :output WHERE job_id = :job_i
 PROBE_READ_SQL = ("SELECT output, DBMS_LOB.GETLENGTH(output), progress FROM ASYNC_JOBS "
                   "WHERE job_id = :job_id")
 PROBE_DELETE_SQL = "DELETE FROM ASYNC_JOBS WHERE job_id = :job_id"
-SESSION_IDENTITY_SQL = ("SELECT SYS_CONTEXT('USERENV', 'CLIENT_IDENTIFIER'), "
-                        "SYS_CONTEXT('USERENV', 'MODULE') FROM dual")
-SET_PROGRESS_SQL = "BEGIN JOBCTL_PROGRESS.SET_PROGRESS(:pct); END;"
+#: as a call does it: the job named at the call's start (a package variable,
+#: whatever CLIENT_IDENTIFIER says), then progress from inside
+SET_PROGRESS_SQL = "BEGIN JOBCTL_PROGRESS.SET_JOB(:job_id); JOBCTL_PROGRESS.SET_PROGRESS(:pct); END;"
 GV_LONGOPS_SQL = "SELECT COUNT(*) FROM gv$session_longops WHERE ROWNUM <= 1"
 V_LONGOPS_SQL = "SELECT COUNT(*) FROM v$session_longops WHERE ROWNUM <= 1"
 #: an object (or public synonym) named like the current schema shadows it
@@ -134,7 +138,7 @@ def _shown(r: dict[str, Any]) -> str:
             f"part1_type={r['part1_type']}")
 
 
-class _OracleChecks:
+class _OracleChecks(SessionChecks):
     def __init__(self, backend: Any, conn: Any, *, jobs: JobRows, table_ok: bool, demos_ok: bool,
                  tag: str):
         self.backend, self.conn, self.jobs = backend, conn, jobs
@@ -256,22 +260,6 @@ class _OracleChecks:
         return Check(name, OK, f"a {size}-byte UTF-8 text ({len(CLOB_TEXT)} characters) written "
                      "to and read from a CLOB column (probe rolled back)")
 
-    # "Output, identity, progress": client_identifier is sent with the next
-    # round trip; JOBCTL_PROGRESS.SET_PROGRESS finds its job through it
-    def client_identifier(self, name: str) -> Check:
-        job_id = uuid.uuid4().hex
-        conn = self.backend.connect(job_id=job_id)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(SESSION_IDENTITY_SQL)
-                client_id, module = cur.fetchone()
-        finally:
-            conn.close()
-        if client_id != job_id:
-            return Check(name, FAIL, f"CLIENT_IDENTIFIER is {client_id!r}, not the job id the "
-                         "worker set: SET_PROGRESS cannot find its job", REPORT)
-        return Check(name, OK, f"CLIENT_IDENTIFIER and MODULE ({module}) reach the session")
-
     def set_progress(self, name: str) -> Check:
         if not self.table_ok:
             return Check(name, SKIP, "needs ASYNC_JOBS with all its columns")
@@ -282,15 +270,18 @@ class _OracleChecks:
                         token=uuid.uuid4().hex, session=None)
         self.conn.commit()
         try:
+            # a watch-named connection: the package variable, not
+            # CLIENT_IDENTIFIER, finds the job (ORACLE_NOTES: Second review,
+            # "Identity is per job, not per connection")
             call_conn = self.backend.connect(job_id=job_id)
             try:
                 with call_conn.cursor() as cur:
-                    cur.execute(SET_PROGRESS_SQL, {"pct": PROGRESS_PROBE})
+                    cur.execute(SET_PROGRESS_SQL, {"job_id": job_id, "pct": PROGRESS_PROBE})
                 call_conn.rollback()   # SET_PROGRESS commits on its own
             except oracledb.Error as exc:
-                if _ora_number(exc) == 6550 and "PLS-00201" in str(exc):
-                    return Check(name, WARN, "JOBCTL_PROGRESS is not installed or not executable "
-                                 f"here: {' '.join(_text(exc).split())}",
+                if _ora_number(exc) == 6550 and ("PLS-00201" in str(exc) or "PLS-00302" in str(exc)):
+                    return Check(name, WARN, "JOBCTL_PROGRESS is not installed, older than this "
+                                 f"jobctl, or not executable here: {' '.join(_text(exc).split())}",
                                  "run `jobctl db init`; procedures report progress with "
                                  "JOBCTL_PROGRESS.SET_PROGRESS(pct)")
                 raise

@@ -8,6 +8,7 @@ import inspect
 import os
 import re
 import threading
+import time
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -20,9 +21,22 @@ from ...errors import DatabaseError, UsageError
 from .errors import db_text, error_info, first_line
 from .shared import OracleBase
 
-#: one round trip at connect: stored times are UTC whatever the client's
-#: zone, and the session's schema and instance are learnt while at it (the
+#: one round trip at connect: the session's schema and instance (the
 #: watchdog needs the call session's instance while that session is busy)
+SESSION_INFO_SQL = """
+BEGIN
+    :current_schema := SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA');
+    :instance := SYS_CONTEXT('USERENV', 'INSTANCE');
+    :sid := SYS_CONTEXT('USERENV', 'SID');
+END;"""
+
+#: the same round trip on a bookkeeping connection (no job: the CLI, doctor,
+#: a pool's books): its session zone is UTC, as `doctor` checks. A job's
+#: sessions keep the zone thin mode set from the client (ORA_SDTZ or the
+#: local offset): jobctl's own clock is SYS_EXTRACT_UTC(SYSTIMESTAMP) and its
+#: times are bound as UTC, so only the user's procedure sees the zone, and it
+#: must see the one SQL*Plus would give it (ORACLE_NOTES: Second review,
+#: "Session time zone")
 SESSION_SETUP_SQL = """
 BEGIN
     EXECUTE IMMEDIATE q'[ALTER SESSION SET TIME_ZONE = '+00:00']';
@@ -31,8 +45,37 @@ BEGIN
     :sid := SYS_CONTEXT('USERENV', 'SID');
 END;"""
 
+#: MODULE holds 48 bytes, ACTION 32, CLIENT_IDENTIFIER 64 (DBMS_APPLICATION_INFO,
+#: DBMS_SESSION.SET_IDENTIFIER); a job id is 32 characters
+MODULE_BOOKS = "jobctl"
+MODULE_WATCH = "jobctl watch"
+WATCH_PREFIX = "jobctl-watch:"
+
+
+def client_time_zone() -> str:
+    """The zone thin mode gives a new session: ORA_SDTZ, else the client's
+    local UTC offset (ORACLE_NOTES: Second review, "Session time zone";
+    src/oracledb/impl/thin/messages/auth.pyx, `_get_alter_timezone_statement`),
+    as ALTER SESSION SET TIME_ZONE takes it. OS_TZ means the local offset and
+    DB_TZ the database's zone, as for the Oracle Client."""
+    raw = os.environ.get("ORA_SDTZ", "").strip()
+    if raw.upper() == "DB_TZ":
+        return "DBTIMEZONE"
+    if raw and raw.upper() != "OS_TZ":
+        if not re.fullmatch(r"[A-Za-z0-9_/+:.\- ]{1,64}", raw):
+            raise UsageError(f"invalid ORA_SDTZ {raw!r}: expected a zone such as +02:00 or "
+                             "Europe/Paris")
+        return f"'{raw}'"
+    offset = time.localtime().tm_gmtoff // 60
+    sign = "+" if offset >= 0 else "-"
+    hours, minutes = divmod(abs(offset), 60)
+    return f"'{sign}{hours:02d}:{minutes:02d}'"
+
 
 # -- driver options from the DSN query string and the profile -------------------
+
+#: jobctl's own options in the DSN's query string (config reads them), not the driver's
+JOBCTL_QUERY_OPTIONS = frozenset({"session_setup"})
 
 #: set from the DSN itself or by jobctl's own secret handling, never as options
 _NOT_OPTIONS = frozenset({"user", "proxy_user", "password", "newpassword", "wallet_password",
@@ -183,6 +226,8 @@ class OracleConnections(OracleBase):
             if key in DRIVER_OPTIONS and key not in query and raw not in (None, ""):
                 out[key] = _option_value(key, raw, DRIVER_OPTIONS[key], "the profile")
         for key, raw in query.items():
+            if key in JOBCTL_QUERY_OPTIONS:
+                continue
             if key not in DRIVER_OPTIONS:
                 raise UsageError(f"unknown option {key!r} in the DSN's query string; Oracle takes "
                                  "ConnectParams options such as expire_time, retry_count, "
@@ -245,18 +290,24 @@ class OracleConnections(OracleBase):
         except oracledb.Error as exc:
             raise self.translate_error(exc) from None
         try:
+            # write-only attributes, sent with the next round trip, the
+            # session setup below (ORACLE_NOTES: Second review, "Identity is
+            # per job, not per connection"). A connection opened for a job is
+            # its watch session until start_job_session makes it the call's:
+            # the two carry distinct values, so a DBA can tell them apart
             if job_id is not None:
-                # sent with the next round trip, the session setup below
-                # (ORACLE_NOTES "Output, identity, progress");
-                # JOBCTL_PROGRESS.SET_PROGRESS finds its job through it
-                conn.client_identifier = job_id
-                conn.module = "jobctl"
-                conn.action = f"job {job_id[:8]}"
+                conn.client_identifier = WATCH_PREFIX + job_id
+                conn.module = MODULE_WATCH
+                conn.action = job_id[:32]
+            else:
+                conn.module = MODULE_BOOKS
             with conn.cursor() as cur:
                 out = {"current_schema": cur.var(str, 128), "instance": cur.var(str, 40),
                        "sid": cur.var(str, 40)}
-                cur.execute(SESSION_SETUP_SQL, out)
-                self._remember(conn, {k: v.getvalue() for k, v in out.items()})
+                cur.execute(SESSION_SETUP_SQL if job_id is None else SESSION_INFO_SQL, out)
+                info = {k: v.getvalue() for k, v in out.items()}
+                info["zone_forced"] = job_id is None
+                self._remember(conn, info)
         except oracledb.Error as exc:
             conn.close()
             raise self.translate_error(exc) from None

@@ -23,23 +23,30 @@ SELECT line, position, text
  FETCH FIRST 5 ROWS ONLY"""
 
 
+def bind_values(binds: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(values, input sizes) for jobctl's own statements. Datetimes bind as
+    TIMESTAMP, not the driver's default DATE, which drops fractional seconds
+    (src/oracledb/impl/base/metadata.pyx `from_value`) and would make
+    `heartbeat_at = :hb` never match a stored heartbeat. Booleans bind as
+    1/0: SQL has no BOOLEAN before 23ai."""
+    values: dict[str, Any] = {}
+    sizes: dict[str, Any] = {}
+    for key, value in (binds or {}).items():
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, dt.datetime):
+            sizes[key] = oracledb.DB_TYPE_TIMESTAMP
+        values[key] = value
+    return values, sizes
+
+
 class OracleDialect(OracleBase):
     def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any:
-        """Named `:name` binds are Oracle's own. Datetimes bind as TIMESTAMP,
-        not the driver's default DATE, which drops fractional seconds
-        (src/oracledb/impl/base/metadata.pyx `from_value`) and would make
-        `heartbeat_at = :hb` never match a stored heartbeat. Booleans bind as
-        1/0: SQL has no BOOLEAN before 23ai. Long strings for CLOB columns
-        are left to the driver, which sends them as LONG binds
-        (tests/test_1900_lob_var.py binds str into CLOB columns)."""
-        values: dict[str, Any] = {}
-        sizes: dict[str, Any] = {}
-        for key, value in (binds or {}).items():
-            if isinstance(value, bool):
-                value = int(value)
-            elif isinstance(value, dt.datetime):
-                sizes[key] = oracledb.DB_TYPE_TIMESTAMP
-            values[key] = value
+        """Named `:name` binds are Oracle's own, converted by bind_values.
+        Long strings for CLOB columns are left to the driver, which sends
+        them as LONG binds (tests/test_1900_lob_var.py binds str into CLOB
+        columns)."""
+        values, sizes = bind_values(binds)
         cur = conn.cursor()
         if sizes:
             cur.setinputsizes(**sizes)

@@ -56,6 +56,50 @@ def error_code(exc: BaseException) -> tuple[int, str]:
     return (err.code, err.full_code) if err is not None else (-1, "")
 
 
+#: a session ended on purpose: ORA-00028 your session has been killed,
+#: ORA-00031 session marked for kill, ORA-01012 not logged on. Never retried
+#: (ORACLE_NOTES: Second review, "Never retry a kill")
+KILLED_CODES = frozenset({28, 31, 1012})
+
+
+def ora_code(err: Any) -> str | None:
+    """The database's own code as it prints it ("ORA-00028"), kept on the job
+    (DB_ERROR_CODE). Driver errors (DPY-nnnn) have code 0 and give None; a
+    DPY error that wraps a database error keeps the database's code: thin
+    mode maps ORA-00028/00031/00600/01012/03113... to DPY-4011 but leaves
+    `code` as the server sent it (src/oracledb/errors.py, `_make_adjustments`
+    and `ERR_ORACLE_ERROR_XREF`)."""
+    code = getattr(err, "code", 0) or 0
+    return f"ORA-{code:05d}" if code > 0 else None
+
+
+def is_killed(err: Any) -> bool:
+    return err is not None and (getattr(err, "code", 0) or 0) in KILLED_CODES
+
+
+def server_text(err: Any) -> str:
+    """The error as the database prints it: the ORA lines first. A DPY-4011
+    that wraps a database error puts the driver's paraphrase ("the database
+    or network closed the connection") before the server's own line
+    (ORACLE_NOTES: Second review, "ORA-00031 is success"); the server's line
+    leads, the driver's stays after it, nothing is replaced."""
+    text = db_text(err)
+    lines = text.splitlines()
+    if ora_code(err) is None or not lines or not lines[0].startswith("DPY-"):
+        return text
+    driver = [ln for ln in lines if ln.startswith("DPY-")]
+    rest = [ln for ln in lines if not ln.startswith("DPY-")]
+    return "\n".join(rest + driver) if rest else text
+
+
+def one_line(text: str) -> str:
+    """Several lines as one: the first, the rest in parentheses."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    return f"{lines[0]} ({'; '.join(lines[1:])})"
+
+
 class OracleErrors(OracleBase):
     def is_missing_table(self, exc: BaseException) -> bool:
         return error_code(exc)[0] == 942
@@ -83,16 +127,22 @@ class OracleErrors(OracleBase):
     #: what jobctl says"). ORA-04068/04061 are not here: `call` retries the
     #: call itself once on them, and no bookkeeping write can raise them. A
     #: connection storm: ORA-00018 sessions / ORA-00020 processes exceeded.
-    _TRANSIENT_CODES = frozenset({60, 54, 18, 20})
+    #: ORA-01033: the instance is starting or stopping (a listener not ready yet).
+    _TRANSIENT_CODES = frozenset({60, 54, 18, 20, 1033})
     #: connection lost, call timed out, cannot connect (database restarting)
     _TRANSIENT_DPY = frozenset({"DPY-4011", "DPY-4024", "DPY-6005"})
     #: the listener refusing for now (thin mode: DPY-6000 "Similar to ORA-125xx"):
-    #: no free handler (12516, 12519) or instance blocked, e.g. starting (12520, 12528)
+    #: no free handler (12516, 12519) or instance blocked, e.g. starting (12520, 12528).
+    #: ORA-12514 (service unknown; thin: DPY-6001) is not here: right after a
+    #: listener restart it is transient, but a misspelt service name would then
+    #: be waited out in silence for the whole start timeout
     _TRANSIENT_LISTENER = re.compile(r"ORA-(12516|12519|12520|12528)\b")
 
     def is_transient(self, exc: BaseException) -> bool:
         err = error_info(exc)
-        if err is None:
+        if err is None or is_killed(err):
+            # a kill is on purpose: never retried, although the driver marks
+            # the DPY-4011 it raises recoverable
             return False
         return bool(err.isrecoverable or err.code in self._TRANSIENT_CODES
                     or err.full_code in self._TRANSIENT_DPY
@@ -157,12 +207,14 @@ class OracleErrors(OracleBase):
                                  "mode: set oracle_client = \"/path/to/instantclient\" or "
                                  "thick = true in the profile (README: Oracle Database, thick mode)")
         if full == "DPY-4011":
-            return DatabaseError(f"{where}: the database or network closed the connection",
-                                 transient=True)
+            # the server's own line (ORA-00028 your session has been killed,
+            # ORA-00600 ...) leads; the driver's paraphrase only follows it
+            return DatabaseError(f"{where}: {one_line(server_text(err))}", transient=transient,
+                                 code=ora_code(err), killed=is_killed(err))
         if code == 1013:
-            return DatabaseError(f"{where}: call cancelled (ORA-01013)")
+            return DatabaseError(f"{where}: call cancelled (ORA-01013)", code="ORA-01013")
         if full == "DPY-4024":
             return DatabaseError(f"{where}: call timed out ({first_line(text)})", transient=True)
         if code == 1031:
-            return DatabaseError(f"{where}: insufficient privileges (ORA-01031)")
-        return DatabaseError(f"{where}: {_summary(text)}", transient=transient)
+            return DatabaseError(f"{where}: insufficient privileges (ORA-01031)", code="ORA-01031")
+        return DatabaseError(f"{where}: {_summary(text)}", transient=transient, code=ora_code(err))

@@ -3,13 +3,14 @@ still runs, and how it is ended (issue 9 item 2: orphaned sessions)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 import oracledb
 
 from ...errors import UsageError
-from .connect import SESSION_SETUP_SQL
+from .connect import SESSION_INFO_SQL
 from .errors import error_code
 from ..base import PolledCancel
 from .shared import OracleBase
@@ -19,15 +20,20 @@ from .shared import OracleBase
 #: mode"); needs SELECT on V_$SESSION, so best effort
 SERIAL_SQL = "SELECT serial# FROM v$session WHERE sid = :sid"
 
+#: a killed session stays in V$SESSION with STATUS 'KILLED' until PMON
+#: cleans it up, and a session ended by a resource limit reads 'SNIPED':
+#: neither is alive (ORACLE_NOTES: Second review, "A killed session lingers")
 GV_SESSION_ALIVE_SQL = """
 SELECT COUNT(*)
   FROM gv$session
- WHERE inst_id = :inst_id AND sid = :sid AND serial# = :serial"""
+ WHERE inst_id = :inst_id AND sid = :sid AND serial# = :serial
+   AND status NOT IN ('KILLED', 'SNIPED')"""
 
 SESSION_ALIVE_SQL = """
 SELECT COUNT(*)
   FROM v$session
- WHERE sid = :sid AND serial# = :serial"""
+ WHERE sid = :sid AND serial# = :serial
+   AND status NOT IN ('KILLED', 'SNIPED')"""
 
 
 class OracleSessions(PolledCancel, OracleBase):
@@ -48,8 +54,8 @@ class OracleSessions(PolledCancel, OracleBase):
             with conn.cursor() as cur:
                 out = {"current_schema": cur.var(str, 128), "instance": cur.var(str, 40),
                        "sid": cur.var(str, 40)}
-                cur.execute(SESSION_SETUP_SQL, out)
-                info = {k: v.getvalue() for k, v in out.items()}
+                cur.execute(SESSION_INFO_SQL, out)
+                info = {**self._session_info(conn), **{k: v.getvalue() for k, v in out.items()}}
                 self._remember(conn, info)
             instance = info.get("instance")
             sid = sid if sid is not None else info.get("sid")
@@ -106,13 +112,20 @@ class OracleSessions(PolledCancel, OracleBase):
         holds ALTER SYSTEM; False (the caller then prints kill_session_sql for
         a DBA) when it does not. A break cannot reach a session whose client
         died (ORACLE_NOTES: Found in a line-by-line review, "A break is only a
-        marker"), so killing it is the only way to stop the work."""
+        marker"), so killing it is the only way to stop the work.
+
+        The statement runs on a connection of its own: thin mode answers
+        ORA-00031 ("session marked for kill": the kill was accepted and
+        completes later) with DPY-4011 and closes the connection that issued
+        it (ORACLE_NOTES: Second review, "ORA-00031 is success"), and the
+        caller still writes `cancelled` on `conn`."""
         try:
             statement = self.kill_session_sql(session)
         except UsageError:
             return False       # SERIAL# unknown: only a DBA can pick the session
+        killer = self.connect()
         try:
-            with conn.cursor() as cur:
+            with killer.cursor() as cur:
                 cur.execute(statement)
         except oracledb.Error as exc:
             code = error_code(exc)[0]
@@ -120,8 +133,14 @@ class OracleSessions(PolledCancel, OracleBase):
                 return True
             if code == 1031:   # ORA-01031: insufficient privileges
                 return False
-            raise self.translate_error(exc) from None
-        return self.session_alive(conn, session) is False
+            if code != 31:     # ORA-00031: marked for kill, i.e. accepted
+                raise self.translate_error(exc) from None
+        finally:
+            with contextlib.suppress(Exception):
+                killer.close()
+        # a killed session lingers as STATUS 'KILLED', which reads not alive;
+        # None (V$ not readable) after an accepted kill is taken as ended too
+        return self.session_alive(conn, session) is not True
 
     def liveness_dir(self) -> None:
         return None  # the heartbeat row is written on its own connection, never blocked by the call
