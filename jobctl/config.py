@@ -545,9 +545,11 @@ def describe(settings: Settings) -> dict[str, Any]:
     database_exists = None
     if conn.scheme == "sqlite":
         database_exists = os.path.exists(conn.database or "")
-        if conn.is_default and not database_exists:
+        if not database_exists:
             notes.append("the default SQLite file does not exist yet: jobctl submit or "
-                         "jobctl db init creates it; other commands exit 4 until then")
+                         "jobctl db init creates it; other commands exit 4 until then"
+                         if conn.is_default else "the SQLite file the DSN names does not exist: "
+                         "only jobctl db init creates it; other commands exit 4 until then")
     environment: dict[str, str] = {}
     if conn.scheme == "postgresql":
         for name in LIBPQ_TARGET_ENV + LIBPQ_OTHER_ENV:

@@ -239,9 +239,14 @@ def settings_for(ctx: typer.Context):
     return frontend.settings(root.get("dsn"), root.get("profile"))
 
 
-def api_for(ctx: typer.Context, *, create: bool = False):
-    """`create`: only submit and db init (and doctor) may bring the default
-    SQLite file into being; any other command on a missing one is exit 4."""
+#: as session.DEFAULT_ONLY, repeated so that --help does not import the session
+DEFAULT_ONLY = "default"
+
+
+def api_for(ctx: typer.Context, *, create: bool | str = False):
+    """`create`: DEFAULT_ONLY for submit, queue set and doctor, which may
+    bring the default SQLite file into being; True for db init only, which
+    creates any file a DSN names; any other command on a missing one is exit 4."""
     root = ctx.find_root().obj or {}
     api = frontend.open_api(root.get("dsn"), root.get("profile"), create=create)
     ctx.call_on_close(api.close)

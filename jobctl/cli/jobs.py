@@ -17,8 +17,8 @@ from ..frontend import (
     seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
 )
 from .app import (
-    EXTRA_ARGS, MAX_LIST_LIMIT, ColumnsOpt, FormatOpt, IntervalOpt, NoHeadersOpt, WatchOpt,
-    api_for, app, complete_job_id, complete_procedure, complete_status, refuse_extra_args,
+    DEFAULT_ONLY, EXTRA_ARGS, MAX_LIST_LIMIT, ColumnsOpt, FormatOpt, IntervalOpt, NoHeadersOpt,
+    WatchOpt, api_for, app, complete_job_id, complete_procedure, complete_status, refuse_extra_args,
 )
 
 
@@ -67,7 +67,7 @@ def submit(
         if param or params_json or unique:
             raise UsageError("--params-file cannot be combined with --param, --params or --unique")
         lines = _read_params_file(params_file)
-        api = api_for(ctx, create=True)
+        api = api_for(ctx, create=DEFAULT_ONLY)
         ids = api.submit_many(procedure, lines, timeout_s=timeout_s, retries=retries, **placing)
         _out("".join(i + "\n" for i in ids))
         _say(f"submitted {len(ids)} job(s)")
@@ -78,7 +78,7 @@ def submit(
         return
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
                     p.parse_assignments(param or []))
-    api = api_for(ctx, create=True)
+    api = api_for(ctx, create=DEFAULT_ONLY)
     submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique,
                            **placing)
     _after_submit(api, submitted, wait)
