@@ -156,6 +156,11 @@ def colour() -> bool:
 
 
 def print_table(headers, rows, title: str | None = None, *, show_headers: bool = True) -> None:
+    """No rows and no title: nothing at all, not even the header line (a
+    script tests for an empty stdout; at a terminal, the command may say why
+    on stderr)."""
+    if not rows and title is None:
+        return
     from . import render
 
     width = terminal_width()

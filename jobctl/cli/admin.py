@@ -283,6 +283,8 @@ def worker_list(ctx: typer.Context, fmt: FormatOpt = Format.table,
                        str(r["running"]), r["state"],
                        render.local_time(r["heartbeat_at"])] for r in rows],
                      show_headers=not no_headers)
+        if not rows and sys.stderr.isatty():
+            _say("no worker pool uses this database (`jobctl worker` starts one)")
     else:
         _out(render.records(rows, fmt, WORKER_COLUMNS, headers=not no_headers))
 

@@ -111,7 +111,8 @@ def _tell_outcomes(jobs) -> None:
     for job in jobs:
         detail = f": {job.error_msg}" if job.error_msg else ""
         result = f" result {_compact(job.result)}" if job.result else ""
-        line = f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}"
+        took = f" in {job.duration}" if job.duration else ""  # never `cancelled in -`
+        line = f"{job.job_id[:8]} {job.status.value}{took}{result}{detail}"
         (_say if job.status is JobStatus.COMPLETED else _alert)(line)
 
 
@@ -304,6 +305,8 @@ def stats(
         _print_table(*render.stats_rows(rows, _now(), view.keys), show_headers=view.show_headers)
     else:
         _out(render.records(rows, fmt, view.keys, headers=view.show_headers))
+    if not rows and sys.stderr.isatty():
+        _say(frontend.nothing_since(_since(since)))
     if chart:
         from .. import charts
 
@@ -372,6 +375,7 @@ def logs(
             _say(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines were not kept")
         return
     job = api.follow(job_id, emit, tail=tail, on_note=_say)
+    _tell_outcomes([job])  # how it ended, and why, as `wait` says it
     _exit_for([job])
 
 
@@ -424,7 +428,8 @@ def wait_(
     if fmt is None:
         _tell_outcomes(jobs)
     else:
-        _show_jobs(jobs, fmt)
+        # JSON: one id, one object; several, an array (as status and cancel)
+        _show_jobs(jobs, fmt, single=len(job_ids) == 1)
     _exit_for(jobs)
 
 
@@ -454,6 +459,6 @@ def cancel(
     if fmt is Format.table:
         _out("".join(f"{r['job_id']}\t{r['status']}\n" for r in rows))
     else:
-        _out(render.records(rows, fmt, ("job_id", "action", "status"), single=len(rows) == 1))
+        _out(render.records(rows, fmt, ("job_id", "action", "status"), single=len(job_ids) == 1))
 
 
