@@ -572,7 +572,10 @@ def describe(settings: Settings) -> dict[str, Any]:
         if not conn.user and not conn.external_auth:
             notes.append("the DSN names no user: connecting will fail; give a DSN such as "
                          f"oracle://USER@{conn.host or 'host:port/service'}")
-    return {"backend": conn.scheme, "dsn": conn.display, "dsn_source": settings.dsn_origin,
+    # the DSN as written (masked): `user:***@` only when the password is in it,
+    # not when it comes from a password_file or the environment (said below)
+    shown = conn.display if settings.password_source == "dsn" else replace(conn, password=None).display
+    return {"backend": conn.scheme, "dsn": shown, "dsn_source": settings.dsn_origin,
             "profile": settings.profile_name, "config_file": str(path),
             "config_file_exists": path.exists(), "password_source": password,
             "database": conn.database, "database_exists": database_exists,
