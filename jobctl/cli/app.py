@@ -129,7 +129,7 @@ def parser_message(exc: ClickException) -> str:
     if m := re.fullmatch(r"Option '(.+)' does not take a value\.", message):
         return f"option {m.group(1)} takes no value"
     if m := re.fullmatch(r"No such command '(.+)'\.(?: Did you mean (.+)\?)?", message, re.DOTALL):
-        maybe = (m.group(2) or "").replace("'", "")
+        maybe = " or ".join(n.strip("'") for n in (m.group(2) or "").split(", ") if n)
         return f"unknown command {m.group(1)!r}" + (f" (did you mean {maybe}?)" if maybe else "")
     if m := re.fullmatch(r"Got unexpected extra argument(?:\(s\)|s)? \((.+)\)", message, re.DOTALL):
         return f"unexpected extra argument(s): {m.group(1)}"
@@ -155,7 +155,7 @@ def _expected(kind) -> str | None:
     choices = getattr(kind, "choices", None)
     if choices:
         words = [str(getattr(c, "value", c)) for c in choices]
-        return "use " + (", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0])
+        return "one of " + (", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0])
     if name.startswith("integer") or name.startswith("int"):
         what = "a whole number"
     elif name.startswith("float"):

@@ -375,7 +375,8 @@ def logs(
             _say(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines were not kept")
         return
     job = api.follow(job_id, emit, tail=tail, on_note=_say)
-    _tell_outcomes([job])  # how it ended, and why, as `wait` says it
+    if job.status is not JobStatus.COMPLETED:
+        _tell_outcomes([job])  # how it ended, and why, as `wait` says it
     _exit_for([job])
 
 

@@ -171,6 +171,17 @@ def queued_with_dependencies(backend: Database, conn: Any) -> list[tuple[str, li
     return [(r[0], split_ids(read_text(r[1])), r[2] or DEFAULT_QUEUE) for r in cur.fetchall()]
 
 
+def queued_not_before(backend: Database, conn: Any, queue: str, start: dt.datetime,
+                      end: dt.datetime) -> bool:
+    """Whether a queued job of `queue` that no worker reserved waits for a
+    start time in [start, end): what a `submit --at/--in` timer wakes for."""
+    binds: dict[str, Any] = {"lo": bind_time(backend, start), "hi": bind_time(backend, end)}
+    cur = execute(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
+        WHERE status = :st_queued AND claim_token IS NULL AND {in_queue(queue, binds)}
+          AND not_before >= :lo AND not_before < :hi""", binds)
+    return int(cur.fetchone()[0]) > 0
+
+
 def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> list[str]:
     """Queues holding queued jobs that no worker has reserved and whose start
     time has come: a worker may be missing for them."""
