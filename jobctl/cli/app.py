@@ -129,8 +129,8 @@ def parser_message(exc: ClickException) -> str:
     if m := re.fullmatch(r"Option '(.+)' does not take a value\.", message):
         return f"option {m.group(1)} takes no value"
     if m := re.fullmatch(r"No such command '(.+)'\.(?: Did you mean (.+)\?)?", message, re.DOTALL):
-        maybe = " or ".join(n.strip("'") for n in (m.group(2) or "").split(", ") if n)
-        return f"unknown command {m.group(1)!r}" + (f" (did you mean {maybe}?)" if maybe else "")
+        near = " or ".join(n.strip("'") for n in (m.group(2) or "").split(", ") if n)
+        return f"unknown command {m.group(1)!r}" + (f" (did you mean {near}?)" if near else "")
     if m := re.fullmatch(r"Got unexpected extra argument(?:\(s\)|s)? \((.+)\)", message, re.DOTALL):
         return f"unexpected extra argument(s): {m.group(1)}"
     return _lower_first(message.rstrip("."))
