@@ -115,9 +115,11 @@ def test_a_missing_sqlite_file_in_a_real_process_from_cron_and_db_init_creates_i
     ("postgresql://u@127.0.0.1:1/x?sslmod=require", "(did you mean sslmode?)"),
 ])
 def test_an_unknown_postgresql_dsn_keyword_is_exit_2_naming_it(sqlite_env, dsn, needle):
-    """Refused before any connection (port 1 listens for nobody): libpq never sees it."""
+    """Refused before any connection (port 1 listens for nobody): libpq never
+    sees it; `config`, which never connects, says it too."""
     pytest.importorskip("psycopg")
-    one_line_error(sqlite_env.cli("--dsn", dsn, "list"), 2, needle)
+    for args in (["list"], ["status", "abcd"], ["submit", "P"], ["config"]):
+        one_line_error(sqlite_env.cli("--dsn", dsn, *args), 2, needle)
 
 
 def test_libpq_and_jobctl_keywords_in_a_dsn_are_accepted(sqlite_env):

@@ -117,9 +117,15 @@ def config_(
     Example: JOBCTL_PROFILE=prod jobctl config --format json
     """
     from .. import render
+    from ..backends import get_backend
     from ..config import describe
 
-    info = describe(settings_for(ctx))
+    settings = settings_for(ctx)
+    try:
+        get_backend(settings.connection)  # checks what the DSN says (an unknown keyword: exit 2)
+    except ImportError:
+        pass  # its driver is not installed: config still says where jobctl would connect
+    info = describe(settings)
     if fmt is Format.table:
         file = info["config_file"] + ("" if info["config_file_exists"] else " (none)")
         pairs = [("backend", info["backend"]), ("dsn", info["dsn"]),

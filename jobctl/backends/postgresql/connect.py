@@ -50,7 +50,6 @@ class PostgresConnections(PostgresBase):
     def _conninfo(self, job_id: str | None) -> dict[str, Any]:
         s = self.settings
         known = _libpq_keywords()
-        check_dsn_keywords(s)
         kwargs: dict[str, Any] = {k: str(v) for k, v in s.options.items()
                                   if k in known and v is not None}
         for key, value in (("host", s.host), ("port", s.port), ("dbname", s.database),
