@@ -26,7 +26,7 @@ from .config import Settings
 from .errors import DatabaseError, UsageError
 from .launcher import Launcher
 from .lookup import Lookup, name_pattern
-from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, utcnow
+from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, PoolState, utcnow
 from .reading import MAX_LIST_LIMIT, Reader, parse_statuses
 from .session import MIN_PREFIX, Service, Session
 from .submitting import Submitted, Submitter, check_queue_name, require_queue, start_time
@@ -181,6 +181,7 @@ class Jobctl(Service):
         with self.db() as conn:
             require_queue(self.backend, conn, name)
             conn.commit()
+            self._refuse_if_a_pool_names(conn, name)
             # the row first: its lock (SQLite: the write transaction) keeps a
             # claim from reserving a job of it before the count is committed
             store.delete_queue(self.backend, conn, name)
@@ -191,6 +192,20 @@ class Jobctl(Service):
                                  "them or let them finish (`jobctl cleanup` writes down the lost "
                                  "ones), then delete it")
             conn.commit()
+
+    def _refuse_if_a_pool_names(self, conn: Any, name: str) -> None:
+        """A live pool started with `--queue NAME` claims from it every round
+        (and would bring its row back): it must stop first."""
+        try:
+            judged = self.launcher.judged_pools(conn)
+        except Exception:  # noqa: BLE001 - no JOB_WORKERS: no pool
+            conn.rollback()
+            return
+        for w, state in judged:
+            if name in w.queues and state != PoolState.GONE:
+                raise UsageError(f"queue {name} is served by the worker pool {w.worker_id} on "
+                                 f"{w.host} (pid {w.pid}): stop it, or start it without "
+                                 f"--queue {name}, then delete the queue")
 
     def queues(self) -> list[store.QueueState]:
         with self.db() as conn:

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import Env
+from test_pool import pools  # noqa: F401 - the fixture
 
 
 def one_line_error(result, code: int, *needles: str) -> str:
@@ -282,3 +283,18 @@ def test_a_delayed_job_still_starts_when_another_of_its_queue_is_cancelled(env):
         time.sleep(0.1)
         done = env.rows(f"job_id = '{second}'")
     assert env.status(second)["result"] == {"vresult": 2}
+
+
+def test_queue_delete_refuses_a_queue_a_live_pool_names(sqlite_env, pools):
+    """A pool started with --queue claims from that queue every round, and its
+    claim would bring the queue's row back: the pool must stop first."""
+    from test_pool import Pool
+
+    assert sqlite_env.cli("queue", "set", "served", "--max-running", "2").exit_code == 0
+    pool = Pool(sqlite_env, "--queue", "served", "--concurrency", "1")
+    pools.append(pool)
+    one_line_error(sqlite_env.cli("queue", "delete", "served"), 2, "served by the worker pool",
+                   f"(pid {pool.pid})")
+    assert pool.stop() == 0
+    assert sqlite_env.cli("queue", "delete", "served").exit_code == 0
+    assert queue_names(sqlite_env) == {"default"}
