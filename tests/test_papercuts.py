@@ -123,6 +123,14 @@ def test_an_unknown_postgresql_dsn_keyword_is_exit_2_naming_it(sqlite_env, dsn, 
         one_line_error(sqlite_env.cli("--dsn", dsn, *args), 2, needle)
 
 
+def test_an_unknown_option_in_a_sqlite_dsn_is_exit_2_naming_it(sqlite_env):
+    db = sqlite_env.dsn.removeprefix("sqlite:///")
+    for args in (["list"], ["submit", "SUMA_SIMPLE", "-p", "vA=1"], ["config"]):
+        one_line_error(sqlite_env.cli("--dsn", f"sqlite:///{db}?bogus=1", *args), 2,
+                       "unknown option 'bogus' in the DSN")
+    assert sqlite_env.rows() == []
+
+
 def test_libpq_and_jobctl_keywords_in_a_dsn_are_accepted(sqlite_env):
     pytest.importorskip("psycopg")
     for dsn in ("postgresql://u@127.0.0.1:1/x?sslmode=disable&connect_timeout=2",
