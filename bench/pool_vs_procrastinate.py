@@ -127,8 +127,8 @@ def timed_worker(argv: list[str], env: dict[str, str], dsn: str, *, jobs: int, d
 def jobctl_pool(env: dict[str, str], dsn: str, queue: str, jobs: int, concurrency: int, *,
                 limit: int) -> dict[str, Any]:
     cmd = jobctl_cmd()
+    quiet(cmd + ["queue", "set", queue, "--max-running", str(limit)], env)  # creates it
     quiet(cmd + ["queue", "pause", queue], env)
-    quiet(cmd + ["queue", "set", queue, "--max-running", str(limit)], env)
     with tempfile.NamedTemporaryFile("w", prefix="jobctl-bench-", suffix=".jsonl") as fh:
         fh.write("{}\n" * jobs)
         fh.flush()

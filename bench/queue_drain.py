@@ -102,6 +102,8 @@ def insert_rate(env: dict[str, str], procedure: str, lines: list[str], *,
     """The whole `submit --params-file` command into a paused queue (so no
     worker starts and only the insert is timed)."""
     cmd = jobctl_cmd()
+    subprocess.run(cmd + ["queue", "set", queue, "--max-running", "4"], env=env, check=True,
+                   capture_output=True)  # submit and pause refuse a queue that does not exist
     subprocess.run(cmd + ["queue", "pause", queue], env=env, check=True, capture_output=True)
     t0 = time.perf_counter()
     subprocess.run(cmd + ["submit", procedure, "--params-file", "-", "--queue", queue],

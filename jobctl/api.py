@@ -26,10 +26,10 @@ from .config import Settings
 from .errors import DatabaseError, NotFound, UsageError
 from .launcher import Launcher
 from .lookup import Lookup, name_pattern
-from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, utcnow
+from .model import COLUMNS, FINISHED_STATUSES, Job, JobStatus, PoolState, utcnow
 from .reading import MAX_LIST_LIMIT, Reader, parse_statuses
 from .session import MIN_PREFIX, Service, Session
-from .submitting import Submitted, Submitter, check_queue_name, start_time
+from .submitting import Submitted, Submitter, check_queue_name, require_queue, start_time
 
 if TYPE_CHECKING:
     from .serving import ServerReads
@@ -67,10 +67,9 @@ class CancelReport:
 
 
 class Jobctl(Service):
-    def __init__(self, settings: Settings, *, create: bool = True):
-        """`create=False`: a read that finds no default SQLite file says so
-        rather than create an empty one and answer from it, so a cron job
-        that lost its JOBCTL_DSN cannot look healthy."""
+    def __init__(self, settings: Settings, *, create: bool | str = True):
+        """`create`: may a SQLite file that does not exist be created (True:
+        any; session.DEFAULT_ONLY: only the default one; False: none, exit 4)."""
         super().__init__(Session(settings, create=create))
         self.launcher = Launcher(self.session)
         self.lookup = Lookup(self.session)
@@ -159,6 +158,10 @@ class Jobctl(Service):
 
         names = tuple(dict.fromkeys(check_queue_name(q) for q in queues))
         self.session.require_table(self.conn)
+        with self.db() as conn:
+            for name in names:
+                require_queue(self.backend, conn, name)
+            conn.commit()
         # the backend's settings: they hold a password asked for at the prompt
         pool = Pool(replace(self.settings, connection=self.backend.settings), queues=names,
                     concurrency=concurrency, grace_s=grace_s)
@@ -183,15 +186,54 @@ class Jobctl(Service):
 
     def queue_set(self, name: str, *, max_running: int | None = None,
                   paused: bool | None = None) -> store.QueueState:
+        """Set a queue's limit (creating the queue) or pause/resume it (only
+        one that exists: NotFound, with the nearest names, otherwise)."""
         name = check_queue_name(name)
         if max_running is not None and not 0 <= max_running <= 1_000_000:
             raise UsageError("--max-running must be from 0 (unlimited) to 1000000")
         with self.db() as conn:
+            if max_running is None:
+                require_queue(self.backend, conn, name)
             store.set_queue(self.backend, conn, name, max_running=max_running, paused=paused)
             conn.commit()
         if paused is False or max_running is not None:
             self.launcher.start_workers([name])  # resumed, or more slots: start what may run now
         return next(q for q in self.queues() if q.name == name)
+
+    def queue_delete(self, name: str) -> None:
+        """Delete a queue that holds no queued or running job (UsageError
+        otherwise); `default` always exists."""
+        name = check_queue_name(name)
+        if name == store.DEFAULT_QUEUE:
+            raise UsageError(f"the {store.DEFAULT_QUEUE} queue cannot be deleted")
+        with self.db() as conn:
+            require_queue(self.backend, conn, name)
+            conn.commit()
+            self._refuse_if_a_pool_names(conn, name)
+            # the row first: its lock (SQLite: the write transaction) keeps a
+            # claim from reserving a job of it before the count is committed
+            store.delete_queue(self.backend, conn, name)
+            busy = store.unfinished_in_queue(self.backend, conn, name)
+            if busy:
+                conn.rollback()
+                raise UsageError(f"queue {name} still holds {busy} queued or running job(s): cancel "
+                                 "them or let them finish (`jobctl cleanup` writes down the lost "
+                                 "ones), then delete it")
+            conn.commit()
+
+    def _refuse_if_a_pool_names(self, conn: Any, name: str) -> None:
+        """A live pool started with `--queue NAME` claims from it every round
+        (and would bring its row back): it must stop first."""
+        try:
+            judged = self.launcher.judged_pools(conn)
+        except Exception:  # noqa: BLE001 - no JOB_WORKERS: no pool
+            conn.rollback()
+            return
+        for w, state in judged:
+            if name in w.queues and state != PoolState.GONE:
+                raise UsageError(f"queue {name} is served by the worker pool {w.worker_id} on "
+                                 f"{w.host} (pid {w.pid}): stop it, or start it without "
+                                 f"--queue {name}, then delete the queue")
 
     def queues(self) -> list[store.QueueState]:
         with self.db() as conn:

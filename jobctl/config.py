@@ -554,9 +554,11 @@ def describe(settings: Settings) -> dict[str, Any]:
     database_exists = None
     if conn.scheme == "sqlite":
         database_exists = os.path.exists(conn.database or "")
-        if conn.is_default and not database_exists:
+        if not database_exists:
             notes.append("the default SQLite file does not exist yet: jobctl submit or "
-                         "jobctl db init creates it; other commands exit 4 until then")
+                         "jobctl db init creates it; other commands exit 4 until then"
+                         if conn.is_default else "the SQLite file the DSN names does not exist: "
+                         "only jobctl db init creates it; other commands exit 4 until then")
     environment: dict[str, str] = {}
     if conn.scheme == "postgresql":
         for name in LIBPQ_TARGET_ENV + LIBPQ_OTHER_ENV:
@@ -579,7 +581,10 @@ def describe(settings: Settings) -> dict[str, Any]:
         if not conn.user and not conn.external_auth:
             notes.append("the DSN names no user: connecting will fail; give a DSN such as "
                          f"oracle://USER@{conn.host or 'host:port/service'}")
-    return {"backend": conn.scheme, "dsn": conn.display, "dsn_source": settings.dsn_origin,
+    # the DSN as written (masked): `user:***@` only when the password is in it,
+    # not when it comes from a password_file or the environment (said below)
+    shown = conn.display if settings.password_source == "dsn" else replace(conn, password=None).display
+    return {"backend": conn.scheme, "dsn": shown, "dsn_source": settings.dsn_origin,
             "profile": settings.profile_name, "config_file": str(path),
             "config_file_exists": path.exists(), "password_source": password,
             "database": conn.database, "database_exists": database_exists,

@@ -123,9 +123,11 @@ def settings(dsn: str | None, profile: str | None) -> Settings:
     return resolve_settings(dsn, profile)
 
 
-def open_api(dsn: str | None, profile: str | None, *, create: bool = False) -> Jobctl:
-    """`create`: only submit and db init (and doctor) may bring the default
-    SQLite file into being; any other command on a missing one is exit 4."""
+def open_api(dsn: str | None, profile: str | None, *, create: bool | str = False) -> Jobctl:
+    """`create`: a SQLite file that does not exist is created only by `db
+    init` (True: any file) and, the default file only, by submit, queue set
+    and doctor (session.DEFAULT_ONLY); any other command on a missing one is
+    exit 4."""
     from .api import Jobctl
 
     return Jobctl(settings(dsn, profile), create=create)
@@ -154,6 +156,11 @@ def colour() -> bool:
 
 
 def print_table(headers, rows, title: str | None = None, *, show_headers: bool = True) -> None:
+    """No rows and no title: nothing at all, not even the header line (a
+    script tests for an empty stdout; at a terminal, the command may say why
+    on stderr)."""
+    if not rows and title is None:
+        return
     from . import render
 
     width = terminal_width()

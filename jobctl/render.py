@@ -132,11 +132,13 @@ def tsv_field(value: Any) -> str:
 
 def records(rows: Sequence[dict[str, Any]], fmt: Format, columns: Sequence[str],
             *, single: bool = False, headers: bool = True) -> str:
-    """json/jsonl/csv/tsv of plain dict rows. `single` prints one JSON object."""
+    """json/jsonl/csv/tsv of plain dict rows. `single` prints one JSON object.
+    No rows: `[]` in json, nothing at all otherwise (no header line), so a
+    script can test for an empty stdout whatever the format."""
     if fmt is Format.json:
         data: Any = rows[0] if single and len(rows) == 1 else list(rows)
         return dumps(data, indent=2, default=_json_default) + "\n"
-    if fmt is Format.jsonl:
+    if fmt is Format.jsonl or not rows:
         return "".join(dumps(r, default=_json_default) + "\n" for r in rows)
     if fmt is Format.tsv:
         lines = (["\t".join(tsv_field(c) for c in columns)] if headers else [])
@@ -184,8 +186,9 @@ def _job_column(key: str) -> Column:
     special: dict[str, tuple[str, Callable[[Job, dt.datetime], str]]] = {
         "job_id": ("ID", lambda j, now: j.job_id[:8]),
         "procedure_name": ("PROCEDURE", lambda j, now: j.procedure_name),
+        # `queued: why`, not `queued (why)`: a reason may hold brackets itself
         "status": ("STATUS", lambda j, now: status_label(j) + (
-            f" ({j.waiting_for})" if j.waiting_for else "")),
+            f": {j.waiting_for}" if j.waiting_for else "")),
         "progress": ("PROG", lambda j, now: whole_percent(j.progress)),
         "start_time": ("STARTED", lambda j, now: local_time(j.start_time, SHORT_TIME)),
         "end_time": ("ENDED", lambda j, now: local_time(j.end_time, SHORT_TIME)),
@@ -515,7 +518,7 @@ def _status_style(value: str) -> str:
     if value == EXTERNAL:
         return STATUS_STYLE[JobStatus.RUNNING]
     try:
-        return STATUS_STYLE[JobStatus(value)]
+        return STATUS_STYLE[JobStatus(value.split(":", 1)[0])]  # `queued: why` too
     except ValueError:
         return ""
 

@@ -54,6 +54,11 @@ log_path = detached.log_path
 
 
 def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str, Any]) -> int:
+    """A timer (`submit --at/--in`): sleep until the jobs' start time, then
+    start workers for their queue. It wakes every half JOBCTL_LOST_AFTER to
+    ask whether a job still waits for that second, and leaves when none does
+    (all cancelled, deleted or started), so no timer outlives its jobs. Its
+    lock file holds its pid (`cat ~/.local/state/jobctl/timers/*`)."""
     import fcntl
     import hashlib
 
@@ -67,17 +72,53 @@ def _wake(connection: ConnectionSettings, tunables: Tunables, payload: dict[str,
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return 0  # another timer on this host wakes the same queue at the same second
-    delay = (at - utcnow()).total_seconds()
-    if delay > 0:
-        time.sleep(delay + 0.05)
-    from . import launcher
-
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
     settings = Settings(connection=connection, tunables=tunables,
                         secret_env=tuple(payload.get("environ", {})))
+    second = at.replace(microsecond=0)
+    check_s = max(tunables.lost_after_s / 2, 0.1)
+    while (delay := (at - utcnow()).total_seconds()) > 0:
+        time.sleep(min(delay + 0.05, check_s))
+        if at <= utcnow() or _awaited(settings, wake["queue"], second):
+            continue
+        # none waits: unlink first, then look once more, so that a submit
+        # for this second whose timer found the lock still taken is seen
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if not _awaited(settings, wake["queue"], second):
+            return 0
+    from . import launcher
+
     launcher.start_workers(settings, [wake["queue"]])
+    rest = (second + dt.timedelta(seconds=1) - utcnow()).total_seconds()
+    if rest > 0 and _awaited(settings, wake["queue"], second):
+        # a job due later in the same second shared this timer: its turn too
+        time.sleep(rest + 0.05)
+        launcher.start_workers(settings, [wake["queue"]])
     with contextlib.suppress(OSError):
         path.unlink()
     return 0
+
+
+def _awaited(settings: Settings, queue: str, second: dt.datetime) -> bool:
+    """Whether a queued job of `queue` waits to start within `second`; True
+    when the database cannot tell (unreachable): a timer leaves only when sure."""
+    try:
+        backend = get_backend(settings.connection)
+        conn = backend.connect()
+    except Exception:
+        return True
+    try:
+        found = store.queued_not_before(backend, conn, queue, second,
+                                        second + dt.timedelta(seconds=1))
+        conn.commit()
+        return found
+    except Exception:
+        return True
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 class Worker(Claiming, Watchdog):

@@ -20,11 +20,18 @@ from .model import COLUMNS, Job
 MIN_PREFIX = 4
 
 
+#: Session(create=DEFAULT_ONLY): only the default SQLite file may be created
+DEFAULT_ONLY = "default"
+
+
 class Session:
-    def __init__(self, settings: Settings, *, create: bool = True):
-        """`create=False`: a read that finds no default SQLite file says so
-        rather than create an empty one and answer from it, so a cron job
-        that lost its JOBCTL_DSN cannot look healthy."""
+    def __init__(self, settings: Settings, *, create: bool | str = True):
+        """`create`: whether a SQLite file that does not exist may be created
+        (True: any, as `db init` and the library do; DEFAULT_ONLY: only the
+        default one, jobctl's own, as `submit` does; False: none). A command
+        that may not create it says so, exit 4, rather than answer from an
+        empty file: a cron job that lost its JOBCTL_DSN, or whose --dsn has a
+        typo, cannot look healthy."""
         self.settings = settings
         self.backend = get_backend(settings.connection)
         self.lifecycle = Lifecycle(self.backend, settings.tunables)
@@ -46,16 +53,23 @@ class Session:
     @property
     def conn(self) -> Any:
         if self._conn is None:
-            self._require_default_database()
+            self._require_database()
             self._conn = self.backend.connect()
         return self._conn
 
-    def _require_default_database(self) -> None:
+    def _require_database(self) -> None:
         settings = self.settings.connection
-        if self._create or not settings.is_default or os.path.exists(settings.database or ""):
+        if settings.scheme != "sqlite" or self._create is True or settings.database == ":memory:" \
+                or os.path.exists(settings.database or ""):
             return
-        raise DatabaseError(f"no jobs database at {settings.database}; "
-                            "set JOBCTL_DSN or run jobctl submit first")
+        if settings.is_default:
+            if self._create == DEFAULT_ONLY:
+                return
+            raise DatabaseError(f"no jobs database at {settings.database}; "
+                                "set JOBCTL_DSN or run jobctl submit first")
+        raise DatabaseError(f"no jobs database at {settings.database} (the DSN names a file that "
+                            f"does not exist); check the path, or create it with "
+                            f"`jobctl --dsn {settings.display} db init`")
 
     @contextlib.contextmanager
     def db(self) -> Iterator[Any]:

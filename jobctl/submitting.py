@@ -13,7 +13,7 @@ from typing import Any
 from . import jsontext
 from . import params as params_mod
 from . import store
-from .errors import JobctlError, UsageError
+from .errors import JobctlError, NotFound, UsageError
 from .launcher import Launcher
 from .lookup import Lookup, split_form
 from .model import MAX_DURATION_S, JobStatus, utcnow
@@ -49,6 +49,7 @@ class Submitter(Service):
             # domain CHECK, length), without side effects, before any row
             self.backend.check_values(conn, sig, values)
             placing["after_jobs"] = self.dependencies(conn, after)
+            require_queue(self.backend, conn, placing["queue"])
             conn.commit()  # resolve may have opened a read transaction
             # one name per procedure: the one the database resolved, so every
             # spelling of it is the same work for --unique, list and stats
@@ -125,6 +126,7 @@ class Submitter(Service):
             who = submitted_by or submitter_name()
             signature_json = jsontext.dumps(sig.record())
             placing["after_jobs"] = self.dependencies(conn, after)
+            require_queue(self.backend, conn, placing["queue"])
             for number, given in given_per_line:
                 try:
                     values = params_mod.bind(sig, given)
@@ -202,6 +204,22 @@ def check_queue_name(name: str) -> str:
         raise UsageError(f"invalid queue name {name!r}: use up to 100 letters, digits, "
                          "'_', '.' or '-', starting with a letter or digit")
     return name
+
+
+def require_queue(backend: Any, conn: Any, name: str) -> None:
+    """NotFound (exit 3), with the nearest names, unless queue `name`
+    exists: a typo must not make an unlimited twin of a queue whose limit
+    protects the database (pueue and Slurm refuse unknown groups and
+    partitions alike). `queue set` is what creates a queue."""
+    if store.queue_exists(backend, conn, name):
+        return
+    import difflib
+
+    names = [q.name for q in store.list_queues(backend, conn)]
+    conn.commit()
+    near = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    maybe = f" (did you mean {' or '.join(near)}?)" if near else " (`jobctl queue list` shows them)"
+    raise NotFound(f"no queue {name!r}{maybe}; `jobctl queue set {name} --max-running N` creates it")
 
 
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")

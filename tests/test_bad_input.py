@@ -100,15 +100,16 @@ def test_missing_table_points_at_db_init(env, empty_dsn):
         assert_one_line_error(result, 4, "ASYNC_JOBS", "jobctl db init")
 
 
-@pytest.mark.parametrize("make_path", [
-    lambda tmp: tmp / "no" / "such" / "dir" / "jobs.db",
-    lambda tmp: tmp,                                   # a directory
-    lambda tmp: (tmp / "junk.db").write_bytes(b"this is not sqlite" * 100) and tmp / "junk.db",
+@pytest.mark.parametrize("make_path, needle", [
+    (lambda tmp: tmp / "no" / "such" / "dir" / "jobs.db", "no jobs database at"),
+    (lambda tmp: tmp, "cannot open database"),          # a directory
+    (lambda tmp: (tmp / "junk.db").write_bytes(b"this is not sqlite" * 100) and tmp / "junk.db",
+     "cannot open database"),
 ])
-def test_unreadable_sqlite_path_is_a_database_error(sqlite_env, tmp_path, make_path):
+def test_unreadable_sqlite_path_is_a_database_error(sqlite_env, tmp_path, make_path, needle):
     path = make_path(tmp_path)
     result = sqlite_env.cli("--dsn", f"sqlite:///{path}", "list")
-    assert_one_line_error(result, 4, "cannot open database")
+    assert_one_line_error(result, 4, needle)
 
 
 def test_unreachable_server_fails_fast_with_exit_4(sqlite_env):

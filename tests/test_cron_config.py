@@ -120,7 +120,7 @@ def test_wait_prints_nothing_on_stdout_unless_a_format_is_asked(sqlite_env):
     assert f"{job_id[:8]} completed" in plain.stderr           # the outcome, as submit --wait says it
     assert env.cli("wait", job_id, "-q").stdout == ""
     asked = env.cli("wait", job_id, "--format", "json")
-    assert [j["job_id"] for j in json.loads(asked.stdout)] == [job_id]
+    assert json.loads(asked.stdout)["job_id"] == job_id  # one id, one object (as status)
     table = env.cli("wait", job_id, "-f", "table")
     assert job_id[:8] in table.stdout
 
@@ -171,7 +171,8 @@ def test_config_table_in_a_real_process(home):
                  result.stdout.replace("dsn from", "dsn_from").replace("config file", "config_file")
                  .splitlines())
     assert lines["backend"] == "postgresql"
-    assert lines["dsn"] == "postgresql://etl:***@db1:5432/w"
+    # the DSN as written: its password is not in it, but in the file said below
+    assert lines["dsn"] == "postgresql://etl@db1:5432/w"
     assert lines["dsn_from"] == "profile pg (default_profile)"
     assert lines["profile"] == "pg"
     assert lines["config_file"] == str(cfg)

@@ -555,6 +555,7 @@ def test_a_cut_pool_host_never_commits_a_lost_job_and_serves_again_after_the_hea
 
 def test_a_cut_daemon_free_worker_never_commits_a_lost_job_and_the_host_runs_jobs_again(db, hosts):
     cut_host, other = hosts(2)
+    cut_host.ok("queue", "set", "mhd", "--max-running", "4")  # submit refuses an unknown queue
     job_id = submit(cut_host, "mh_quiet", "-p", "p=cut2", "-p", f"secs={LOST_AFTER + 12:g}",
                     "--queue", "mhd")
     figures = _cut_then_heal(db, cut_host, other, job_id, "cut2")
@@ -575,6 +576,7 @@ def test_cleanup_does_not_wait_for_the_row_lock_of_a_cut_hosts_session(db, hosts
     job's worker is cut: cleanup elsewhere must neither wait for it nor hang
     cron, and writes the job lost once the lock is gone."""
     cut_host, other = hosts(2)
+    cut_host.ok("queue", "set", "mhl", "--max-running", "4")  # submit refuses an unknown queue
     job_id = submit(cut_host, "mh_quiet", "-p", "p=locked", "-p", "secs=1", "--queue", "mhl")
     running_on(db, cut_host, job_id)
     cut_host.cut()
@@ -604,6 +606,7 @@ def test_cleanup_does_not_wait_for_the_row_lock_of_a_cut_hosts_session(db, hosts
 @pytest.mark.parametrize("where", ["pool", "daemon-free"])
 def test_cancel_from_another_host_ends_the_job_within_a_second(db, hosts, where):
     runner, canceller = hosts(2)
+    runner.ok("queue", "set", "mhk", "--max-running", "4")  # pools and submit refuse unknown queues
     if where == "pool":
         start_pool(runner, db, "mhk", 2)
     job_id = submit(runner, "mh_quiet", "-p", f"p=cancel-{where}", "-p", "secs=60", "--queue", "mhk")

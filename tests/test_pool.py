@@ -21,6 +21,12 @@ class Pool:
 
     def __init__(self, env, *args: str, tag: str | None = None):
         self.env = env
+        # a pool serves only queues that exist: create those it names (limit
+        # untouched when a test set one first)
+        known = {q["name"] for q in env.json("queue", "list")}
+        for flag, queue in zip(args, args[1:]):
+            if flag == "--queue" and queue not in known:
+                assert env.cli("queue", "set", queue, "--max-running", "4").exit_code == 0
         extra = {"JOBCTL_TEST_TAG": tag} if tag else {}
         self.proc = subprocess.Popen([sys.executable, "-m", "jobctl", "worker", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -257,6 +263,7 @@ def test_print_of_local_procedures_running_side_by_side_stays_with_each_job(sqli
 
 
 def test_pause_stops_a_pools_hand_over_and_resume_restarts_it(env, pools):
+    env.cli("queue", "set", "hp", "--max-running", "4")
     env.cli("queue", "pause", "hp")
     ids = [env.submit(env.proc["sleep"], "-p", "p_seconds=0.3", "--queue", "hp") for _ in range(12)]
     pools.append(Pool(env, "--queue", "hp", "--concurrency", "2"))

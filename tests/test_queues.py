@@ -141,6 +141,7 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
 
 
 def test_pause_holds_jobs_and_says_so_until_resume(env):
+    assert env.cli("queue", "set", "night", "--max-running", "4").exit_code == 0
     assert env.json("queue", "pause", "night")["paused"] is True
     job_id = env.submit(env.proc["suma"], "-p", "vA=1", "-p", "vB=2", "--queue", "night")
     time.sleep(0.5)
@@ -183,6 +184,7 @@ def test_dependencies_run_in_order(env):
 def test_a_failed_dependency_cancels_the_chain_of_three(env):
     first = env.submit(env.proc["fail"])
     second = env.submit(env.proc["suma"], "-p", "vA=1", "--after", first)
+    assert env.cli("queue", "set", "other", "--max-running", "4").exit_code == 0
     third = env.submit(env.proc["suma"], "-p", "vA=1", "--after", second, "--queue", "other")
     env.wait_for(first, lambda j: j["status"] == "failed")
     b = env.wait_for(second, lambda j: j["status"] == "cancelled")
@@ -193,6 +195,8 @@ def test_a_failed_dependency_cancels_the_chain_of_three(env):
 
 
 def test_dependency_in_another_queue_starts_when_it_completes(env):
+    for queue in ("load", "report"):
+        assert env.cli("queue", "set", queue, "--max-running", "4").exit_code == 0
     first = env.submit(env.proc["sleep"], "-p", "p_seconds=0.5", "--queue", "load")
     second = env.submit(env.proc["suma"], "-p", "vA=1", "--after", first, "--queue", "report")
     # nobody runs a jobctl command meanwhile: the worker of `load` starts `report`'s
@@ -287,6 +291,7 @@ def test_queue_set_refuses_a_bad_limit(sqlite_env, limit):
 
 def test_a_job_waiting_for_its_turn_is_never_lost(env, monkeypatch):
     monkeypatch.setenv("JOBCTL_START_TIMEOUT", "1")
+    env.cli("queue", "set", "slow", "--max-running", "4")
     env.cli("queue", "pause", "slow")
     job_id = env.submit(env.proc["suma"], "-p", "vA=1", "--queue", "slow")
     time.sleep(1.5)  # past start_timeout: it was never given a worker, so nothing is late
@@ -308,6 +313,7 @@ def test_another_applications_queued_row_is_shown_but_never_run(env):
 
 
 def test_a_reading_command_starts_a_worker_for_a_queue_with_none(env):
+    env.cli("queue", "set", "orphan", "--max-running", "4")
     env.cli("queue", "pause", "orphan")
     job_id = env.submit(env.proc["suma"], "-p", "vA=1", "--queue", "orphan")
     # resumed behind jobctl's back (another tool, a restored backup): no worker was started

@@ -107,6 +107,7 @@ def test_a_queued_jobs_status_leaves_starting_its_worker_to_the_next_command(def
     """The read would reserve the job for a new worker (no worker serves its
     queue): with the lock taken it shows the job queued at once, and the
     next read after the lock is free starts the worker."""
+    assert jobctl("queue", "set", "night", "--max-running", "4").returncode == 0
     assert jobctl("queue", "pause", "night").returncode == 0
     submitted = jobctl("submit", "SUMA_SIMPLE", "-p", "vA=7", "--queue", "night")
     assert submitted.returncode == 0, submitted.stderr

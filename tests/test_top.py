@@ -262,6 +262,8 @@ def selected_line(text: str) -> str:
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed: the live "
                     "screen of jobctl top is driven through tmux (apt-get install tmux)")
 def test_live_screen_filters_selects_cancels_and_quits(env):
+    for queue in ("alpha", "beta"):  # submit refuses a queue that does not exist
+        assert env.cli("queue", "set", queue, "--max-running", "4").exit_code == 0
     first = running_sleep(env, 40, "--queue", "alpha")
     second = running_sleep(env, 40, "--queue", "beta")
     pane = Pane(f"{shlex.quote(sys.executable)} -m jobctl top --interval 0.3 --since 1h", env.tmp)

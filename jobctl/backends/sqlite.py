@@ -169,11 +169,29 @@ def _schema_incomplete(conn: sqlite3.Connection) -> bool:
     return bool(set(COLUMNS) - columns or _schema_indexes() - indexes)
 
 
+#: what a SQLite DSN's query string may carry: jobctl's own options only
+DSN_OPTIONS = ("session_setup",)
+
+
+def _check_dsn_options(settings: ConnectionSettings) -> None:
+    """`sqlite:///jobs.db?bogus=1`: an option the DSN names that jobctl does
+    not know is a typo, exit 2 naming it, not silently ignored."""
+    from ..config import parse_dsn
+
+    if "?" not in settings.dsn:
+        return
+    unknown = [k for k in parse_dsn(settings.dsn).options if k not in DSN_OPTIONS]
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r} in the DSN: a SQLite DSN takes "
+                         f"no option but {', '.join(DSN_OPTIONS)} (sqlite:///path/jobs.db)")
+
+
 class SqliteBackend(PolledCancel, OverloadsByResolve):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 
     def __init__(self, settings: ConnectionSettings):
+        _check_dsn_options(settings)
         self.settings = settings
         self.path = Path(settings.database or "")
         self._modules_loaded = False

@@ -14,8 +14,8 @@ from ..frontend import (
     colour as _colour, out as _out, print_details as _print_details, print_table as _print_table, say as _say,
 )
 from .app import (
-    FormatOpt, NoHeadersOpt, api_for, app, complete_procedure, db_app, queue_app, settings_for,
-    worker_app,
+    DEFAULT_ONLY, FormatOpt, NoHeadersOpt, api_for, app, complete_procedure, db_app, queue_app,
+    settings_for, worker_app,
 )
 
 
@@ -119,9 +119,15 @@ def config_(
     Example: JOBCTL_PROFILE=prod jobctl config --format json
     """
     from .. import render
+    from ..backends import get_backend
     from ..config import describe
 
-    info = describe(settings_for(ctx))
+    settings = settings_for(ctx)
+    try:
+        get_backend(settings.connection)  # checks what the DSN says (an unknown keyword: exit 2)
+    except ImportError:
+        pass  # its driver is not installed: config still says where jobctl would connect
+    info = describe(settings)
     if fmt is Format.table:
         file = info["config_file"] + ("" if info["config_file_exists"] else " (none)")
         pairs = [("backend", info["backend"]), ("dsn", info["dsn"]),
@@ -204,21 +210,21 @@ def queue_set(
         "--max-running", help="At most this many of its jobs at once, across all hosts (0 = unlimited).")],
     fmt: FormatOpt = Format.table,
 ) -> None:
-    """Set a queue's limit, kept in the database (JOB_QUEUES) for every host.
+    """Create a queue or set its limit, kept in the database (JOB_QUEUES) for every host.
 
     Example: jobctl queue set nightly --max-running 2
     """
-    _show_queue(api_for(ctx, create=True).queue_set(name, max_running=max_running), fmt)
+    _show_queue(api_for(ctx, create=DEFAULT_ONLY).queue_set(name, max_running=max_running), fmt)
 
 
 @queue_app.command("pause")
 def queue_pause(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")],
                 fmt: FormatOpt = Format.table) -> None:
-    """Start no new job of the queue (running ones finish).
+    """Start no new job of the queue (running ones finish); the queue must exist.
 
     Example: jobctl queue pause nightly
     """
-    _show_queue(api_for(ctx, create=True).queue_set(name, paused=True), fmt)
+    _show_queue(api_for(ctx).queue_set(name, paused=True), fmt)
 
 
 @queue_app.command("resume")
@@ -228,7 +234,17 @@ def queue_resume(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Q
 
     Example: jobctl queue resume nightly
     """
-    _show_queue(api_for(ctx, create=True).queue_set(name, paused=False), fmt)
+    _show_queue(api_for(ctx).queue_set(name, paused=False), fmt)
+
+
+@queue_app.command("delete")
+def queue_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Delete a queue that holds no queued or running job (default cannot be deleted).
+
+    Example: jobctl queue delete bulk
+    """
+    api_for(ctx).queue_delete(name)
+    _say(f"queue {name} deleted")
 
 
 WORKER_COLUMNS = ("worker", "host", "pid", "queues", "concurrency", "running", "state",
@@ -275,6 +291,8 @@ def worker_list(ctx: typer.Context, fmt: FormatOpt = Format.table,
                        str(r["running"]), r["state"],
                        render.local_time(r["heartbeat_at"])] for r in rows],
                      show_headers=not no_headers)
+        if not rows and sys.stderr.isatty():
+            _say("no worker pool uses this database (`jobctl worker` starts one)")
     else:
         _out(render.records(rows, fmt, WORKER_COLUMNS, headers=not no_headers))
 

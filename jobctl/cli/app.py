@@ -10,7 +10,10 @@ import typer
 import typer.core
 
 # typer 0.28 carries its own copy of click: its exceptions are the ones raised
-from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError as ClickUsageError
+from typer._click.exceptions import (
+    BadParameter, ClickException, MissingParameter, NoArgsIsHelpError, NoSuchOption,
+    UsageError as ClickUsageError,
+)
 from typer.exceptions import Abort, Exit
 
 from .. import __version__, frontend, talk
@@ -74,7 +77,7 @@ class JobctlGroup(_QuietGroup):
                 hint = ""
                 if isinstance(exc, ClickUsageError) and exc.ctx is not None:
                     hint = f" (see `{exc.ctx.command_path} --help`)"
-                _alert(f"error: {exc.format_message()}{hint}")
+                _alert(f"error: {parser_message(exc)}{hint}")
                 return exc.exit_code
             code = rv if isinstance(rv, int) else 0
             if code == 130:
@@ -85,6 +88,91 @@ class JobctlGroup(_QuietGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+#: what a missing argument is, in jobctl's words
+_ARGUMENT_WORDS = {"job_ids": "job id (one or more ids or unique prefixes)",
+                   "job_id": "job id (the id or a unique prefix)",
+                   "procedure": "procedure name", "name": "queue name"}
+
+
+def parser_message(exc: ClickException) -> str:
+    """click's complaint about the command line, in jobctl's words (lower
+    case, the option's long name, what would be accepted): `Missing argument
+    'job_ids'` or `'abc' is not a valid int range` read like no other message
+    of jobctl's."""
+    import re
+
+    message = exc.format_message()
+    if isinstance(exc, MissingParameter) and exc.param is not None:
+        if exc.param.param_type_name == "argument":
+            name = exc.param.name or ""
+            return "missing " + _ARGUMENT_WORDS.get(name, name.replace("_", " "))
+        return f"missing option {_option_name(exc.param)}"
+    if isinstance(exc, BadParameter) and exc.param is not None:
+        option = _option_name(exc.param)
+        found = re.match(r"(.+?) is not (?:a valid .+|in the range .+|one of .+)$", exc.message,
+                         re.DOTALL)
+        expected = _expected(exc.param.type)
+        if found and expected:
+            value = found.group(1)
+            value = value if value[:1] in "'\"" else repr(value)
+            return f"invalid {option} {value}: must be {expected}"
+        return f"invalid {option}: {_lower_first(exc.message.rstrip('.'))}"
+    if isinstance(exc, NoSuchOption):
+        maybe = sorted(exc.possibilities or ())
+        return f"unknown option {exc.option_name}" + (
+            f" (did you mean {' or '.join(maybe)}?)" if maybe else "")
+    if m := re.fullmatch(r"Option '(.+)' requires (?:an argument|(\d+) arguments)\.", message):
+        return f"option {m.group(1)} needs a value" if not m.group(2) else \
+            f"option {m.group(1)} needs {m.group(2)} values"
+    if m := re.fullmatch(r"Option '(.+)' does not take a value\.", message):
+        return f"option {m.group(1)} takes no value"
+    if m := re.fullmatch(r"No such command '(.+)'\.(?: Did you mean (.+)\?)?", message, re.DOTALL):
+        near = " or ".join(n.strip("'") for n in (m.group(2) or "").split(", ") if n)
+        return f"unknown command {m.group(1)!r}" + (f" (did you mean {near}?)" if near else "")
+    if m := re.fullmatch(r"Got unexpected extra argument(?:\(s\)|s)? \((.+)\)", message, re.DOTALL):
+        return f"unexpected extra argument(s): {m.group(1)}"
+    return _lower_first(message.rstrip("."))
+
+
+def _lower_first(text: str) -> str:
+    """`Invalid value` → `invalid value`, as jobctl's own messages start."""
+    return text[:1].lower() + text[1:] if text[:2].isalpha() and not text[:2].isupper() else text
+
+
+def _option_name(param) -> str:
+    """--limit for `'--limit' / '-n'`; an argument's name in capitals."""
+    if param.param_type_name != "option":
+        return (param.name or "argument").upper()
+    longest = max(param.opts, key=len, default=param.name or "option")
+    return longest
+
+
+def _expected(kind) -> str | None:
+    """What a value of click's type `kind` must be, or None when not known."""
+    name = getattr(kind, "name", "")
+    choices = getattr(kind, "choices", None)
+    if choices:
+        words = [str(getattr(c, "value", c)) for c in choices]
+        return "one of " + (", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0])
+    if name.startswith("integer") or name.startswith("int"):
+        what = "a whole number"
+    elif name.startswith("float"):
+        what = "a number"
+    else:
+        return None
+    low, high = getattr(kind, "min", None), getattr(kind, "max", None)
+    def shown(bound) -> str:
+        return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+    if low is not None and high is not None:
+        return f"{what} from {shown(low)} to {shown(high)}"
+    if low is not None:
+        return f"{what}, {shown(low)} or more"
+    if high is not None:
+        return f"{what}, {shown(high)} or less"
+    return what
 
 
 app = typer.Typer(
@@ -154,9 +242,14 @@ def settings_for(ctx: typer.Context):
     return frontend.settings(root.get("dsn"), root.get("profile"))
 
 
-def api_for(ctx: typer.Context, *, create: bool = False):
-    """`create`: only submit and db init (and doctor) may bring the default
-    SQLite file into being; any other command on a missing one is exit 4."""
+#: as session.DEFAULT_ONLY, repeated so that --help does not import the session
+DEFAULT_ONLY = "default"
+
+
+def api_for(ctx: typer.Context, *, create: bool | str = False):
+    """`create`: DEFAULT_ONLY for submit, queue set and doctor, which may
+    bring the default SQLite file into being; True for db init only, which
+    creates any file a DSN names; any other command on a missing one is exit 4."""
     root = ctx.find_root().obj or {}
     api = frontend.open_api(root.get("dsn"), root.get("profile"), create=create)
     ctx.call_on_close(api.close)

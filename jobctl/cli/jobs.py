@@ -17,8 +17,8 @@ from ..frontend import (
     seconds as _seconds, show_jobs as _show_jobs, since as _since, View as _View,
 )
 from .app import (
-    EXTRA_ARGS, MAX_LIST_LIMIT, ColumnsOpt, FormatOpt, IntervalOpt, NoHeadersOpt, WatchOpt,
-    api_for, app, complete_job_id, complete_procedure, complete_status, refuse_extra_args,
+    DEFAULT_ONLY, EXTRA_ARGS, MAX_LIST_LIMIT, ColumnsOpt, FormatOpt, IntervalOpt, NoHeadersOpt,
+    WatchOpt, api_for, app, complete_job_id, complete_procedure, complete_status, refuse_extra_args,
 )
 
 
@@ -67,7 +67,7 @@ def submit(
         if param or params_json or unique:
             raise UsageError("--params-file cannot be combined with --param, --params or --unique")
         lines = _read_params_file(params_file)
-        api = api_for(ctx, create=True)
+        api = api_for(ctx, create=DEFAULT_ONLY)
         ids = api.submit_many(procedure, lines, timeout_s=timeout_s, retries=retries, **placing)
         _out("".join(i + "\n" for i in ids))
         _say(f"submitted {len(ids)} job(s)")
@@ -78,7 +78,7 @@ def submit(
         return
     given = p.merge(p.parse_params_json(params_json) if params_json else {},
                     p.parse_assignments(param or []))
-    api = api_for(ctx, create=True)
+    api = api_for(ctx, create=DEFAULT_ONLY)
     submitted = api.submit(procedure, given, timeout_s=timeout_s, retries=retries, unique=unique,
                            **placing)
     _after_submit(api, submitted, wait)
@@ -111,7 +111,8 @@ def _tell_outcomes(jobs) -> None:
     for job in jobs:
         detail = f": {job.error_msg}" if job.error_msg else ""
         result = f" result {_compact(job.result)}" if job.result else ""
-        line = f"{job.job_id[:8]} {job.status.value} in {job.duration or '-'}{result}{detail}"
+        took = f" in {job.duration}" if job.duration else ""  # never `cancelled in -`
+        line = f"{job.job_id[:8]} {job.status.value}{took}{result}{detail}"
         (_say if job.status is JobStatus.COMPLETED else _alert)(line)
 
 
@@ -304,6 +305,8 @@ def stats(
         _print_table(*render.stats_rows(rows, _now(), view.keys), show_headers=view.show_headers)
     else:
         _out(render.records(rows, fmt, view.keys, headers=view.show_headers))
+    if not rows and sys.stderr.isatty():
+        _say(frontend.nothing_since(_since(since)))
     if chart:
         from .. import charts
 
@@ -372,6 +375,8 @@ def logs(
             _say(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines were not kept")
         return
     job = api.follow(job_id, emit, tail=tail, on_note=_say)
+    if job.status is not JobStatus.COMPLETED:
+        _tell_outcomes([job])  # how it ended, and why, as `wait` says it
     _exit_for([job])
 
 
@@ -424,7 +429,8 @@ def wait_(
     if fmt is None:
         _tell_outcomes(jobs)
     else:
-        _show_jobs(jobs, fmt)
+        # JSON: one id, one object; several, an array (as status and cancel)
+        _show_jobs(jobs, fmt, single=len(job_ids) == 1)
     _exit_for(jobs)
 
 
@@ -454,6 +460,6 @@ def cancel(
     if fmt is Format.table:
         _out("".join(f"{r['job_id']}\t{r['status']}\n" for r in rows))
     else:
-        _out(render.records(rows, fmt, ("job_id", "action", "status"), single=len(rows) == 1))
+        _out(render.records(rows, fmt, ("job_id", "action", "status"), single=len(job_ids) == 1))
 
 

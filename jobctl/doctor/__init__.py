@@ -124,6 +124,7 @@ class Doctor(DemoJobChecks):
 
     def _run(self) -> None:
         from ..api import Jobctl
+        from ..session import DEFAULT_ONLY
 
         extra = self.extra
         if extra is not None:
@@ -138,7 +139,7 @@ class Doctor(DemoJobChecks):
             poll_s=min(tun.poll_s, DOCTOR_POLL_S)))
         rest = COMMON_CHECKS[1:] + (extra.names if extra else ())
         try:
-            self.jc = Jobctl(fast)
+            self.jc = Jobctl(fast, create=DEFAULT_ONLY)  # a DSN's missing file is a finding
             self.backend = self.jc.backend
             self.conn = self.jc.conn
         except ImportError as exc:

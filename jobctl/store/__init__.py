@@ -22,7 +22,7 @@ from .queues import (  # noqa: F401 - the store's surface
     QUEUES, NEXT_ORDER, claim_in, in_queue, OURS, QueueState, ensure_queue, queue_row,
     count_active, live_workers, queue_state, dependency_statuses, blocking_dependency,
     cancel_dependent, queued_dependents, queued_with_dependencies, queues_needing_workers,
-    set_queue, list_queues,
+    set_queue, list_queues, queue_exists, unfinished_in_queue, delete_queue, queued_not_before,
 )
 from .claims import (  # noqa: F401 - the store's surface
     CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, LockBounds, unreserve, savepoint,

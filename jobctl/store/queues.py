@@ -171,6 +171,17 @@ def queued_with_dependencies(backend: Database, conn: Any) -> list[tuple[str, li
     return [(r[0], split_ids(read_text(r[1])), r[2] or DEFAULT_QUEUE) for r in cur.fetchall()]
 
 
+def queued_not_before(backend: Database, conn: Any, queue: str, start: dt.datetime,
+                      end: dt.datetime) -> bool:
+    """Whether a queued job of `queue` that no worker reserved waits for a
+    start time in [start, end): what a `submit --at/--in` timer wakes for."""
+    binds: dict[str, Any] = {"lo": bind_time(backend, start), "hi": bind_time(backend, end)}
+    cur = execute(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
+        WHERE status = :st_queued AND claim_token IS NULL AND {in_queue(queue, binds)}
+          AND not_before >= :lo AND not_before < :hi""", binds)
+    return int(cur.fetchone()[0]) > 0
+
+
 def queues_needing_workers(backend: Database, conn: Any, now: dt.datetime) -> list[str]:
     """Queues holding queued jobs that no worker has reserved and whose start
     time has come: a worker may be missing for them."""
@@ -193,6 +204,34 @@ def set_queue(backend: Database, conn: Any, queue: str, *, max_running: int | No
         binds["paused"] = int(paused)
     if sets:
         backend.execute(conn, f"UPDATE {QUEUES} SET {', '.join(sets)} WHERE queue_name = :queue", binds)
+
+
+def queue_exists(backend: Database, conn: Any, queue: str) -> bool:
+    """The default queue, a queue `queue set` created (its JOB_QUEUES row), or
+    one holding queued or running jobs (rows older than queue rows)."""
+    if queue == DEFAULT_QUEUE:
+        return True
+    cur = backend.execute(conn, f"SELECT 1 FROM {QUEUES} WHERE queue_name = :queue", {"queue": queue})
+    if cur.fetchone() is not None:
+        return True
+    return unfinished_in_queue(backend, conn, queue) > 0
+
+
+def unfinished_in_queue(backend: Database, conn: Any, queue: str) -> int:
+    """Queued and running jobs of `queue` (running ones a worker left
+    count too, until cleanup writes them lost)."""
+    binds: dict[str, Any] = {}
+    cur = execute(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
+        WHERE status IN (:st_queued, :st_running) AND {in_queue(queue, binds)}""", binds)
+    return int(cur.fetchone()[0])
+
+
+def delete_queue(backend: Database, conn: Any, queue: str) -> int:
+    """Delete the queue's JOB_QUEUES row, in the caller's transaction (it
+    locks the row, or opens SQLite's write transaction, so a claim cannot
+    slip between the caller's count and its commit). Returns rows deleted."""
+    cur = backend.execute(conn, f"DELETE FROM {QUEUES} WHERE queue_name = :queue", {"queue": queue})
+    return cur.rowcount
 
 
 def list_queues(backend: Database, conn: Any) -> list[QueueState]:

@@ -18,7 +18,7 @@ from typing import ClassVar
 from ...config import ConnectionSettings
 from .call import CANCEL_CHANNEL, PostgresCalls
 from .catalog import PostgresCatalog
-from .connect import DEFAULT_CONNECT_TIMEOUT, PostgresConnections
+from .connect import DEFAULT_CONNECT_TIMEOUT, PostgresConnections, check_dsn_keywords
 from .dialect import PostgresDialect
 from .errors import PostgresErrors
 from .names import convert_binds, split_name
@@ -34,6 +34,7 @@ class PostgresBackend(PostgresConnections, PostgresSessions, PostgresDialect, Po
     script_style: ClassVar[str] = "semicolon"
 
     def __init__(self, settings: ConnectionSettings):
+        check_dsn_keywords(settings)  # a typo in the DSN: exit 2 before anything is tried
         self.settings = settings
         self._statements = {}
 

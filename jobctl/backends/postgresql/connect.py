@@ -10,7 +10,7 @@ import psycopg
 from psycopg.types.json import set_json_loads
 
 from ... import config, jsontext
-from ...errors import DatabaseError
+from ...errors import DatabaseError, UsageError
 from .errors import diag_message
 from .shared import PostgresBase
 
@@ -20,6 +20,30 @@ DEFAULT_CONNECT_TIMEOUT = 10
 @lru_cache(maxsize=1)
 def _libpq_keywords() -> frozenset[str]:
     return frozenset(o.keyword.decode() for o in psycopg.pq.Conninfo.get_defaults())
+
+
+#: what a PostgreSQL DSN may carry besides libpq's keywords: jobctl's own
+#: options (session_setup: the SQL each job's session starts with)
+JOBCTL_DSN_OPTIONS = frozenset({"session_setup"})
+
+
+def check_dsn_keywords(settings: config.ConnectionSettings) -> None:
+    """A keyword the DSN itself names (`bogus=1`, `?sslmod=require`) that is
+    neither libpq's nor jobctl's is a typo: UsageError naming it (exit 2),
+    where libpq would otherwise never see it and jobctl ignore it. The
+    profile's keys are not checked: a profile also holds jobctl's settings."""
+    known = _libpq_keywords() | JOBCTL_DSN_OPTIONS
+    own = config.parse_dsn(settings.dsn).options  # the DSN's, without the profile's
+    unknown = [k for k in own if k not in known]
+    if not unknown:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+    maybe = f" (did you mean {near[0]}?)" if near else ""
+    raise UsageError(f"unknown keyword {unknown[0]!r} in the DSN{maybe}: a PostgreSQL DSN takes "
+                     "libpq's connection keywords (host, dbname, sslmode, connect_timeout, ...) "
+                     f"and jobctl's {', '.join(sorted(JOBCTL_DSN_OPTIONS))}")
 
 
 class PostgresConnections(PostgresBase):
