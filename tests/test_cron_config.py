@@ -312,6 +312,9 @@ def test_a_relative_sqlite_dsn_reaches_the_same_file_from_the_detached_worker(ho
     and must still find that file (found by running the docs' Python example)."""
     where = home / "work dir"
     where.mkdir()
+    # a DSN's file is created only by db init (a typo must not make a new one)
+    subprocess.run([sys.executable, "-m", "jobctl", "--dsn", "sqlite:///jobs.db", "db", "init"],
+                   check=True, capture_output=True, timeout=60, cwd=where)
     result = subprocess.run([sys.executable, "-m", "jobctl", "--dsn", "sqlite:///jobs.db", "submit",
                              "SUMA_SIMPLE", "-p", "vA=4", "--wait"], capture_output=True, text=True,
                             timeout=60, cwd=where)

@@ -85,22 +85,23 @@ def doctor(
     """
     from .. import render
     from ..doctor import run as run_doctor
+    from ..doctor import view as doctor_view
 
     report = run_doctor(settings_for(ctx))
     if fmt is Format.table:
-        _print_details([render.doctor_context_pairs(report.context)])
+        _print_details([doctor_view.doctor_context_pairs(report.context)])
         if _colour():
             from rich.console import Console
 
             console = Console(soft_wrap=False)
             console.print()
-            console.print(render.rich_checks(report.checks))
+            console.print(doctor_view.rich_checks(report.checks))
         else:
-            _out("\n" + render.plain_checks(report.checks))
+            _out("\n" + doctor_view.plain_checks(report.checks))
     elif fmt is Format.json:
         _out(render.records([report.to_dict()], fmt, (), single=True))
     else:
-        _out(render.records([c.to_dict() for c in report.checks], fmt, render.DOCTOR_COLUMNS))
+        _out(render.records([c.to_dict() for c in report.checks], fmt, doctor_view.DOCTOR_COLUMNS))
     if report.failed:
         raise JobctlError(f"doctor: {len(report.failed)} check(s) failed: "
                           + ", ".join(c.name for c in report.failed))
