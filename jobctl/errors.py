@@ -25,13 +25,22 @@ class NotFound(JobctlError):
 
 
 class DatabaseError(JobctlError):
-    """Cannot connect, bad credentials, permission, any database failure."""
+    """Cannot connect, bad credentials, permission, any database failure.
+
+    `code` is the database's own error code when it gave one (a SQLSTATE such
+    as "JC042" or "23505"; "ORA-00028"), kept on the job as DB_ERROR_CODE.
+    `killed`: the server ended the session on purpose (PostgreSQL's
+    administrator termination 57P01; ORA-00028/00031/01012): the job ends
+    `failed` with the server's text and is never retried."""
 
     exit_code = 4
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, code: str | None = None,
+                 killed: bool = False):
         super().__init__(message)
         self.transient = transient
+        self.code = code
+        self.killed = killed
 
 
 class SchemaMissing(DatabaseError):

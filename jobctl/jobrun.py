@@ -123,6 +123,14 @@ class JobRun:
         self.following: Job | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
+        #: the database's code of the last error (DB_ERROR_CODE), and whether
+        #: the server ended the call's session on purpose (never retried)
+        self.error_code: str | None = None
+        self.killed = False
+        #: the call connection was reset (or replaced) since the job's call
+        self.session_clean = False
+        #: the watchdog saw the call's commit marker (or gave up looking)
+        self.mark_seen = False
 
     @property
     def watch_conn(self) -> Any:

@@ -6,18 +6,59 @@ the claim token and retried with backoff."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from typing import Any
 
-from . import detached, jsontext, store
+from . import detached, jsontext, lifecycle, store
 from .errors import describe_exception
 from .jobrun import JobRun, Signals
 from .model import JobStatus, format_duration, utcnow
 
 
 class Outcome(JobRun):
+    def prepare_call(self) -> None:
+        """What the backend needs to record the outcome itself, in the call's
+        last transaction, where it ends the call's transactions itself; and
+        the marker that tells later whether the call committed inside."""
+        ctx = self.ctx
+        ctx.outcome_written = None
+        if ctx.atomic:
+            ctx.marker = ctx.outcome = None
+        else:
+            ctx.marker = store.commit_marker(self.job_id)
+            ctx.outcome = lifecycle.completed_in_call(self.backend, self.job_id, self.token)
+        ctx.elapsed_before = time.monotonic() - self.started_mono
+
+    def note_error(self, exc: BaseException) -> None:
+        """The database's own code of the error, and whether the server ended
+        the session on purpose (such a job is never retried)."""
+        self.error_code = getattr(exc, "code", None)
+        if getattr(exc, "killed", False):
+            self.killed = True
+
+    def note_commits(self) -> None:
+        """After a failed call: did it commit inside before failing? Its
+        marker row says so exactly (committed with the call's first
+        transaction), whatever the call connection's state now."""
+        ctx = self.ctx
+        if ctx.self_committed or ctx.marker is None or ctx.commits_known:
+            return
+        try:
+            with self.db_lock:
+                marked = store.has_commit_mark(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - unknown: never retried
+            detached.note(self.job_id, f"cannot read the commit marker: {describe_exception(exc)}")
+            with self.db_lock, contextlib.suppress(Exception):
+                self.watch_conn.rollback()
+            return
+        ctx.commits_known = True
+        if marked:
+            ctx.note_self_commit()
+
     def commit_outcome(self, result: dict | None) -> tuple[JobStatus, dict | None, str | None]:
         """Write `completed` on the call's own connection, guarded by "still
         running and still mine", and commit it with the procedure's work: both
@@ -141,9 +182,15 @@ class Outcome(JobRun):
         progress, output, _ = self.ctx.snapshot()
         if status is JobStatus.COMPLETED:
             progress = 100.0
+        ctx = self.ctx
+        committed = True if ctx.self_committed else (False if ctx.commits_known else None)
+        if status is not JobStatus.COMPLETED and ctx.self_committed:
+            error = f"{error}; {lifecycle.COMMITS_STAY}" if error else lifecycle.COMMITS_STAY
         return dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
                     elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
-                    result=jsontext.dumps(result) if result is not None else None)
+                    result=jsontext.dumps(result) if result is not None else None,
+                    committed_inside=committed,
+                    db_error_code=self.error_code if status is not JobStatus.COMPLETED else None)
 
     def finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
         with self.state_lock:

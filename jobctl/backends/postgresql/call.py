@@ -4,6 +4,7 @@ output, the interrupt, and cancel news over LISTEN/NOTIFY."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -16,9 +17,9 @@ from ... import jsontext
 from ...errors import DatabaseError
 from ...model import JSON, NUMBER, Param, Signature
 from ...params import to_json_value
-from ..base import WORK_NEWS, CallContext
-from .errors import diag_message
-from .names import split_name
+from ..base import SELF_COMMIT_NOTE, WORK_NEWS, CallContext
+from .errors import INVALID_TRANSACTION_TERMINATION, call_error_message
+from .names import convert_binds, split_name
 from .shared import PostgresBase
 
 
@@ -41,6 +42,32 @@ _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re
 #: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
 
+#: what the DO block raises when its guarded outcome UPDATE finds the job no
+#: longer running under this worker's claim: the last stretch rolls back
+NOT_OURS_STATE = "JCNOT"
+
+#: the values a CallContext.outcome statement takes from the call
+_CALL_VALUE = re.compile(r":(call_[a-z_]+)\b")
+
+def _split_top_level(text: str) -> list[str]:
+    """`a, f(b, c), 'x,y'` → its comma-separated parts, outside quotes and brackets."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, c in enumerate(text):
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+        elif c in "([":
+            depth += 1
+        elif c in ")]":
+            depth -= 1
+        elif c == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return parts
+
 def _bindable(p: Param, value: Any) -> Any:
     if value is None:
         return None
@@ -59,37 +86,230 @@ def _scalar(kind: str, value: Any) -> Any:
 
 
 class PostgresCalls(PostgresBase):
+    """Two ways to call, as psql would (see docs/procedures.md):
+
+    - by default the CALL runs at top level (autocommit), so the procedure
+      may COMMIT and ROLLBACK: one `DO` block runs the marker, the CALL with
+      plpgsql variables for its OUT/INOUT arguments, and then the guarded
+      outcome UPDATE (CallContext.outcome), which commits with the
+      procedure's last stretch when the DO ends;
+    - with --atomic (ctx.atomic) the CALL runs inside jobctl's transaction,
+      which the runner commits with the outcome; a COMMIT inside is refused.
+    """
+
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         given = {k.casefold(): v for k, v in values.items()}
-        binds = [_bindable(p, given[p.name.casefold()]) for p in sig.params
-                 if p.is_input and p.name.casefold() in given]
-        stmt = self._call_statement(conn, sig, frozenset(given))
 
         def on_notice(diag: Any) -> None:
             text = diag.message_primary or ""
             m = _PROGRESS.fullmatch(text)
             if m:
                 ctx.progress(float(m.group(1)))
+            elif text == SELF_COMMIT_NOTE:
+                ctx.note_self_commit()
             elif diag.severity_nonlocalized in (None, "NOTICE", "INFO", "LOG", "DEBUG"):
                 ctx.log(text)
             else:
                 ctx.log(f"{diag.severity_nonlocalized}: {text}")
 
+        ctx.commits_known = True
         conn.add_notice_handler(on_notice)
         try:
-            cur = conn.cursor()
-            cur.execute(stmt, binds)
-            row = cur.fetchone() if cur.description is not None else None
+            if ctx.atomic or ctx.outcome is None:
+                return self._call_in_transaction(conn, sig, given, ctx)
+            self._call_at_top_level(conn, sig, given, ctx)
+            return {}
         except psycopg.Error as exc:
-            # the job's ERROR_MSG: the server's message on one line, not the
-            # driver's class name and a multi-line CONTEXT
-            raise DatabaseError(diag_message(exc), transient=self.is_transient(exc)) from exc
+            # the job's ERROR_MSG: the server's message on one line, as psql
+            # prints it (VERBOSITY verbose), not the driver's class name
+            message, state, killed = call_error_message(exc)
+            if state == INVALID_TRANSACTION_TERMINATION and ctx.atomic:
+                message = (f"{message} -- the job was submitted with --atomic, which runs the "
+                           "procedure inside one transaction: a COMMIT or ROLLBACK inside it is "
+                           "refused; submit it without --atomic to let it commit")
+            raise DatabaseError(message, transient=self.is_transient(exc), code=state,
+                                killed=killed) from exc
         finally:
             conn.remove_notice_handler(on_notice)
+
+    def _call_in_transaction(self, conn: Any, sig: Signature, given: dict[str, Any],
+                             ctx: CallContext) -> dict[str, Any]:
+        """CALL inside jobctl's transaction (atomic): the runner commits the
+        work with the outcome, or rolls it back."""
+        binds = [_bindable(p, given[p.name.casefold()]) for p in sig.params
+                 if p.is_input and p.name.casefold() in given]
+        stmt = self._call_statement(conn, sig, frozenset(given))
+        cur = conn.cursor()
+        cur.execute(stmt, binds)
+        row = cur.fetchone() if cur.description is not None else None
         if row is None:
             return {}
         return {d.name.lower(): _json_ready(v) for d, v in zip(cur.description, row)}
+
+    def _call_at_top_level(self, conn: Any, sig: Signature, given: dict[str, Any],
+                           ctx: CallContext) -> None:
+        """The DO block (see the class): nothing of it is left open."""
+        assert ctx.outcome is not None
+        block = self._do_block(conn, sig, given, ctx)
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()  # nothing of jobctl's is pending on the call connection
+        conn.autocommit = True
+        try:
+            conn.execute(block)
+            ctx.outcome_written = True
+        except psycopg.Error as exc:
+            if exc.sqlstate == NOT_OURS_STATE:
+                ctx.outcome_written = False  # the last stretch rolled back with the DO
+                return
+            ctx.commits_known = self._committed_before(conn, ctx)
+            raise
+        finally:
+            if not conn.closed:
+                try:
+                    conn.autocommit = False
+                except psycopg.Error:
+                    pass
+
+    def _committed_before(self, conn: Any, ctx: CallContext) -> bool:
+        """After a failed DO: did its first transaction commit? The
+        session-level mark set in it survives exactly then. False when the
+        session cannot be asked (gone): the worker reads the marker row."""
+        if conn.closed or conn.broken:
+            return False
+        try:
+            row = conn.execute("SELECT pg_catalog.current_setting('jobctl.committed', true)").fetchone()
+        except psycopg.Error:
+            return False
+        if row and row[0] == "yes":
+            ctx.note_self_commit()
+        return True
+
+    def _do_block(self, conn: Any, sig: Signature, given: dict[str, Any],
+                  ctx: CallContext) -> str:
+        assert ctx.outcome is not None
+        declare = ["call_t0 timestamptz := pg_catalog.clock_timestamp();",
+                   "call_result text;", "call_committed integer := 0;",
+                   "call_end_time timestamp;", "call_elapsed_s numeric;", "call_duration text;",
+                   "call_h numeric;", "call_m numeric;", "call_s numeric;"]
+        before: list[str] = []
+        args: list[str] = []
+        outs: list[tuple[str, str]] = []
+        defaults: dict[str, str] | None = None
+        for i, p in enumerate(sig.params):
+            var = f"call_arg_{i}"
+            if p.is_output:
+                # plpgsql's CALL needs a variable for every OUT/INOUT argument,
+                # an INOUT left to its default too: it starts from that default
+                declare.append(f"{var} {p.type_name};")
+                if p.is_input and p.name.casefold() in given:
+                    before.append(f"{var} := {self._literal(conn, p, given[p.name.casefold()])};")
+                elif p.is_input and p.defaulted:
+                    if defaults is None:
+                        defaults = self._input_defaults(conn, sig)
+                    if p.name in defaults:
+                        before.append(f"{var} := ({defaults[p.name]})::{p.type_name};")
+                args.append(self._argument(conn, p, var))
+                outs.append((p.name.lower(), var))
+            elif p.is_input and p.name.casefold() in given:
+                args.append(self._argument(conn, p, self._literal(conn, p, given[p.name.casefold()])))
+        target = self._target(conn, sig)
+        # the marker row, where the role may write it (a role jobctl's tables
+        # were not all granted to still runs its jobs): the block's
+        # subtransaction is over before the CALL, which stays non-atomic
+        marker = (f"BEGIN {self._render(conn, *ctx.marker)}; EXCEPTION WHEN insufficient_privilege"
+                  " OR undefined_table THEN NULL; END;") if ctx.marker is not None else ""
+        result = ("pg_catalog.jsonb_build_object(" + ", ".join(
+            f"{pgsql.Literal(name).as_string(conn)}, pg_catalog.to_jsonb({var})"
+            for name, var in outs) + ")::text") if outs else "NULL"
+        sql, binds = ctx.outcome
+        outcome = self._render(conn, _CALL_VALUE.sub(lambda m: m.group(1), sql), binds)
+        note = pgsql.Literal(SELF_COMMIT_NOTE).as_string(conn)
+        body = f"""
+DECLARE
+    {chr(10).join('    ' + d for d in declare).strip()}
+BEGIN
+    -- the call's first transaction: a transaction-local mark (gone once it
+    -- ends), a session-level one (kept only if it commits), jobctl's marker row
+    PERFORM pg_catalog.set_config('jobctl.call', 'first', true),
+            pg_catalog.set_config('jobctl.committed', 'yes', false);
+    {marker}
+    {chr(10).join(before)}
+    CALL {target}({', '.join(args)});
+    IF pg_catalog.current_setting('jobctl.call', true) IS DISTINCT FROM 'first' THEN
+        call_committed := CASE WHEN pg_catalog.current_setting('jobctl.committed', true) = 'yes'
+                               THEN 1 END;
+    END IF;
+    -- the procedure's last transaction: jobctl's own settings for its UPDATE
+    PERFORM pg_catalog.set_config('search_path', (SELECT reset_val FROM pg_catalog.pg_settings
+                                                   WHERE name = 'search_path'), true),
+            pg_catalog.set_config('intervalstyle', 'iso_8601', true);
+    SET LOCAL ROLE NONE;
+    call_result := {result};
+    call_end_time := pg_catalog.clock_timestamp() AT TIME ZONE 'UTC';
+    call_elapsed_s := round({float(ctx.elapsed_before)!r}::numeric
+        + extract(epoch FROM pg_catalog.clock_timestamp() - call_t0)::numeric, 3);
+    call_h := floor(call_elapsed_s / 3600);
+    call_m := floor((call_elapsed_s - call_h * 3600) / 60);
+    call_s := call_elapsed_s - call_h * 3600 - call_m * 60;
+    call_duration := CASE
+        WHEN call_h >= 1 THEN call_h || 'h' || pg_catalog.to_char(call_m, 'FM00') || 'm'
+                              || pg_catalog.to_char(call_s, 'FM00.00') || 's'
+        WHEN call_m >= 1 THEN call_m || 'm' || pg_catalog.to_char(call_s, 'FM00.00') || 's'
+        ELSE pg_catalog.to_char(call_s, 'FM990.00') || 's' END;
+    {outcome};
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '{NOT_OURS_STATE}',
+            MESSAGE = 'jobctl: the job is no longer running under this worker''s claim';
+    END IF;
+    IF call_committed = 1 THEN
+        RAISE NOTICE '%', {note};
+    END IF;
+END"""
+        tag = "$jobctl$"
+        while tag in body:
+            tag = f"$jobctl_{uuid.uuid4().hex[:8]}$"
+        return f"DO {tag}{body}\n{tag}"
+
+    def _input_defaults(self, conn: Any, sig: Signature) -> dict[str, str]:
+        """The default expressions of the procedure's defaulted inputs, by
+        parameter name, as the server prints them."""
+        oid = sig.extra.get("oid")
+        if oid is None:
+            return {}
+        row = conn.execute("SELECT pg_catalog.pg_get_expr(proargdefaults, 0) FROM pg_catalog.pg_proc"
+                           " WHERE oid = %s", (oid,)).fetchone()
+        conn.rollback()
+        if not row or not row[0]:
+            return {}
+        exprs = _split_top_level(row[0])
+        inputs = [p for p in sig.params if p.is_input]
+        return {p.name: e for p, e in zip(inputs[len(inputs) - len(exprs):], exprs)}
+
+    def _render(self, conn: Any, sql: str, binds: Mapping[str, Any]) -> str:
+        """jobctl's `:name` SQL with its values as literals (a DO takes no binds)."""
+        converted = convert_binds(sql, frozenset(binds))
+        values = {k: _scalar(JSON, v) if isinstance(v, (dict, list)) else v for k, v in binds.items()}
+        return psycopg.ClientCursor(conn).mogrify(converted, values)
+
+    def _literal(self, conn: Any, p: Param, value: Any) -> str:
+        """One input value as a literal cast to its parameter's type."""
+        if value is None:
+            return f"NULL::{p.type_name}"
+        return f"{pgsql.Literal(_bindable(p, value)).as_string(conn)}::{p.type_name}"
+
+    def _argument(self, conn: Any, p: Param, value_sql: str) -> str:
+        """One argument of the CALL: `name => value`."""
+        return f"{pgsql.Identifier(p.name).as_string(conn)} => {value_sql}"
+
+    def _target(self, conn: Any, sig: Signature) -> str:
+        if "schema" in sig.extra:
+            schema, proc = sig.extra["schema"], sig.extra["proc"]
+        else:
+            schema, proc = split_name(sig.name)
+        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
+                  if schema else pgsql.Identifier(proc))
+        return target.as_string(conn)
 
     def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
         """`CALL proc(name => %s::type, ...)` for these inputs, composed once
@@ -99,22 +319,14 @@ class PostgresCalls(PostgresBase):
         stmt = self._statements.get(key)
         if stmt is not None:
             return stmt
-        if "schema" in sig.extra:
-            schema, proc = sig.extra["schema"], sig.extra["proc"]
-        else:
-            schema, proc = split_name(sig.name)
-        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
-                  if schema else pgsql.Identifier(proc))
-        args: list[pgsql.Composable] = []
+        args: list[str] = []
         for p in sig.params:
             if p.is_input and p.name.casefold() in given:
-                args.append(pgsql.SQL("{} => {}::{}").format(
-                    pgsql.Identifier(p.name), pgsql.Placeholder(), pgsql.SQL(p.type_name)))
+                args.append(self._argument(conn, p, f"%s::{p.type_name}"))
             elif p.mode == "OUT" or (p.mode == "IN/OUT" and not p.defaulted):
                 # PostgreSQL 14+: OUT arguments take a placeholder in CALL
-                args.append(pgsql.SQL("{} => NULL::{}").format(pgsql.Identifier(p.name),
-                                                               pgsql.SQL(p.type_name)))
-        stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args)).as_string(conn)
+                args.append(self._argument(conn, p, f"NULL::{p.type_name}"))
+        stmt = f"CALL {self._target(conn, sig)}({', '.join(args)})"
         if len(self._statements) > 256:
             self._statements.clear()
         self._statements[key] = stmt

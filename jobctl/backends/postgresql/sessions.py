@@ -1,5 +1,5 @@
 """The call's server session (`PID:BACKEND_START`): alive, and ended by
-cancel when its worker is gone."""
+cancel when its worker is gone; named for each job, and cleared after it."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
 
+from ...errors import DatabaseError
+from ...sqlfiles import session_statements
 from .dialect import UTC
+from .errors import call_error_message
 from .shared import PostgresBase
 
 
@@ -97,3 +101,56 @@ class PostgresSessions(PostgresBase):
         if not signal("pg_terminate_backend"):
             return False
         return gone_within(wait_s, idle_is_enough=False)
+
+    # -- each job in a clean session --------------------------------------------------
+    def start_job_session(self, conn: Any, job_id: str) -> None:
+        """application_name names the job; the time zone is the user's own (the
+        session's default, as psql would have it; jobctl's bookkeeping binds
+        UTC itself); a client gone mid-call is noticed by the server
+        (client_connection_check_interval, PostgreSQL 14+), which then ends
+        the call and rolls its last stretch back; then session_setup."""
+        app = pgsql.Literal(f"jobctl:{job_id}"[:63]).as_string(conn)
+        sets = [f"pg_catalog.set_config('application_name', {app}, false)",
+                "pg_catalog.set_config('jobctl.committed', 'no', false)"]
+        if conn.info.server_version >= 140000:
+            sets.append("pg_catalog.set_config('client_connection_check_interval', '1s', false)")
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        try:
+            conn.execute("SELECT " + ", ".join(sets) + "; RESET TimeZone")
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise self.translate_error(exc) from exc
+        statements = session_statements(self.settings.scheme, self.settings.session_setup)
+        if not statements:
+            return
+        try:
+            conn.execute(";\n".join(statements))
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            message, state, killed = call_error_message(exc)
+            raise DatabaseError(f"session_setup failed: {message}", code=state,
+                                killed=killed) from exc
+
+    def reset_job_session(self, conn: Any) -> bool:
+        """DISCARD ALL: temporary tables, session advisory locks, prepared
+        statements, cursors, LISTEN, every setting (search_path, role, time
+        zone...) back to the session's default. It cannot run inside a
+        transaction block, hence autocommit for it; psycopg forgets its own
+        prepared statements when it sees it. start_job_session sets jobctl's
+        own settings again for the next job."""
+        if conn.closed:
+            return False
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = True
+            try:
+                conn.execute("DISCARD ALL")
+            finally:
+                conn.autocommit = False
+            return True
+        except psycopg.Error:
+            return False
