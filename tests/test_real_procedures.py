@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -75,7 +77,7 @@ BEGIN
     INSERT INTO rp_rows VALUES (3000, p_note);
     RAISE EXCEPTION 'nothing committed' USING ERRCODE = 'JC043';
 END $$;
-CREATE OR REPLACE PROCEDURE rp_leave_state(p_key bigint, OUT p_seen text)
+CREATE OR REPLACE PROCEDURE rp_leave_state(p_key bigint, p_sleep numeric, OUT p_seen text)
 LANGUAGE plpgsql AS $$
 BEGIN
     -- what the previous job on this session left, if anything
@@ -87,6 +89,7 @@ BEGIN
     CREATE TEMP TABLE rp_scratch (x int);
     PERFORM pg_advisory_lock(p_key);
     PERFORM set_config('search_path', 'rp_other, public', false);
+    PERFORM pg_sleep(p_sleep);
 END $$;
 CREATE OR REPLACE PROCEDURE rp_settings(p_sleep numeric, OUT p_name text,
                                         OUT p_tz text, OUT p_work_mem text)
@@ -329,3 +332,114 @@ def test_jobctl_own_cleanup_procedure_runs(pg):
     job = wait_job(pg, job_id)
     assert job["status"] == "completed", job["error_msg"]
     assert "job(s) deleted" in job["output"]
+
+
+# -- a clean session, named for its job, on every path ----------------------------------
+
+def _pool(dsn: str, queue: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "jobctl", "--dsn", dsn, "worker", "--queue", queue,
+                             "--concurrency", "1"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(w["pid"] == proc.pid for w in json.loads(
+        cli(dsn, "worker", "list", "--format", "json").stdout)), timeout=30)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _lock_is_free(dsn: str, key: int) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        took = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]
+        if took:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return took
+
+
+def test_a_pool_job_leaves_nothing_to_the_next_and_is_named_in_pg_stat_activity(pg):
+    queue = f"rp{uuid.uuid4().hex[:6]}"
+    pool = _pool(pg, queue)
+    try:
+        key = 4242
+        first = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=0", extra=("--queue", queue))
+        job = wait_job(pg, first)
+        assert job["status"] == "completed" and job["result"] == {"p_seen": ""}, job
+        # its session advisory lock went with its session's reset: cron's psql may take it
+        assert _lock_is_free(pg, key)
+        second = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=0", extra=("--queue", queue))
+        job2 = wait_job(pg, second)
+        assert job2["status"] == "completed", job2["error_msg"]
+        assert job2["result"] == {"p_seen": ""}  # no temp table, no lock, no search_path
+        assert job2["db_session"] == job["db_session"]  # the same connection, reset
+        # the call session names the job while it runs, and the procedure sees it
+        third = submit(pg, "rp_settings", "p_sleep=1", extra=("--queue", queue))
+        seen = wait_for(lambda: (s := _session_of(pg, third)) and s[2] == f"jobctl:{third}" and s)
+        assert seen[2] == f"jobctl:{third}"
+        job3 = wait_job(pg, third)
+        assert job3["result"]["p_name"] == f"jobctl:{third}"
+    finally:
+        _stop(pool)
+
+
+def test_the_daemon_free_hand_over_leaves_nothing_to_the_next_job(pg):
+    queue = f"rh{uuid.uuid4().hex[:6]}"
+    assert cli(pg, "queue", "set", queue, "--max-running", "1").exit_code == 0
+    key = 4343
+    first = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=1", extra=("--queue", queue))
+    second = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=0", extra=("--queue", queue))
+    job, job2 = wait_job(pg, first), wait_job(pg, second)
+    assert job["status"] == job2["status"] == "completed", (job["error_msg"], job2["error_msg"])
+    assert job2["worker_pid"] == job["worker_pid"]  # handed over, not a new worker
+    assert job2["db_session"] == job["db_session"]
+    assert job2["result"] == {"p_seen": ""}
+    assert _lock_is_free(pg, key)
+
+
+def test_session_setup_runs_before_each_job_and_the_time_zone_is_the_users(pg):
+    from urllib.parse import quote
+
+    setup = quote("SET work_mem = '7MB'; SET search_path = public")
+    job_id = submit(f"{pg}?session_setup={setup}", "rp_settings", "p_sleep=0")
+    job = wait_job(pg, job_id)
+    assert job["status"] == "completed", job["error_msg"]
+    server_tz = run_sql(pg, "SELECT reset_val FROM pg_settings WHERE name = 'TimeZone'")[0][0]
+    assert job["result"] == {"p_name": f"jobctl:{job_id}", "p_tz": server_tz, "p_work_mem": "7MB"}
+    # a session_setup the server refuses is the job's failure, with its code
+    bad = quote("SELECT 1/0")
+    job_id = submit(f"{pg}?session_setup={bad}", "rp_settings", "p_sleep=0")
+    job = wait_job(pg, job_id)
+    assert job["status"] == "failed" and job["db_error_code"] == "22012"
+    assert job["error_msg"].startswith("session_setup failed: ERROR:  22012: division by zero")
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("  -- only a comment", "holds no SQL statement"),
+    ("COMMIT", "is not allowed"),
+    ("SET work_mem = '7MB'; ROLLBACK", "is not allowed"),
+])
+def test_a_bad_session_setup_is_exit_2_and_writes_nothing(pg, setup, message):
+    from urllib.parse import quote
+
+    before = run_sql(pg, "SELECT count(*) FROM async_jobs")[0][0]
+    res = cli(f"{pg}?session_setup={quote(setup)}", "submit", "rp_settings", "-p", "p_sleep=0")
+    assert res.exit_code == 2, res.stderr
+    assert message in res.stderr and res.stderr.count("\n") == 1
+    assert run_sql(pg, "SELECT count(*) FROM async_jobs")[0][0] == before
+
+
+def test_a_bad_session_setup_in_a_profile_is_exit_2(pg, tmp_path, monkeypatch):
+    config = tmp_path / "config" / "jobctl" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'[profiles.p]\ndsn = "{pg}"\nsession_setup = 42\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    from typer.testing import CliRunner
+
+    from jobctl.cli import app
+
+    res = CliRunner().invoke(app, ["--profile", "p", "submit", "rp_settings", "-p", "p_sleep=0"])
+    assert res.exit_code == 2 and "session_setup must be SQL text" in res.stderr
