@@ -698,6 +698,18 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.set_queue(rec, c, "q", max_running=2, paused=True)
     store.list_queues(rec, c)
     store.list_jobs(rec, c, since=None, statuses=None, procedure=None, limit=5, queue="q")
+    # issue 23: the commit marker, what the worker records beside the outcome
+    rec.execute(c, *store.commit_marker("a" * 32))
+    store.has_commit_mark(rec, c, "a" * 32)
+    store.note_committed(rec, c, "a" * 32)
+    store.record_session(rec, c, "a" * 32, "b" * 32, "1,2,@1")
+    store.final_output(rec, c, "a" * 32, "b" * 32, "o", True)
+    store.mark_lost(rec, c, job, now=now, reason="r", committed=True)
+    jobs.finish(c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s", elapsed_s=1.0,
+                result=None, error="e", output=None, progress=None, token="b" * 32,
+                db_error_code="ORA-20001", committed_inside=True)
+    jobs.enqueue(c, job_id="a" * 32, procedure_name="P", now=now, params_json="{}", timeout_s=None,
+                 max_attempts=1, submitted_by="me", unique_key=None, atomic=True)
     return rec.sent
 
 
@@ -870,7 +882,8 @@ def _object(stmt: str) -> str:
 def test_schema_script_splits_into_its_units():
     stmts = _split("create_async_jobs_table.sql")
     assert [_object(s) for s in stmts] == [
-        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN", "VIEW V_ASYNC_JOBS_RECENT",
+        "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "DECLARE", "BEGIN",
+        "VIEW V_ASYNC_JOBS_RECENT",
         "PROCEDURE CLEANUP_OLD_ASYNC_JOBS", "PACKAGE JOBCTL_PROGRESS", "PACKAGE BODY JOBCTL_PROGRESS"]
     for s in stmts:
         # SQL*Plus's own commands and the `/` terminators are not sent

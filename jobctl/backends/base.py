@@ -201,6 +201,10 @@ class Database(Protocol):
     def percentile_sql(self, fraction: float, expr: str) -> str:
         """An aggregate computing the continuous percentile of `expr`."""
 
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        """The seconds from time column `start` to `end` as a number (for rows
+        another writer finished without ELAPSED_S)."""
+
     def to_db_time(self, value: dt.datetime) -> Any:
         """An aware UTC datetime as the driver should bind it."""
 

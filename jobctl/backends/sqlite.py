@@ -246,7 +246,12 @@ class _JobSessions:
         return _clear_session(conn) and not self.settings.session_setup
 
 
-class SqliteBackend(_JobSessions, PolledCancel):
+class _Durations:
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+class SqliteBackend(_JobSessions, _Durations, PolledCancel):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 

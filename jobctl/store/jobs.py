@@ -336,7 +336,10 @@ def stats(backend: Database, conn: Any, *, since: dt.datetime | None,
     """Per procedure: counts by stored status, duration figures. The counts
     are what the rows say; lifecycle corrects the few running/queued ones
     that its rule shows as lost or orphaned (see lifecycle.adjust_stats)."""
-    done = "CASE WHEN status = :st_completed THEN elapsed_s END"
+    # ELAPSED_S, or, in a row another writer finished without it, the time
+    # from START_TIME to END_TIME
+    seconds = f"COALESCE(elapsed_s, {backend.seconds_between_sql('start_time', 'end_time')})"
+    done = f"CASE WHEN status = :st_completed THEN {seconds} END"
     counts = ",\n".join(f"SUM(CASE WHEN status = :st_{s} THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
     binds: dict[str, Any] = {}

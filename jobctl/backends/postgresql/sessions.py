@@ -16,6 +16,15 @@ from .errors import call_error_message
 from .shared import PostgresBase
 
 
+#: DISCARD ALL's parts (PostgreSQL documents it as these), bar DEALLOCATE ALL
+_RESET_SESSION = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;"
+    " SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;"
+    " DO $jobctl$ DECLARE r record; BEGIN"
+    " FOR r IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_' LOOP"
+    " EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(r.name); END LOOP; END $jobctl$")
+
+
 class PostgresSessions(PostgresBase):
     def session_id(self, conn: Any) -> str | None:
         cur = conn.cursor()
@@ -116,31 +125,33 @@ class PostgresSessions(PostgresBase):
             sets.append("pg_catalog.set_config('client_connection_check_interval', '1s', false)")
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        try:
-            conn.execute("SELECT " + ", ".join(sets) + "; RESET TimeZone")
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            raise self.translate_error(exc) from exc
         statements = session_statements(self.settings.scheme, self.settings.session_setup)
-        if not statements:
-            return
+        # autocommit: one round trip each, no BEGIN/COMMIT around them
+        conn.autocommit = True
         try:
-            conn.execute(";\n".join(statements))
-            conn.commit()
-        except psycopg.Error as exc:
-            conn.rollback()
-            message, state, killed = call_error_message(exc)
-            raise DatabaseError(f"session_setup failed: {message}", code=state,
-                                killed=killed) from exc
+            try:
+                conn.execute("SELECT " + ", ".join(sets) + "; RESET TimeZone")
+            except psycopg.Error as exc:
+                raise self.translate_error(exc) from exc
+            if statements:
+                try:
+                    conn.execute(";\n".join(statements))
+                except psycopg.Error as exc:
+                    message, state, killed = call_error_message(exc)
+                    raise DatabaseError(f"session_setup failed: {message}", code=state,
+                                        killed=killed) from exc
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
 
     def reset_job_session(self, conn: Any) -> bool:
-        """DISCARD ALL: temporary tables, session advisory locks, prepared
-        statements, cursors, LISTEN, every setting (search_path, role, time
-        zone...) back to the session's default. It cannot run inside a
-        transaction block, hence autocommit for it; psycopg forgets its own
-        prepared statements when it sees it. start_job_session sets jobctl's
-        own settings again for the next job."""
+        """What DISCARD ALL does, in one round trip, but for jobctl's own
+        prepared statements (psycopg's `_pg3_*`, which a pool reuses for every
+        job): cursors closed, the session's role and every setting
+        (search_path, work_mem, the time zone...) back to the session's
+        default, LISTEN, session advisory locks, temporary tables, sequence
+        state, and the statements the job PREPAREd. start_job_session sets
+        jobctl's own settings again for the next job."""
         if conn.closed:
             return False
         try:
@@ -148,7 +159,7 @@ class PostgresSessions(PostgresBase):
                 conn.rollback()
             conn.autocommit = True
             try:
-                conn.execute("DISCARD ALL")
+                conn.execute(_RESET_SESSION, prepare=False)
             finally:
                 conn.autocommit = False
             return True
