@@ -109,10 +109,10 @@ class Claiming(Outcome):
         (CallContext.outcome): what is left is the output the notices brought
         (to the worker, not the server), the session's reset, and the next
         job of the queue, in one transaction on the call connection. A pool's
-        slot claims its next job afterwards, under the queue's lock: the
-        lock-free hand-over (store.claim_batch) holds the queue's limit only
+        slot takes a limited queue's next job afterwards, under the queue's
+        lock: its lock-free hand-over (store.claim_batch) holds the limit only
         in the transaction that records the outcome, which the call's own
-        last transaction was."""
+        last transaction was (see pool._claim_one)."""
         if not self.ctx.outcome_written:
             note = ("the last stretch of work rolled back: the job is no longer running under "
                     "this worker's claim (declared lost or cancelled meanwhile)")
@@ -128,10 +128,7 @@ class Claiming(Outcome):
             if output is not None or self.ctx.self_committed:
                 store.final_output(self.backend, conn, self.job_id, self.token, output,
                                    self.ctx.self_committed)
-            if self.pooled:
-                self.following = None
-            else:
-                self.hand_over(conn)  # claim_next: under the queue's lock
+            self.hand_over(conn, apart=True)  # claim_next: under the queue's lock
             conn.commit()
         except Exception as exc:  # noqa: BLE001 - the outcome stands; the output from the books
             self.reserved = self.following = None

@@ -109,14 +109,15 @@ class Outcome(JobRun):
         detached.note(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
         return True
 
-    def hand_over(self, conn: Any) -> None:
+    def hand_over(self, conn: Any, *, apart: bool = False) -> None:
         """The next job of this one's queue, taken in the transaction that
         records this one's outcome, before it commits, so that the slot passes
         from job to job without ever standing free. A daemon-free worker
         reserves it (`reserved`), so that no submit starts another worker in
         between; a pool's slot claims it (`following`), one commit for both.
         A failure is undone alone (a savepoint): the outcome and the work
-        stay, and the next job is taken after the commit instead."""
+        stay, and the next job is taken after the commit instead. `apart`:
+        the outcome was committed already, by the call (see pool._claim_one)."""
         self.reserved = self.following = None
         if self.queue is None or (self.claim_following is None if self.pooled
                                   else Signals.received):
@@ -124,7 +125,7 @@ class Outcome(JobRun):
         store.savepoint(self.backend, conn, "jobctl_next")
         try:
             if self.pooled:
-                self.following = self.claim_following(conn, self.queue)
+                self.following = self.claim_following(conn, self.queue, apart=apart)
             else:
                 token = uuid.uuid4().hex
                 found = self.lifecycle.claim_next(conn, self.queue, token=token, pid=os.getpid(),

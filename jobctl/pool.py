@@ -192,11 +192,15 @@ class Pool(PoolBase):
         self.wake()
 
     def _claim_one(self, conn: Any, queue: str, session: str | None, *,
-                   handover: bool) -> Job | None:
+                   handover: bool, apart: bool = False) -> Job | None:
         """A slot's next job of `queue`, run by `session` on `conn`: in the
         transaction that records its current one (`handover`: see
-        Worker._hand_over), or in a transaction of its own."""
-        if self.stop_signal is not None:
+        Worker._hand_over), or in a transaction of its own. `apart`: the
+        current job's outcome is committed already (the call wrote it), so
+        the lock-free hand-over may only take a job of an unlimited queue,
+        which has no limit to hold; a limited queue's next job is claimed
+        afterwards, under its lock."""
+        if self.stop_signal is not None or (apart and self.limits.get(queue) != 0):
             return None
         jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
                                           sessions=[session], known_queue=True,

@@ -13,6 +13,7 @@ that a SQLite user never pays for it (and need not have it installed).
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar
 
 from ...config import ConnectionSettings
@@ -36,6 +37,7 @@ class PostgresBackend(PostgresConnections, PostgresSessions, PostgresDialect, Po
     def __init__(self, settings: ConnectionSettings):
         self.settings = settings
         self._statements = {}
+        self._identity = weakref.WeakKeyDictionary()
 
 
 BACKEND = PostgresBackend

@@ -140,6 +140,8 @@ class PostgresCalls(PostgresBase):
         binds = [_bindable(p, given[p.name.casefold()]) for p in sig.params
                  if p.is_input and p.name.casefold() in given]
         stmt = self._call_statement(conn, sig, frozenset(given))
+        if identity := self.job_identity(conn):
+            conn.execute(f"DO $jobctl$ BEGIN {identity} END $jobctl$")
         cur = conn.cursor()
         cur.execute(stmt, binds)
         row = cur.fetchone() if cur.description is not None else None
@@ -231,6 +233,7 @@ DECLARE
 BEGIN
     -- the call's first transaction: a transaction-local mark (gone once it
     -- ends), a session-level one (kept only if it commits), jobctl's marker row
+    {self.job_identity(conn)}
     PERFORM pg_catalog.set_config('jobctl.call', 'first', true),
             pg_catalog.set_config('jobctl.committed', 'yes', false);
     {marker}

@@ -25,6 +25,15 @@ _RESET_SESSION = (
     " EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(r.name); END LOOP; END $jobctl$")
 
 
+def own_settings(conn: Any) -> str:
+    """What every jobctl session keeps, at connect and after each reset:
+    a client that vanishes mid-statement is noticed by the server, which
+    then ends the statement (PostgreSQL 14+)."""
+    if conn.info.server_version >= 140000:
+        return "; SET client_connection_check_interval = '1s'"
+    return ""
+
+
 class PostgresSessions(PostgresBase):
     def session_id(self, conn: Any) -> str | None:
         cur = conn.cursor()
@@ -116,33 +125,42 @@ class PostgresSessions(PostgresBase):
         """application_name names the job; the time zone is the user's own (the
         session's default, as psql would have it; jobctl's bookkeeping binds
         UTC itself); a client gone mid-call is noticed by the server
-        (client_connection_check_interval, PostgreSQL 14+), which then ends
-        the call and rolls its last stretch back; then session_setup."""
+        (client_connection_check_interval, PostgreSQL 14+: set at connect and
+        after each reset, since it takes effect from the next statement on),
+        which then ends the call and rolls its last stretch back; then
+        session_setup.
+        Without a session_setup these settings travel with the call's own
+        first statement (`job_identity`): no round trip of their own."""
         app = pgsql.Literal(f"jobctl:{job_id}"[:63]).as_string(conn)
-        sets = [f"pg_catalog.set_config('application_name', {app}, false)",
-                "pg_catalog.set_config('jobctl.committed', 'no', false)"]
-        if conn.info.server_version >= 140000:
-            sets.append("pg_catalog.set_config('client_connection_check_interval', '1s', false)")
+        sets = [f"pg_catalog.set_config('application_name', {app}, false)"]
+        identity = "PERFORM " + ", ".join(sets) + "; RESET TimeZone;"
+        statements = session_statements(self.settings.scheme, self.settings.session_setup)
+        if not statements:
+            self._identity[conn] = identity
+            return
+        self._identity.pop(conn, None)
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
-        statements = session_statements(self.settings.scheme, self.settings.session_setup)
-        # autocommit: one round trip each, no BEGIN/COMMIT around them
-        conn.autocommit = True
+        conn.autocommit = True  # one round trip each, no BEGIN/COMMIT around them
         try:
             try:
                 conn.execute("SELECT " + ", ".join(sets) + "; RESET TimeZone")
             except psycopg.Error as exc:
                 raise self.translate_error(exc) from exc
-            if statements:
-                try:
-                    conn.execute(";\n".join(statements))
-                except psycopg.Error as exc:
-                    message, state, killed = call_error_message(exc)
-                    raise DatabaseError(f"session_setup failed: {message}", code=state,
-                                        killed=killed) from exc
+            try:
+                conn.execute(";\n".join(statements))
+            except psycopg.Error as exc:
+                message, state, killed = call_error_message(exc)
+                raise DatabaseError(f"session_setup failed: {message}", code=state,
+                                    killed=killed) from exc
         finally:
             if not conn.closed:
                 conn.autocommit = False
+
+    def job_identity(self, conn: Any) -> str:
+        """The job's settings start_job_session left for the call to make
+        (plpgsql statements), once; "" when none are pending."""
+        return self._identity.pop(conn, "")
 
     def reset_job_session(self, conn: Any) -> bool:
         """What DISCARD ALL does, in one round trip, but for jobctl's own
@@ -159,7 +177,7 @@ class PostgresSessions(PostgresBase):
                 conn.rollback()
             conn.autocommit = True
             try:
-                conn.execute(_RESET_SESSION, prepare=False)
+                conn.execute(_RESET_SESSION + own_settings(conn), prepare=False)
             finally:
                 conn.autocommit = False
             return True
