@@ -125,10 +125,13 @@ class Claiming(Outcome):
         try:
             if conn is None:
                 raise RuntimeError("no call connection")
+            # neither the output nor a claim needs to wait for the disk: the
+            # outcome is durable already (see Database.relax_commit)
             if output is not None or self.ctx.self_committed:
+                self.backend.relax_commit(conn)
                 store.final_output(self.backend, conn, self.job_id, self.token, output,
                                    self.ctx.self_committed)
-            self.hand_over(conn, apart=True)  # claim_next: under the queue's lock
+            self.hand_over(conn, apart=True)
             conn.commit()
         except Exception as exc:  # noqa: BLE001 - the outcome stands; the output from the books
             self.reserved = self.following = None

@@ -122,16 +122,21 @@ class Outcome(JobRun):
         if self.queue is None or (self.claim_following is None if self.pooled
                                   else Signals.received):
             return
-        store.savepoint(self.backend, conn, "jobctl_next")
+        if not apart:
+            store.savepoint(self.backend, conn, "jobctl_next")
         try:
             if self.pooled:
                 self.following = self.claim_following(conn, self.queue, apart=apart)
             else:
+                if apart:
+                    self.backend.relax_commit(conn)
                 token = uuid.uuid4().hex
                 found = self.lifecycle.claim_next(conn, self.queue, token=token, pid=os.getpid(),
                                                   commit=False)
                 self.reserved = (found, token) if found else None
         except Exception as exc:  # noqa: BLE001 - taken after the commit instead
+            if apart:
+                raise  # nothing else in the transaction to keep: the caller rolls it back
             detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
             store.rollback_to(self.backend, conn, "jobctl_next")
 

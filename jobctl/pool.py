@@ -202,6 +202,8 @@ class Pool(PoolBase):
         afterwards, under its lock."""
         if self.stop_signal is not None or (apart and self.limits.get(queue) != 0):
             return None
+        if apart:
+            self.backend.relax_commit(conn)  # a claim alone (or with output): see claim_batch
         jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
                                           sessions=[session], known_queue=True,
                                           commit=not handover, spare=self.concurrency,

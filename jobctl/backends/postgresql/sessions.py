@@ -19,10 +19,10 @@ from .shared import PostgresBase
 #: DISCARD ALL's parts (PostgreSQL documents it as these), bar DEALLOCATE ALL
 _RESET_SESSION = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;"
-    " SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES;"
-    " DO $jobctl$ DECLARE r record; BEGIN"
-    " FOR r IN SELECT name FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_' LOOP"
-    " EXECUTE 'DEALLOCATE ' || pg_catalog.quote_ident(r.name); END LOOP; END $jobctl$")
+    " SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES")
+#: what the job PREPAREd itself (psycopg's own are `_pg3_*`): rarely anything
+_THE_JOBS_PREPARED = ("; SELECT pg_catalog.quote_ident(name) FROM pg_catalog.pg_prepared_statements"
+                      " WHERE name !~ '^_pg3_'")
 
 
 def own_settings(conn: Any) -> str:
@@ -177,7 +177,12 @@ class PostgresSessions(PostgresBase):
                 conn.rollback()
             conn.autocommit = True
             try:
-                conn.execute(_RESET_SESSION + own_settings(conn), prepare=False)
+                cur = conn.execute(_RESET_SESSION + own_settings(conn) + _THE_JOBS_PREPARED,
+                                   prepare=False)
+                while cur.nextset():
+                    pass  # to the last statement's rows
+                for (name,) in cur.fetchall():
+                    conn.execute(f"DEALLOCATE {name}", prepare=False)
             finally:
                 conn.autocommit = False
             return True
