@@ -77,7 +77,8 @@ def completed_in_call(backend: Backend, job_id: str, token: str) -> tuple[str, d
 def _lost_reason(backend: Backend, conn: Any, job: Job, why: str | None) -> tuple[str, bool]:
     """What a job written down as lost says, and whether its call had
     committed inside (seen by a heartbeat, or its marker row is there)."""
-    committed = bool(job.committed_inside) or store.has_commit_mark(backend, conn, job.job_id)
+    committed = bool(job.committed_inside) or store.has_commit_mark(backend, conn, job.job_id,
+                                                                    quietly=True)
     reason = f"lost: {why}; not re-run automatically"
     return (f"{reason}; {COMMITS_STAY}" if committed else reason), committed
 

@@ -150,9 +150,19 @@ def commit_marker(job_id: str) -> tuple[str, dict[str, Any]]:
     return f"INSERT INTO {MARKS} (job_id) VALUES (:mark_job_id)", {"mark_job_id": job_id}
 
 
-def has_commit_mark(backend: Database, conn: Any, job_id: str) -> bool:
-    cur = backend.execute(conn, f"SELECT 1 FROM {MARKS} WHERE job_id = :job_id", {"job_id": job_id})
-    return cur.fetchone() is not None
+def has_commit_mark(backend: Database, conn: Any, job_id: str, *, quietly: bool = False) -> bool:
+    """The job's marker row is there. `quietly`: inside a transaction that
+    must go on whatever happens (a role that may not read JOB_COMMIT_MARKS,
+    a table db init has not made yet): False then."""
+    sql = f"SELECT 1 FROM {MARKS} WHERE job_id = :job_id"
+    if not quietly:
+        return backend.execute(conn, sql, {"job_id": job_id}).fetchone() is not None
+    backend.execute(conn, "SAVEPOINT jobctl_mark")
+    try:
+        return backend.execute(conn, sql, {"job_id": job_id}).fetchone() is not None
+    except Exception:  # noqa: BLE001 - unknown reads as no mark
+        backend.execute(conn, "ROLLBACK TO SAVEPOINT jobctl_mark")
+        return False
 
 
 def delete_commit_marks(backend: Database, conn: Any, job_ids: Sequence[str]) -> None:

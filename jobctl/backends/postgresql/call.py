@@ -244,9 +244,9 @@ BEGIN
                                THEN 1 END;
     END IF;
     -- the procedure's last transaction: jobctl's own settings for its UPDATE
-    PERFORM pg_catalog.set_config('search_path', (SELECT reset_val FROM pg_catalog.pg_settings
-                                                   WHERE name = 'search_path'), true),
-            pg_catalog.set_config('intervalstyle', 'iso_8601', true);
+    -- (search_path: the session's default, as jobctl's bookkeeping has it)
+    SET LOCAL search_path TO DEFAULT;
+    SET LOCAL intervalstyle TO iso_8601;
     SET LOCAL ROLE NONE;
     call_result := {result};
     call_end_time := pg_catalog.clock_timestamp() AT TIME ZONE 'UTC';
