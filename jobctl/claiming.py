@@ -131,7 +131,11 @@ class Claiming(Outcome):
                 self.backend.relax_commit(conn)
                 store.final_output(self.backend, conn, self.job_id, self.token, output,
                                    self.ctx.self_committed)
-            self.hand_over(conn, apart=True)
+            if self.ctx.hand_over is not None:  # the call claimed it, or nothing was free
+                handed = self.ctx.handed_over
+                self.following = store.row_to_job(self.backend, handed) if handed else None
+            else:
+                self.hand_over(conn, apart=True)
             conn.commit()
         except Exception as exc:  # noqa: BLE001 - the outcome stands; the output from the books
             self.reserved = self.following = None

@@ -118,6 +118,9 @@ class JobRun:
         self.reserved: tuple[str, str] | None = None
         #: a pool's slot: how to claim its next job in this job's commit, and what it claimed
         self.claim_following: Any = None
+        #: a pool's slot: the statement claiming its next job in the call's own
+        #: last transaction (CallContext.hand_over), given the queue and session
+        self.handover_in_call: Any = None
         #: a pool starts the watchdog a moment later (see poolbase.WatchLater)
         self.watch_later: Any = None
         self.following: Job | None = None

@@ -74,6 +74,15 @@ def completed_in_call(backend: Backend, job_id: str, token: str) -> tuple[str, d
     return store.finish_in_call(backend, job_id, token)
 
 
+def handover_in_call(backend: Backend, queue: str, *, host: str, pid: int, token: str,
+                     session: str | None) -> tuple[str, dict[str, Any]] | None:
+    """queued → running for a pool slot's next job, as a statement for the
+    backend to run in the call's last transaction after the outcome
+    (CallContext.hand_over); None where it cannot be one statement."""
+    return store.handover_sql(backend, queue, now=utcnow(), host=host, pid=pid, token=token,
+                              session=session)
+
+
 def _lost_reason(backend: Backend, conn: Any, job: Job, why: str | None) -> tuple[str, bool]:
     """What a job written down as lost says, and whether its call had
     committed inside (seen by a heartbeat, or its marker row is there)."""

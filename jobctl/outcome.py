@@ -24,12 +24,14 @@ class Outcome(JobRun):
         last transaction, where it ends the call's transactions itself; and
         the marker that tells later whether the call committed inside."""
         ctx = self.ctx
-        ctx.outcome_written = None
+        ctx.outcome_written = ctx.hand_over = ctx.handed_over = None
         if ctx.atomic:
             ctx.marker = ctx.outcome = None
         else:
             ctx.marker = store.commit_marker(self.job_id)
             ctx.outcome = lifecycle.completed_in_call(self.backend, self.job_id, self.token)
+            if self.handover_in_call is not None and self.queue is not None:
+                ctx.hand_over = self.handover_in_call(self.queue, self.session)
         ctx.elapsed_before = time.monotonic() - self.started_mono
 
     def note_error(self, exc: BaseException) -> None:

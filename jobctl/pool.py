@@ -34,7 +34,7 @@ import time
 import uuid
 from typing import Any
 
-from . import store
+from . import lifecycle, store
 from .detached import note
 from .errors import describe_exception
 from .model import Job, JobStatus, PoolState, utcnow
@@ -165,6 +165,7 @@ class Pool(PoolBase):
                         backend=self.backend, signatures=self.signatures, jobs=self.lifecycle)
         worker.claim_following = functools.partial(self._claim_one, session=ready[1],
                                                    handover=True)
+        worker.handover_in_call = self._handover_in_call
         worker.watch_later = self.watch_later
         with self.lock:
             self.running[job.job_id] = worker
@@ -209,6 +210,12 @@ class Pool(PoolBase):
                                           commit=not handover, spare=self.concurrency,
                                           handover=handover, limits=self.limits)
         return jobs[0] if jobs else None
+
+    def _handover_in_call(self, queue: str, session: str | None):
+        if self.stop_signal is not None:
+            return None
+        return lifecycle.handover_in_call(self.backend, queue, host=self.lifecycle.host,
+                                          pid=self.pid, token=uuid.uuid4().hex, session=session)
 
     def _claim_for_slot(self, queue: str, ready: tuple[Any, str | None]) -> Job | None:
         try:

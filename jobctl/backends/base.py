@@ -70,6 +70,13 @@ class CallContext:
         #: job was declared lost or cancelled meanwhile), so the last
         #: transaction was rolled back
         self.outcome_written: bool | None = None
+        #: (SQL with :binds, binds): a pool slot's claim of its queue's next
+        #: job, one UPDATE returning the claimed row, which a backend that
+        #: runs `outcome` may run right after it in the same transaction
+        #: (where it fails, the outcome stays and the slot claims later);
+        #: the claimed row's columns go in `handed_over` (None: none claimed)
+        self.hand_over: tuple[str, dict[str, Any]] | None = None
+        self.handed_over: dict[str, Any] | None = None
         #: the backend can tell whether the call committed inside (then
         #: `self_committed` False means: nothing of it was committed)
         self.commits_known = False

@@ -28,7 +28,7 @@ from .queues import (  # noqa: F401 - the store's surface
 )
 from .claims import (  # noqa: F401 - the store's surface
     CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, LockBounds, unreserve, savepoint,
-    rollback_to,
+    rollback_to, handover_sql,
 )
 from .workers import (  # noqa: F401 - the store's surface
     WORKERS, ALL_QUEUES, WorkerRow, register_worker, worker_heartbeat, deregister_worker,

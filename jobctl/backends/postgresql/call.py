@@ -160,6 +160,9 @@ class PostgresCalls(PostgresBase):
         try:
             conn.execute(block)
             ctx.outcome_written = True
+            if ctx.hand_over is not None:
+                row = conn.execute("SELECT pg_catalog.current_setting('jobctl.next', true)").fetchone()
+                ctx.handed_over = jsontext.loads(row[0]) if row and row[0] else None
         except psycopg.Error as exc:
             if exc.sqlstate == NOT_OURS_STATE:
                 ctx.outcome_written = False  # the last stretch rolled back with the DO
@@ -193,7 +196,7 @@ class PostgresCalls(PostgresBase):
         declare = ["call_t0 timestamptz := pg_catalog.clock_timestamp();",
                    "call_result text;", "call_committed integer := 0;",
                    "call_end_time timestamp;", "call_elapsed_s numeric;", "call_duration text;",
-                   "call_h numeric;", "call_m numeric;", "call_s numeric;"]
+                   "call_h numeric;", "call_m numeric;", "call_s numeric;", "call_next record;"]
         before: list[str] = []
         args: list[str] = []
         outs: list[tuple[str, str]] = []
@@ -265,6 +268,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '{NOT_OURS_STATE}',
             MESSAGE = 'jobctl: the job is no longer running under this worker''s claim';
     END IF;
+    {self._hand_over_block(conn, ctx)}
     IF call_committed = 1 THEN
         RAISE NOTICE '%', {note};
     END IF;
@@ -288,6 +292,22 @@ END"""
         exprs = _split_top_level(row[0])
         inputs = [p for p in sig.params if p.is_input]
         return {p.name: e for p, e in zip(inputs[len(inputs) - len(exprs):], exprs)}
+
+    def _hand_over_block(self, conn: Any, ctx: CallContext) -> str:
+        """The pool slot's next job, claimed after the outcome in the same
+        last transaction; its row travels back in a session setting. A
+        failure of it leaves the outcome alone (its own subtransaction: no
+        COMMIT comes after it)."""
+        if ctx.hand_over is None:
+            return ""
+        claim = self._render(conn, *ctx.hand_over)
+        return f"""BEGIN
+        {claim} INTO call_next;
+        PERFORM pg_catalog.set_config('jobctl.next', CASE WHEN FOUND
+            THEN pg_catalog.to_jsonb(call_next)::text ELSE '' END, false);
+    EXCEPTION WHEN OTHERS THEN
+        PERFORM pg_catalog.set_config('jobctl.next', '', false);
+    END;"""
 
     def _render(self, conn: Any, sql: str, binds: Mapping[str, Any]) -> str:
         """jobctl's `:name` SQL with its values as literals (a DO takes no binds)."""
