@@ -443,3 +443,28 @@ def test_a_bad_session_setup_in_a_profile_is_exit_2(pg, tmp_path, monkeypatch):
 
     res = CliRunner().invoke(app, ["--profile", "p", "submit", "rp_settings", "-p", "p_sleep=0"])
     assert res.exit_code == 2 and "session_setup must be SQL text" in res.stderr
+
+
+def test_stats_count_a_row_another_writer_finished_without_elapsed_s(pg):
+    run_sql(pg, """INSERT INTO async_jobs (job_id, status, procedure_name, start_time, end_time)
+                   VALUES (md5(random()::text), 'completed', 'rp_other_writer',
+                           (now() AT TIME ZONE 'UTC') - interval '10 seconds',
+                           (now() AT TIME ZONE 'UTC') - interval '7.5 seconds')""")
+    res = cli(pg, "stats", "--procedure", "rp_other_writer", "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    row = json.loads(res.stdout)[0]
+    assert row["completed"] == 1 and row["avg_s"] == 2.5 and row["max_s"] == 2.5
+
+
+def test_stats_on_sqlite_count_a_row_without_elapsed_s_too(sqlite_env):
+    import sqlite3
+
+    db = sqlite3.connect(sqlite_env.dsn.removeprefix("sqlite:///"))
+    db.execute("""INSERT INTO ASYNC_JOBS (JOB_ID, STATUS, PROCEDURE_NAME, START_TIME, END_TIME)
+                  VALUES ('rpstats1', 'completed', 'OTHER_WRITER',
+                          strftime('%Y-%m-%d %H:%M:%f', 'now', '-10 seconds'),
+                          strftime('%Y-%m-%d %H:%M:%f', 'now', '-6 seconds'))""")
+    db.commit()
+    db.close()
+    row = sqlite_env.json("stats", "--procedure", "OTHER_WRITER")[0]
+    assert row["completed"] == 1 and row["avg_s"] == 4.0

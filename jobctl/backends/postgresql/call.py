@@ -4,7 +4,6 @@ output, the interrupt, and cancel news over LISTEN/NOTIFY."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -18,9 +17,9 @@ from ...errors import DatabaseError
 from ...model import JSON, NUMBER, Param, Signature
 from ...params import to_json_value
 from ..base import SELF_COMMIT_NOTE, WORK_NEWS, CallContext
+from .docall import HANDED_OVER, NOT_OURS_STATE, PostgresTopLevelCall
 from .errors import INVALID_TRANSACTION_TERMINATION, call_error_message
-from .names import convert_binds, split_name
-from .shared import PostgresBase
+from .names import split_name
 
 
 def _json_ready(value: Any) -> Any:
@@ -42,32 +41,6 @@ _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re
 #: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
 
-#: what the DO block raises when its guarded outcome UPDATE finds the job no
-#: longer running under this worker's claim: the last stretch rolls back
-NOT_OURS_STATE = "JCNOT"
-
-#: the values a CallContext.outcome statement takes from the call
-_CALL_VALUE = re.compile(r":(call_[a-z_]+)\b")
-
-def _split_top_level(text: str) -> list[str]:
-    """`a, f(b, c), 'x,y'` → its comma-separated parts, outside quotes and brackets."""
-    parts, depth, quote, start = [], 0, "", 0
-    for i, c in enumerate(text):
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c in "'\"":
-            quote = c
-        elif c in "([":
-            depth += 1
-        elif c in ")]":
-            depth -= 1
-        elif c == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return parts
-
 def _bindable(p: Param, value: Any) -> Any:
     if value is None:
         return None
@@ -85,7 +58,7 @@ def _scalar(kind: str, value: Any) -> Any:
     return value
 
 
-class PostgresCalls(PostgresBase):
+class PostgresCalls(PostgresTopLevelCall):
     """Two ways to call, as psql would (see docs/procedures.md):
 
     - by default the CALL runs at top level (autocommit), so the procedure
@@ -108,6 +81,8 @@ class PostgresCalls(PostgresBase):
                 ctx.progress(float(m.group(1)))
             elif text == SELF_COMMIT_NOTE:
                 ctx.note_self_commit()
+            elif text.startswith(HANDED_OVER) and ctx.hand_over is not None:
+                ctx.handed_over = jsontext.loads(text[len(HANDED_OVER):])
             elif diag.severity_nonlocalized in (None, "NOTICE", "INFO", "LOG", "DEBUG"):
                 ctx.log(text)
             else:
@@ -160,10 +135,8 @@ class PostgresCalls(PostgresBase):
         try:
             conn.execute(block)
             ctx.outcome_written = True
-            if ctx.hand_over is not None:
-                row = conn.execute("SELECT pg_catalog.current_setting('jobctl.next', true)").fetchone()
-                ctx.handed_over = jsontext.loads(row[0]) if row and row[0] else None
         except psycopg.Error as exc:
+            ctx.handed_over = None  # its claim rolled back with the block
             if exc.sqlstate == NOT_OURS_STATE:
                 ctx.outcome_written = False  # the last stretch rolled back with the DO
                 return
@@ -175,145 +148,6 @@ class PostgresCalls(PostgresBase):
                     conn.autocommit = False
                 except psycopg.Error:
                     pass
-
-    def _committed_before(self, conn: Any, ctx: CallContext) -> bool:
-        """After a failed DO: did its first transaction commit? The
-        session-level mark set in it survives exactly then. False when the
-        session cannot be asked (gone): the worker reads the marker row."""
-        if conn.closed or conn.broken:
-            return False
-        try:
-            row = conn.execute("SELECT pg_catalog.current_setting('jobctl.committed', true)").fetchone()
-        except psycopg.Error:
-            return False
-        if row and row[0] == "yes":
-            ctx.note_self_commit()
-        return True
-
-    def _do_block(self, conn: Any, sig: Signature, given: dict[str, Any],
-                  ctx: CallContext) -> str:
-        assert ctx.outcome is not None
-        declare = ["call_t0 timestamptz := pg_catalog.clock_timestamp();",
-                   "call_result text;", "call_committed integer := 0;",
-                   "call_end_time timestamp;", "call_elapsed_s numeric;", "call_duration text;",
-                   "call_h numeric;", "call_m numeric;", "call_s numeric;", "call_next record;"]
-        before: list[str] = []
-        args: list[str] = []
-        outs: list[tuple[str, str]] = []
-        defaults: dict[str, str] | None = None
-        for i, p in enumerate(sig.params):
-            var = f"call_arg_{i}"
-            if p.is_output:
-                # plpgsql's CALL needs a variable for every OUT/INOUT argument,
-                # an INOUT left to its default too: it starts from that default
-                declare.append(f"{var} {p.type_name};")
-                if p.is_input and p.name.casefold() in given:
-                    before.append(f"{var} := {self._literal(conn, p, given[p.name.casefold()])};")
-                elif p.is_input and p.defaulted:
-                    if defaults is None:
-                        defaults = self._input_defaults(conn, sig)
-                    if p.name in defaults:
-                        before.append(f"{var} := ({defaults[p.name]})::{p.type_name};")
-                args.append(self._argument(conn, p, var))
-                outs.append((p.name.lower(), var))
-            elif p.is_input and p.name.casefold() in given:
-                args.append(self._argument(conn, p, self._literal(conn, p, given[p.name.casefold()])))
-        target = self._target(conn, sig)
-        # the marker row, where the role may write it (a role jobctl's tables
-        # were not all granted to still runs its jobs): the block's
-        # subtransaction is over before the CALL, which stays non-atomic
-        marker = (f"BEGIN {self._render(conn, *ctx.marker)}; EXCEPTION WHEN insufficient_privilege"
-                  " OR undefined_table THEN NULL; END;") if ctx.marker is not None else ""
-        result = ("pg_catalog.jsonb_build_object(" + ", ".join(
-            f"{pgsql.Literal(name).as_string(conn)}, pg_catalog.to_jsonb({var})"
-            for name, var in outs) + ")::text") if outs else "NULL"
-        sql, binds = ctx.outcome
-        outcome = self._render(conn, _CALL_VALUE.sub(lambda m: m.group(1), sql), binds)
-        note = pgsql.Literal(SELF_COMMIT_NOTE).as_string(conn)
-        body = f"""
-DECLARE
-    {chr(10).join('    ' + d for d in declare).strip()}
-BEGIN
-    -- the call's first transaction: a transaction-local mark (gone once it
-    -- ends), a session-level one (kept only if it commits), jobctl's marker row
-    {self.job_identity(conn)}
-    PERFORM pg_catalog.set_config('jobctl.call', 'first', true),
-            pg_catalog.set_config('jobctl.committed', 'yes', false);
-    {marker}
-    {chr(10).join(before)}
-    CALL {target}({', '.join(args)});
-    IF pg_catalog.current_setting('jobctl.call', true) IS DISTINCT FROM 'first' THEN
-        call_committed := CASE WHEN pg_catalog.current_setting('jobctl.committed', true) = 'yes'
-                               THEN 1 END;
-    END IF;
-    -- the procedure's last transaction: jobctl's own settings for its UPDATE
-    -- (search_path: the session's default, as jobctl's bookkeeping has it)
-    SET LOCAL search_path TO DEFAULT;
-    SET LOCAL intervalstyle TO iso_8601;
-    SET LOCAL ROLE NONE;
-    call_result := {result};
-    call_end_time := pg_catalog.clock_timestamp() AT TIME ZONE 'UTC';
-    call_elapsed_s := round({float(ctx.elapsed_before)!r}::numeric
-        + extract(epoch FROM pg_catalog.clock_timestamp() - call_t0)::numeric, 3);
-    call_h := floor(call_elapsed_s / 3600);
-    call_m := floor((call_elapsed_s - call_h * 3600) / 60);
-    call_s := call_elapsed_s - call_h * 3600 - call_m * 60;
-    call_duration := CASE
-        WHEN call_h >= 1 THEN call_h || 'h' || pg_catalog.to_char(call_m, 'FM00') || 'm'
-                              || pg_catalog.to_char(call_s, 'FM00.00') || 's'
-        WHEN call_m >= 1 THEN call_m || 'm' || pg_catalog.to_char(call_s, 'FM00.00') || 's'
-        ELSE pg_catalog.to_char(call_s, 'FM990.00') || 's' END;
-    {outcome};
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = '{NOT_OURS_STATE}',
-            MESSAGE = 'jobctl: the job is no longer running under this worker''s claim';
-    END IF;
-    {self._hand_over_block(conn, ctx)}
-    IF call_committed = 1 THEN
-        RAISE NOTICE '%', {note};
-    END IF;
-END"""
-        tag = "$jobctl$"
-        while tag in body:
-            tag = f"$jobctl_{uuid.uuid4().hex[:8]}$"
-        return f"DO {tag}{body}\n{tag}"
-
-    def _input_defaults(self, conn: Any, sig: Signature) -> dict[str, str]:
-        """The default expressions of the procedure's defaulted inputs, by
-        parameter name, as the server prints them."""
-        oid = sig.extra.get("oid")
-        if oid is None:
-            return {}
-        row = conn.execute("SELECT pg_catalog.pg_get_expr(proargdefaults, 0) FROM pg_catalog.pg_proc"
-                           " WHERE oid = %s", (oid,)).fetchone()
-        conn.rollback()
-        if not row or not row[0]:
-            return {}
-        exprs = _split_top_level(row[0])
-        inputs = [p for p in sig.params if p.is_input]
-        return {p.name: e for p, e in zip(inputs[len(inputs) - len(exprs):], exprs)}
-
-    def _hand_over_block(self, conn: Any, ctx: CallContext) -> str:
-        """The pool slot's next job, claimed after the outcome in the same
-        last transaction; its row travels back in a session setting. A
-        failure of it leaves the outcome alone (its own subtransaction: no
-        COMMIT comes after it)."""
-        if ctx.hand_over is None:
-            return ""
-        claim = self._render(conn, *ctx.hand_over)
-        return f"""BEGIN
-        {claim} INTO call_next;
-        PERFORM pg_catalog.set_config('jobctl.next', CASE WHEN FOUND
-            THEN pg_catalog.to_jsonb(call_next)::text ELSE '' END, false);
-    EXCEPTION WHEN OTHERS THEN
-        PERFORM pg_catalog.set_config('jobctl.next', '', false);
-    END;"""
-
-    def _render(self, conn: Any, sql: str, binds: Mapping[str, Any]) -> str:
-        """jobctl's `:name` SQL with its values as literals (a DO takes no binds)."""
-        converted = convert_binds(sql, frozenset(binds))
-        values = {k: _scalar(JSON, v) if isinstance(v, (dict, list)) else v for k, v in binds.items()}
-        return psycopg.ClientCursor(conn).mogrify(converted, values)
 
     def _literal(self, conn: Any, p: Param, value: Any) -> str:
         """One input value as a literal cast to its parameter's type."""
