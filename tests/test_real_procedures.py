@@ -468,3 +468,19 @@ def test_stats_on_sqlite_count_a_row_without_elapsed_s_too(sqlite_env):
     db.close()
     row = sqlite_env.json("stats", "--procedure", "OTHER_WRITER")[0]
     assert row["completed"] == 1 and row["avg_s"] == 4.0
+
+
+def test_out_values_come_back_as_json_a_script_can_use(pg):
+    job_id = submit(pg, "rp_types")
+    job = wait_job(pg, job_id)
+    assert job["status"] == "completed", job["error_msg"]
+    res = cli(pg, "status", job_id, "--format", "json")
+    from jobctl import jsontext
+
+    result = jsontext.loads(res.stdout)[0]["result"] if res.stdout.lstrip().startswith("[") \
+        else jsontext.loads(res.stdout)["result"]
+    from decimal import Decimal
+
+    assert result["p_iv"] == "P1DT2H"  # ISO 8601
+    assert result["p_num"] == Decimal("12345678901234567890.123456789012345678")  # exact
+    assert result["p_rec"] == {"id": 7, "note": "ñandú"}  # a composite, by field name
