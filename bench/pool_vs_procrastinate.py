@@ -246,7 +246,7 @@ def main() -> None:
         for name in names:
             if name.startswith("jobctl") and peer_rate:
                 table.append((f"ratio: {name.removeprefix('jobctl worker ')} / procrastinate",
-                              f"{statistics.median(rates[name]) / peer_rate[0]:.2f}x", ">= 1.8x"))
+                              f"{statistics.median(rates[name]) / peer_rate[0]:.2f}x", ">= 2x"))
         with_reset = rates.get(f"jobctl worker -c {c}, queue unlimited")
         without = rates.get(f"jobctl worker -c {c}, queue unlimited, without the session reset")
         if with_reset and without:
