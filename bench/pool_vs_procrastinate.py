@@ -26,6 +26,9 @@ postgresql://postgres@127.0.0.1:5432/test; dropped at the end):
      no task waits for a connection (the default pool of 4 would make it).
      Jobs go in with batch_defer, one statement; the worker is procrastinate's
      own CLI with LISTEN/NOTIFY on (its default).
+   --without-reset adds the unlimited pool once more with each job's session
+   reset (DISCARD ALL) replaced by a no-op (bench/_without_reset.py; the
+   product has no such switch), and reports the reset's cost per job.
    --rounds R repeats part 1 R times, each round starting with the next
    side, and reports the medians. The worker process's CPU seconds per job
    are printed beside jobs/s: they move less with the machine's other load.
@@ -54,6 +57,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -125,7 +129,7 @@ def timed_worker(argv: list[str], env: dict[str, str], dsn: str, *, jobs: int, d
 
 
 def jobctl_pool(env: dict[str, str], dsn: str, queue: str, jobs: int, concurrency: int, *,
-                limit: int) -> dict[str, Any]:
+                limit: int, reset: bool = True) -> dict[str, Any]:
     cmd = jobctl_cmd()
     quiet(cmd + ["queue", "set", queue, "--max-running", str(limit)], env)  # creates it
     quiet(cmd + ["queue", "pause", queue], env)
@@ -137,8 +141,11 @@ def jobctl_pool(env: dict[str, str], dsn: str, queue: str, jobs: int, concurrenc
     assert len(ids) == jobs, f"submitted {len(ids)} of {jobs}"
     with probe_connection(dsn) as conn:
         conn.execute("UPDATE job_queues SET paused = 0 WHERE queue_name = %s", (queue,))
+    # without the reset: the same worker, its session reset replaced by a no-op
+    # (bench/_without_reset.py), to measure what the reset costs per job
+    worker = cmd if reset else [sys.executable, str(HERE / "_without_reset.py")]
     return timed_worker(
-        cmd + ["worker", "--queue", queue, "--concurrency", str(concurrency)], env, dsn, jobs=jobs,
+        worker + ["worker", "--queue", queue, "--concurrency", str(concurrency)], env, dsn, jobs=jobs,
         done_sql="SELECT count(*) FROM async_jobs WHERE queue = %s AND status NOT IN ('queued', 'running')",
         running_sql="SELECT count(*) FROM async_jobs WHERE queue = %s AND status = 'running'",
         status_sql="SELECT status, count(*) FROM async_jobs WHERE queue = %s GROUP BY status",
@@ -184,6 +191,9 @@ def main() -> None:
     ap.add_argument("--rss-jobs", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--without-reset", action="store_true",
+                    help="also run the unlimited pool with each job's session reset (DISCARD ALL) "
+                         "turned off, and report what the reset costs per job")
     args = ap.parse_args()
 
     env = scratch_env()
@@ -214,6 +224,9 @@ def main() -> None:
                 lambda q: jobctl_pool(env, dsn, q, args.jobs, c, limit=c)
             sides[f"jobctl worker -c {c}, queue unlimited"] = \
                 lambda q: jobctl_pool(env, dsn, q, args.jobs, c, limit=0)
+            if args.without_reset:
+                sides[f"jobctl worker -c {c}, queue unlimited, without the session reset"] = \
+                    lambda q: jobctl_pool(env, dsn, q, args.jobs, c, limit=0, reset=False)
         if peer:
             sides[f"procrastinate worker -c {c}"] = lambda q: procrastinate_worker(dsn, q, args.jobs, c)
         rates: dict[str, list[float]] = {name: [] for name in sides}
@@ -234,6 +247,13 @@ def main() -> None:
             if name.startswith("jobctl") and peer_rate:
                 table.append((f"ratio: {name.removeprefix('jobctl worker ')} / procrastinate",
                               f"{statistics.median(rates[name]) / peer_rate[0]:.2f}x", ">= 2x"))
+        with_reset = rates.get(f"jobctl worker -c {c}, queue unlimited")
+        without = rates.get(f"jobctl worker -c {c}, queue unlimited, without the session reset")
+        if with_reset and without:
+            # per job of one slot: the wall time per job times the concurrency
+            cost = c * (1 / statistics.median(with_reset) - 1 / statistics.median(without))
+            table.append(("  the session reset's cost per job (one slot's time)",
+                          f"{cost * 1000:.2f} ms", ""))
 
         d = drain(env, "bench_noop", ["{}"] * args.jobs, queue="free", by_sql=True)
         print(f"[2] daemon-free, {args.jobs} jobs via --params-file into a queue of limit 4: "

@@ -123,11 +123,11 @@ class Jobctl(Service):
 
     def resubmit(self, ref: str, overrides: dict[str, Any] | None = None, *,
                  timeout_s: float | None = None, retries: int | None = None,
-                 unique: bool = False) -> tuple[Job, Submitted]:
+                 unique: bool = False, atomic: bool | None = None) -> tuple[Job, Submitted]:
         """Submit job `ref`'s procedure again with its parameters as stored
         (exact: numbers stay Decimal), `overrides` replacing values by name
         (case-insensitive). The timeout and retries are the original job's
-        unless given. Validated as `submit` validates; returns (the original
+        unless given, and so is --atomic. Validated as `submit` validates; returns (the original
         job, the new submission)."""
         job = self.get(ref)
         if job.external:
@@ -139,7 +139,8 @@ class Jobctl(Service):
             retries = max(0, int(job.max_attempts or 1) - 1)
         given = params_mod.merge(dict(job.params or {}), dict(overrides or {}))
         options: dict[str, Any] = dict(timeout_s=timeout_s, retries=retries, unique=unique,
-                                       queue=job.queue, priority=job.priority or 0)
+                                       queue=job.queue, priority=job.priority or 0,
+                                       atomic=job.atomic if atomic is None else atomic)
         form = (job.signature or {}).get("form")
         if form:
             # the overload submit chose, by its form: overloads may differ

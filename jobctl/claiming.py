@@ -104,6 +104,101 @@ class Claiming(Outcome):
                 pass
             return None
 
+    def settle_in_call(self) -> tuple[JobStatus, dict | None, str | None]:
+        """The backend wrote the outcome in the call's last transaction
+        (CallContext.outcome): what is left is the output the notices brought
+        (to the worker, not the server), the session's reset, and the next
+        job of the queue, in one transaction on the call connection. A pool's
+        slot takes a limited queue's next job afterwards, under the queue's
+        lock: its lock-free hand-over (store.claim_batch) holds the limit only
+        in the transaction that records the outcome, which the call's own
+        last transaction was (see pool._claim_one)."""
+        if not self.ctx.outcome_written:
+            note = ("the last stretch of work rolled back: the job is no longer running under "
+                    "this worker's claim (declared lost or cancelled meanwhile)")
+            self.settled(note)
+            return JobStatus.FAILED, None, note
+        self.settled(None)
+        _, output, _ = self.ctx.snapshot()
+        self.clean_call_session()
+        conn = self.call_conn
+        try:
+            if conn is None:
+                raise RuntimeError("no call connection")
+            # neither the output nor a claim needs to wait for the disk: the
+            # outcome is durable already (see Database.relax_commit)
+            if output is not None or self.ctx.self_committed:
+                self.backend.relax_commit(conn)
+                store.final_output(self.backend, conn, self.job_id, self.token, output,
+                                   self.ctx.self_committed)
+            if self.ctx.hand_over is not None:  # the call claimed it, or nothing was free
+                handed = self.ctx.handed_over
+                self.following = store.row_to_job(self.backend, handed) if handed else None
+            else:
+                self.hand_over(conn, apart=True)
+            conn.commit()
+        except Exception as exc:  # noqa: BLE001 - the outcome stands; the output from the books
+            self.reserved = self.following = None
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            detached.note(self.job_id, f"writing the output after the call: {describe_exception(exc)}")
+            try:
+                with self.db_lock:
+                    store.final_output(self.backend, self.watch_conn, self.job_id, self.token,
+                                       output, self.ctx.self_committed)
+                    self.watch_conn.commit()
+            except Exception as again:  # noqa: BLE001
+                detached.note(self.job_id, f"output not written: {describe_exception(again)}")
+        return JobStatus.COMPLETED, None, None
+
+    # -- the call's session, clean for each job ----------------------------------
+    def start_call_session(self) -> None:
+        """The job's identity and the user's session setup, on the call
+        connection, before its call (every path: pool, hand-over, daemon-free)."""
+        self.session_clean = False
+        self.backend.start_job_session(self.call_conn, self.job_id)
+
+    def clean_call_session(self) -> None:
+        """After the job: what it left in its session is cleared before the
+        connection serves another job; a connection that cannot be cleared
+        (or is broken) is replaced."""
+        if self.session_clean or self.call_conn is None or self.abandoned.is_set():
+            return
+        self.session_clean = True
+        try:
+            kept = self.backend.reset_job_session(self.call_conn)
+        except Exception as exc:  # noqa: BLE001 - replaced below
+            detached.note(self.job_id, f"session reset failed: {describe_exception(exc)}")
+            kept = False
+        if not kept:
+            self.replace_call_connection()
+
+    def replace_call_connection(self) -> None:
+        """A new call connection for this worker (the old one broken, or not
+        clean); the next job's claim records its session."""
+        with contextlib.suppress(Exception):
+            self.call_conn.close()
+        try:
+            self.call_conn = self.backend.connect(job_id=self.job_id)
+        except Exception as exc:  # noqa: BLE001 - the next job opens one
+            detached.note(self.job_id, f"cannot open a new call connection: {describe_exception(exc)}")
+            self.call_conn = None
+            return
+        if self.finished:
+            return
+        # still running (a retry comes): DB_SESSION follows the new session
+        self.session = self.session_id()
+        self.note_session()
+
+    def note_session(self) -> None:
+        try:
+            with self.db_lock:
+                store.record_session(self.backend, self.watch_conn, self.job_id, self.token,
+                                     self.session)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - the lost rule then reads the old session
+            detached.note(self.job_id, f"cannot record the new session: {describe_exception(exc)}")
+
     def next_job(self) -> tuple[str, str] | None:
         """After this job: cancel the jobs that waited for it if it did not
         complete, then reserve the next eligible job of its queue (within the

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .errors import UsageError
 from .tunables import MAX_TUNABLE_S, Tunables  # noqa: F401 - re-exported: config is where settings live
+from .sqlfiles import session_statements
 
 SCHEMES = {"sqlite": "sqlite", "postgresql": "postgresql", "postgres": "postgresql",
            "oracle": "oracle"}
@@ -200,6 +201,13 @@ class ConnectionSettings:
     is_default: bool = False
     #: SQLite: how long a write waits for another writer's lock (JOBCTL_BUSY_TIMEOUT)
     busy_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:  # a bad session_setup is refused here: exit 2
+        session_statements(self.scheme, self.session_setup)
+
+    @property
+    def session_setup(self) -> str | None:  # SQL each job's session runs first (.psqlrc)
+        return self.options.get("session_setup")
 
     @property
     def display(self) -> str:

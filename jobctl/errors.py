@@ -25,7 +25,13 @@ class NotFound(JobctlError):
 
 
 class DatabaseError(JobctlError):
-    """Cannot connect, bad credentials, permission, any database failure."""
+    """Cannot connect, bad credentials, permission, any database failure.
+
+    `code` is the database's own error code when it gave one (a SQLSTATE such
+    as "JC042" or "23505"; "ORA-00028"), kept on the job as DB_ERROR_CODE.
+    `killed`: the server ended the session on purpose (PostgreSQL's
+    administrator termination 57P01; ORA-00028/00031/01012): the job ends
+    `failed` with the server's text and is never retried."""
 
     exit_code = 4
 

@@ -118,11 +118,22 @@ class JobRun:
         self.reserved: tuple[str, str] | None = None
         #: a pool's slot: how to claim its next job in this job's commit, and what it claimed
         self.claim_following: Any = None
+        #: a pool's slot: the statement claiming its next job in the call's own
+        #: last transaction (CallContext.hand_over), given the queue and session
+        self.handover_in_call: Any = None
         #: a pool starts the watchdog a moment later (see poolbase.WatchLater)
         self.watch_later: Any = None
         self.following: Job | None = None
         #: counts attempts, so a timer left from an earlier attempt stops nothing
         self.attempt_no = 0
+        #: the database's code of the last error (DB_ERROR_CODE), and whether
+        #: the server ended the call's session on purpose (never retried)
+        self.error_code: str | None = None
+        self.killed = False
+        #: the call connection was reset (or replaced) since the job's call
+        self.session_clean = False
+        #: the watchdog saw the call's commit marker (or gave up looking)
+        self.mark_seen = False
 
     @property
     def watch_conn(self) -> Any:

@@ -62,6 +62,36 @@ if TYPE_CHECKING:
 CLAIM_LOCK_WAIT_S = 1.0
 
 
+#: what a job that ends other than completed says once its call had
+#: committed inside: the procedure's own commits are not undone
+COMMITS_STAY = ("the procedure had committed inside its own transaction before: "
+                "that work stays committed")
+
+
+def completed_in_call(backend: Backend, job_id: str, token: str) -> tuple[str, dict[str, Any]]:
+    """running → completed, as a statement for the backend to run in the
+    call's last transaction (CallContext.outcome), guarded by the claim."""
+    return store.finish_in_call(backend, job_id, token)
+
+
+def handover_in_call(backend: Backend, queue: str, *, host: str, pid: int, token: str,
+                     session: str | None) -> tuple[str, dict[str, Any]] | None:
+    """queued → running for a pool slot's next job, as a statement for the
+    backend to run in the call's last transaction after the outcome
+    (CallContext.hand_over); None where it cannot be one statement."""
+    return store.handover_sql(backend, queue, now=utcnow(), host=host, pid=pid, token=token,
+                              session=session)
+
+
+def _lost_reason(backend: Backend, conn: Any, job: Job, why: str | None) -> tuple[str, bool]:
+    """What a job written down as lost says, and whether its call had
+    committed inside (seen by a heartbeat, or its marker row is there)."""
+    committed = bool(job.committed_inside) or store.has_commit_mark(backend, conn, job.job_id,
+                                                                    quietly=True)
+    reason = f"lost: {why}; not re-run automatically"
+    return (f"{reason}; {COMMITS_STAY}" if committed else reason), committed
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -110,13 +140,14 @@ class Lifecycle:
                 submitted_by: str, unique_key: str | None,
                 signature_json: str | None = None, queue: str = store.DEFAULT_QUEUE,
                 priority: int = 0, not_before: dt.datetime | None = None,
-                after_jobs: tuple[str, ...] = ()) -> None:
+                after_jobs: tuple[str, ...] = (), atomic: bool = False) -> None:
         """submit: a new `queued` row (the caller commits)."""
         store.insert_job(self.backend, conn, job_id=job_id, procedure_name=procedure_name,
                          now=now, params_json=params_json, timeout_s=timeout_s,
                          max_attempts=max_attempts, submitted_by=submitted_by,
                          unique_key=unique_key, signature_json=signature_json, queue=queue,
-                         priority=priority, not_before=not_before, after_jobs=after_jobs)
+                         priority=priority, not_before=not_before, after_jobs=after_jobs,
+                         atomic=atomic)
 
     def enqueue_many(self, conn: Any, jobs: list[dict[str, Any]]) -> None:
         """submit --params-file: many `queued` rows in one batch (the caller commits)."""
@@ -219,15 +250,14 @@ class Lifecycle:
     def finish(self, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
                duration: str | None, elapsed_s: float | None, result: str | None,
                error: str | None, output: str | None, progress: float | None,
-               token: str | None = None) -> int:
-        """running → a final status, written once: 0 when the row is no
-        longer running (or, given the claim token, no longer ours)."""
+               token: str | None = None, **recorded: Any) -> int:
+        """running → a final status, written once: 0 when the row is no longer
+        running (or not ours); `recorded`: db_error_code, committed_inside."""
         if not status.finished:
             raise ValueError(f"{status.value} is not a final status")
         return store.finish(self.backend, conn, job_id, status=status, end_time=end_time,
                             duration=duration, elapsed_s=elapsed_s, result=result, error=error,
-                            output=output, progress=progress, token=token)
-
+                            output=output, progress=progress, token=token, **recorded)
     # -- the rule ------------------------------------------------------------------
     def clock(self, conn: Any) -> dt.datetime:
         """The time the rule judges heartbeats by: the server's, with which
@@ -303,6 +333,7 @@ class Lifecycle:
                     f"{why}; its server session {job.db_session} still runs the call"))
             if running is None:
                 why += f" (its server session {job.db_session} could not be checked)"
+        why += f"; {COMMITS_STAY}" if job.committed_inside else ""
         return replace(job, status=JobStatus.LOST, lost_detected=True, status_reason=why)
 
     def effective(self, conn: Any, job: Job, now: dt.datetime | None = None) -> Job:
@@ -348,8 +379,9 @@ class Lifecycle:
             return len(lost)
         marked = 0
         for job, judged in lost:
-            marked += store.mark_lost(self.backend, conn, job, now=now,
-                                      reason=f"lost: {judged.status_reason}; not re-run automatically")
+            reason, committed = _lost_reason(self.backend, conn, job, judged.status_reason)
+            marked += store.mark_lost(self.backend, conn, job, now=now, reason=reason,
+                                      committed=committed)
             remove_liveness(liveness_path(self.backend, job.job_id))  # left by a killed worker
         conn.commit()
         for job, _ in lost:

@@ -87,6 +87,15 @@ class Job:
     not_before: dt.datetime | None = None
     #: ids of jobs that must complete first (--after)
     after_jobs: tuple[str, ...] = ()
+    #: the database's own code of the error that ended the job (SQLSTATE,
+    #: ORA-nnnnn), when it gave one
+    db_error_code: str | None = None
+    #: the call committed inside its own transaction: True, False, or None
+    #: when unknown (a row written before jobctl recorded it, a backend that
+    #: cannot tell); such work stays whatever the job's outcome
+    committed_inside: bool | None = None
+    #: `submit --atomic`: all or nothing, a COMMIT inside the procedure refused
+    atomic: bool = False
     #: why a queued job has not started (computed, never stored)
     waiting_for: str | None = None
     #: True when the row says `running` but the worker is gone; the status
@@ -285,7 +294,8 @@ COLUMNS = (
     "error_msg", "progress", "created_at", "params", "elapsed_s", "output", "worker_host",
     "worker_pid", "heartbeat_at", "cancel_requested", "timeout_s", "attempt", "max_attempts",
     "submitted_by", "unique_key", "signature", "claim_token", "db_session",
-    "queue", "priority", "not_before", "after_jobs",
+    "queue", "priority", "not_before", "after_jobs", "db_error_code", "committed_inside",
+    "atomic",
 )
 
 

@@ -6,18 +6,61 @@ the claim token and retried with backoff."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
 from typing import Any
 
-from . import detached, jsontext, store
+from . import detached, jsontext, lifecycle, store
 from .errors import describe_exception
 from .jobrun import JobRun, Signals
 from .model import JobStatus, format_duration, utcnow
 
 
 class Outcome(JobRun):
+    def prepare_call(self) -> None:
+        """What the backend needs to record the outcome itself, in the call's
+        last transaction, where it ends the call's transactions itself; and
+        the marker that tells later whether the call committed inside."""
+        ctx = self.ctx
+        ctx.outcome_written = ctx.hand_over = ctx.handed_over = None
+        if ctx.atomic:
+            ctx.marker = ctx.outcome = None
+        else:
+            ctx.marker = store.commit_marker(self.job_id)
+            ctx.outcome = lifecycle.completed_in_call(self.backend, self.job_id, self.token)
+            if self.handover_in_call is not None and self.queue is not None:
+                ctx.hand_over = self.handover_in_call(self.queue, self.session)
+        ctx.elapsed_before = time.monotonic() - self.started_mono
+
+    def note_error(self, exc: BaseException) -> None:
+        """The database's own code of the error, and whether the server ended
+        the session on purpose (such a job is never retried)."""
+        self.error_code = getattr(exc, "code", None)
+        if getattr(exc, "killed", False):
+            self.killed = True
+
+    def note_commits(self) -> None:
+        """After a failed call: did it commit inside before failing? Its
+        marker row says so exactly (committed with the call's first
+        transaction), whatever the call connection's state now."""
+        ctx = self.ctx
+        if ctx.self_committed or ctx.marker is None or ctx.commits_known:
+            return
+        try:
+            with self.db_lock:
+                marked = store.has_commit_mark(self.backend, self.watch_conn, self.job_id)
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - unknown: never retried
+            detached.note(self.job_id, f"cannot read the commit marker: {describe_exception(exc)}")
+            with self.db_lock, contextlib.suppress(Exception):
+                self.watch_conn.rollback()
+            return
+        ctx.commits_known = True
+        if marked:
+            ctx.note_self_commit()
+
     def commit_outcome(self, result: dict | None) -> tuple[JobStatus, dict | None, str | None]:
         """Write `completed` on the call's own connection, guarded by "still
         running and still mine", and commit it with the procedure's work: both
@@ -68,28 +111,34 @@ class Outcome(JobRun):
         detached.note(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
         return True
 
-    def hand_over(self, conn: Any) -> None:
+    def hand_over(self, conn: Any, *, apart: bool = False) -> None:
         """The next job of this one's queue, taken in the transaction that
         records this one's outcome, before it commits, so that the slot passes
         from job to job without ever standing free. A daemon-free worker
         reserves it (`reserved`), so that no submit starts another worker in
         between; a pool's slot claims it (`following`), one commit for both.
         A failure is undone alone (a savepoint): the outcome and the work
-        stay, and the next job is taken after the commit instead."""
+        stay, and the next job is taken after the commit instead. `apart`:
+        the outcome was committed already, by the call (see pool._claim_one)."""
         self.reserved = self.following = None
         if self.queue is None or (self.claim_following is None if self.pooled
                                   else Signals.received):
             return
-        store.savepoint(self.backend, conn, "jobctl_next")
+        if not apart:
+            store.savepoint(self.backend, conn, "jobctl_next")
         try:
             if self.pooled:
-                self.following = self.claim_following(conn, self.queue)
+                self.following = self.claim_following(conn, self.queue, apart=apart)
             else:
+                if apart:
+                    self.backend.relax_commit(conn)
                 token = uuid.uuid4().hex
                 found = self.lifecycle.claim_next(conn, self.queue, token=token, pid=os.getpid(),
                                                   commit=False)
                 self.reserved = (found, token) if found else None
         except Exception as exc:  # noqa: BLE001 - taken after the commit instead
+            if apart:
+                raise  # nothing else in the transaction to keep: the caller rolls it back
             detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
             store.rollback_to(self.backend, conn, "jobctl_next")
 
@@ -141,9 +190,15 @@ class Outcome(JobRun):
         progress, output, _ = self.ctx.snapshot()
         if status is JobStatus.COMPLETED:
             progress = 100.0
+        ctx = self.ctx
+        committed = True if ctx.self_committed else (False if ctx.commits_known else None)
+        if status is not JobStatus.COMPLETED and ctx.self_committed:
+            error = f"{error}; {lifecycle.COMMITS_STAY}" if error else lifecycle.COMMITS_STAY
         return dict(status=status, end_time=utcnow(), duration=format_duration(elapsed),
                     elapsed_s=round(elapsed, 3), error=error, output=output, progress=progress,
-                    result=jsontext.dumps(result) if result is not None else None)
+                    result=jsontext.dumps(result) if result is not None else None,
+                    committed_inside=committed,
+                    db_error_code=self.error_code if status is not JobStatus.COMPLETED else None)
 
     def finish(self, status: JobStatus, result: dict | None, error: str | None) -> None:
         with self.state_lock:

@@ -34,7 +34,7 @@ import time
 import uuid
 from typing import Any
 
-from . import store
+from . import lifecycle, store
 from .detached import note
 from .errors import describe_exception
 from .model import Job, JobStatus, PoolState, utcnow
@@ -165,6 +165,7 @@ class Pool(PoolBase):
                         backend=self.backend, signatures=self.signatures, jobs=self.lifecycle)
         worker.claim_following = functools.partial(self._claim_one, session=ready[1],
                                                    handover=True)
+        worker.handover_in_call = self._handover_in_call
         worker.watch_later = self.watch_later
         with self.lock:
             self.running[job.job_id] = worker
@@ -192,17 +193,29 @@ class Pool(PoolBase):
         self.wake()
 
     def _claim_one(self, conn: Any, queue: str, session: str | None, *,
-                   handover: bool) -> Job | None:
+                   handover: bool, apart: bool = False) -> Job | None:
         """A slot's next job of `queue`, run by `session` on `conn`: in the
         transaction that records its current one (`handover`: see
-        Worker._hand_over), or in a transaction of its own."""
-        if self.stop_signal is not None:
+        Worker._hand_over), or in a transaction of its own. `apart`: the
+        current job's outcome is committed already (the call wrote it), so
+        the lock-free hand-over may only take a job of an unlimited queue,
+        which has no limit to hold; a limited queue's next job is claimed
+        afterwards, under its lock."""
+        if self.stop_signal is not None or (apart and self.limits.get(queue) != 0):
             return None
+        if apart:
+            self.backend.relax_commit(conn)  # a claim alone (or with output): see claim_batch
         jobs = self.lifecycle.claim_batch(conn, queue, token=uuid.uuid4().hex, pid=self.pid,
                                           sessions=[session], known_queue=True,
                                           commit=not handover, spare=self.concurrency,
                                           handover=handover, limits=self.limits)
         return jobs[0] if jobs else None
+
+    def _handover_in_call(self, queue: str, session: str | None):
+        if self.stop_signal is not None:
+            return None
+        return lifecycle.handover_in_call(self.backend, queue, host=self.lifecycle.host,
+                                          pid=self.pid, token=uuid.uuid4().hex, session=session)
 
     def _claim_for_slot(self, queue: str, ready: tuple[Any, str | None]) -> Job | None:
         try:

@@ -314,6 +314,12 @@ def detail_pairs(job: Job, now: dt.datetime) -> list[tuple[str, str]]:
         pairs.append(("result", dumps(job.result)))
     if job.error_msg:
         pairs.append(("error", job.error_msg))
+    if job.db_error_code:
+        pairs.append(("error code", job.db_error_code))
+    if job.committed_inside is not None or job.atomic:
+        pairs.append(("commits", "all or nothing (--atomic)" if job.atomic else
+                      "committed inside the procedure (that work stays)" if job.committed_inside
+                      else "none inside the procedure"))
     pairs += [("submitted", f"{local_time(job.created_at)} by {job.submitted_by or '-'}"),
               ("started", local_time(job.start_time))]
     if job.end_time:

@@ -167,7 +167,10 @@ class Worker(Claiming, Watchdog):
             job = claimed
         self.timeout_s = job.timeout_s
         self.queue = job.queue
+        self.ctx.atomic = job.atomic
         max_attempts = max(1, job.max_attempts or 1)
+        if claimed is not None and self.session and job.db_session != self.session:
+            self.note_session()  # claimed for a connection replaced since (pool)
 
         try:
             stored = job.params or {}
@@ -181,10 +184,13 @@ class Worker(Claiming, Watchdog):
             if changed := sig.changes_since(recorded):
                 raise JobctlError(changed)
             values = from_stored(sig, stored)
+            self.start_call_session()
         except Exception as exc:
             self.done.set()
+            self.note_error(exc)
             self.finish(JobStatus.FAILED, None, describe_exception(exc))
             self.outcome = JobStatus.FAILED
+            self.clean_call_session()
             lifecycle.remove_liveness(self.live_path)
             return 1
 
@@ -196,7 +202,7 @@ class Worker(Claiming, Watchdog):
         for attempt in range(1, max_attempts + 1):
             status, result, error = self.attempt(sig, values)
             if (status is not JobStatus.FAILED or attempt == max_attempts or self.stop_reason
-                    or self.stop_retrying):
+                    or self.stop_retrying or not self.retryable()):
                 break
             with self.db_lock:
                 self.lifecycle.next_attempt(self.watch_conn, self.job_id, attempt + 1,
@@ -209,8 +215,17 @@ class Worker(Claiming, Watchdog):
         self.end_watch()
         self.finish(status, result, error)
         self.outcome = status
+        self.clean_call_session()
         lifecycle.remove_liveness(self.live_path)
         return 0 if status is JobStatus.COMPLETED else 1
+
+    def retryable(self) -> bool:
+        """--retries re-runs a failed call only when nothing of it was
+        committed (as far as the backend can tell) and its session was not
+        ended on purpose; cancel and timeout never come here."""
+        if self.killed:
+            return False
+        return self.ctx.commits_known and not self.ctx.self_committed
 
     def attempt(self, sig, values) -> tuple[JobStatus, dict | None, str | None]:
         timer = None
@@ -218,6 +233,19 @@ class Worker(Claiming, Watchdog):
             if self.stop_reason:
                 return self.stop_reason, None, self.stop_message
             self.attempt_no += 1
+            again = self.attempt_no > 1
+        if again:
+            # a retry starts in a clean session too, whatever the failed attempt left
+            try:
+                self.clean_call_session()
+                self.start_call_session()
+            except Exception as exc:  # noqa: BLE001 - the job's outcome
+                self.note_error(exc)
+                return JobStatus.FAILED, None, describe_exception(exc)
+        with self.state_lock:
+            if self.stop_reason:
+                return self.stop_reason, None, self.stop_message
+            self.prepare_call()
             self.in_call = True
             if self.timeout_s:
                 timer = threading.Timer(self.timeout_s, self._expire, (self.attempt_no,))
@@ -230,20 +258,21 @@ class Worker(Claiming, Watchdog):
         except BaseException as exc:  # noqa: BLE001 - the job's outcome, whatever it is
             with self.state_lock:
                 self.in_call = False
+            self.note_error(exc)
             try:
                 self.call_conn.rollback()
             except Exception:
                 # connection broken (killed session): open a new one for any retry
-                try:
-                    self.call_conn = self.backend.connect(job_id=self.job_id)
-                except Exception:
-                    pass
+                self.replace_call_connection()
+            self.note_commits()
             if self.stop_reason:
                 return self.stop_reason, None, self.stop_message
             return JobStatus.FAILED, None, describe_exception(exc)
         finally:
             if timer is not None:
                 timer.cancel()
+        if self.ctx.outcome_written is not None:
+            return self.settle_in_call()
         return self.commit_outcome(result)
 
     def _expire(self, attempt_no: int) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
 
 
 def sql_dir() -> Path:
@@ -17,6 +20,32 @@ def sql_dir() -> Path:
 
 def read_sql(backend: str, filename: str) -> str:
     return (sql_dir() / backend / filename).read_text(encoding="utf-8")
+
+
+_TRANSACTION_CONTROL = re.compile(r"\s*(BEGIN|START\s+TRANSACTION|COMMIT|ROLLBACK|END|ABORT)\s*;?\s*$",
+                                  re.IGNORECASE)
+
+
+def session_statements(scheme: str, text: Any) -> list[str]:
+    """`session_setup` as statements; UsageError (exit 2) for anything that is
+    not one or more SQL statements, or that would end jobctl's transactions."""
+    where = "session_setup"
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise UsageError(f"{where} must be SQL text in quotes, not {text!r}")
+    if "\x00" in text:
+        raise UsageError(f"{where} contains a NUL character")
+    statements = [s.strip() for s in split_script(text, "sqlplus" if scheme == "oracle"
+                                                     else "semicolon") if s.strip()]
+    if not statements:
+        raise UsageError(f"{where} holds no SQL statement: give one or more statements, "
+                         "e.g. session_setup = \"SET search_path = app, public\"")
+    for stmt in statements:
+        if _TRANSACTION_CONTROL.match(stmt):
+            raise UsageError(f"{where}: {stmt.strip()!r} is not allowed: jobctl controls the "
+                             "job's transactions (session_setup is for settings)")
+    return statements
 
 
 def split_script(text: str, style: str) -> list[str]:

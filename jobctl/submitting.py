@@ -35,7 +35,7 @@ class Submitter(Service):
     def submit(self, procedure: str, given: dict[str, Any], *, timeout_s: float | None = None,
                retries: int = 0, unique: bool = False, submitted_by: str | None = None,
                queue: str | None = None, priority: int = 0, after: Sequence[str] = (),
-               at: str | None = None, in_: str | None = None) -> Submitted:
+               at: str | None = None, in_: str | None = None, atomic: bool = False) -> Submitted:
         """Write the job `queued`; when its queue has a free slot, start a
         worker for the next eligible job (see Queues in the README)."""
         placing = placing_of(queue=queue, priority=priority, at=at, in_=in_)
@@ -79,7 +79,8 @@ class Submitter(Service):
                                        max_attempts=retries + 1,
                                        submitted_by=submitted_by or submitter_name(),
                                        unique_key=unique_key,
-                                       signature_json=jsontext.dumps(sig.record()), **placing)
+                                       signature_json=jsontext.dumps(sig.record()),
+                                       atomic=atomic, **placing)
                 conn.commit()
             except Exception as exc:
                 if unique and self.backend.is_unique_violation(exc):
@@ -95,7 +96,7 @@ class Submitter(Service):
     def submit_many(self, procedure: str, lines: Sequence[str], *, timeout_s: float | None = None,
                     retries: int = 0, submitted_by: str | None = None, queue: str | None = None,
                     priority: int = 0, after: Sequence[str] = (), at: str | None = None,
-                    in_: str | None = None) -> list[str]:
+                    in_: str | None = None, atomic: bool = False) -> list[str]:
         """--params-file: one JSON object of parameters per line. Every line
         is checked first (a bad one: UsageError naming it, nothing written),
         then all rows go in one transaction; workers start for the free slots."""
@@ -136,7 +137,7 @@ class Submitter(Service):
                 rows.append(dict(job_id=uuid.uuid4().hex, procedure_name=sig.name, now=now,
                                  params_json=params_mod.params_json(values), timeout_s=timeout_s,
                                  max_attempts=retries + 1, submitted_by=who, unique_key=None,
-                                 signature_json=signature_json, **placing))
+                                 signature_json=signature_json, atomic=atomic, **placing))
             conn.commit()
             self.lifecycle.enqueue_many(conn, rows)
             conn.commit()

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import detached, lifecycle
+from . import detached, lifecycle, store
 from .errors import describe_exception
 from .jobrun import BATCH_S, FLUSH_S, INTERRUPT_GRACE_S
 from .model import JobStatus, utcnow
@@ -94,6 +94,7 @@ class Watchdog(Outcome):
                             output=output, changed=changed))
                     if beat:
                         next_hb = now + hb
+                        self.look_for_commit_mark()
                     if changed:
                         next_flush = now + gap
                 if self.listening and (heard or flags or self.job_id in self.books.news):
@@ -111,6 +112,24 @@ class Watchdog(Outcome):
                 self.request_stop(JobStatus.CANCELLED, "the job row is no longer running")
             elif any(flags):
                 self.request_stop(JobStatus.CANCELLED, "cancelled by `jobctl cancel`")
+
+    def look_for_commit_mark(self) -> None:
+        """Once the call committed inside, say so on the row while the job
+        runs (best effort: a role that may not read JOB_COMMIT_MARKS, or a
+        backend whose call blocks the row, is not asked again)."""
+        ctx = self.ctx
+        if (ctx.marker is None or self.mark_seen or not self.in_call
+                or self.backend.liveness_dir() is not None):
+            return
+        try:
+            with self.db_lock:
+                self.mark_seen = store.note_committed(self.backend, self.watch_conn, self.job_id) > 0
+                self.watch_conn.commit()
+        except Exception as exc:  # noqa: BLE001 - the outcome says it at the end
+            self.mark_seen = True
+            detached.note(self.job_id, f"cannot read the commit marker: {describe_exception(exc)}")
+            with self.db_lock, contextlib.suppress(Exception):
+                self.watch_conn.rollback()
 
     def _sleep(self, seconds: float) -> bool:
         """Wait up to `seconds` for a wake-up; True when the watch connection

@@ -199,7 +199,11 @@ def test_frozen_worker_declared_lost_never_commits_its_work(env):
         job = env.wait_for(job_id, lambda j: j["status"] == "running" and j["worker_pid"])
     elif env.backend == "postgresql":
         _pg_procs(env)
-        job_id = env.sh("submit", "amo_write_then_sleep", "-p", "p_note=frozen-1").stdout.strip()
+        # --atomic: the work waits, uncommitted, for the worker's own commit of
+        # the outcome (by default the server writes the outcome itself at the
+        # end of the call: see tests/test_real_procedures.py)
+        job_id = env.sh("submit", "amo_write_then_sleep", "-p", "p_note=frozen-1",
+                        "--atomic").stdout.strip()
         job = env.wait_for(job_id, lambda j: "inserted" in (j["output"] or ""))
     else:
         pytest.skip("needs a procedure that writes; the Oracle suite has its own")
@@ -246,9 +250,16 @@ def test_a_procedure_that_commits_inside_itself(env):
         _pg_procs(env)
         job_id = env.submit("amo_commit_inside", "-p", "p_note=own-1")
         job = env.wait_for(job_id, finished)
-        # a CALL inside jobctl's transaction block cannot COMMIT on PostgreSQL
+        # the CALL runs at top level, as psql runs it: the COMMIT is allowed
+        assert job["status"] == "completed", job["error_msg"]
+        assert job["committed_inside"] is True and _work(env) == ["own-1"]
+        # all or nothing on request: the COMMIT refused, the option named
+        job_id = env.submit("amo_commit_inside", "-p", "p_note=own-2", "--atomic")
+        job = env.wait_for(job_id, finished)
         assert job["status"] == "failed" and "invalid transaction termination" in job["error_msg"]
-        assert _work(env) == []
+        assert "--atomic" in job["error_msg"] and job["db_error_code"] == "2D000"
+        assert job["atomic"] is True and job["committed_inside"] is False
+        assert _work(env) == ["own-1"]
     else:
         pytest.skip("Oracle: covered by the README, not by a local procedure")
 
@@ -308,7 +319,13 @@ def test_orphaned_session_is_active_for_unique_and_cancel_ends_it(env):
 
     _pg_procs(env)
     args = ("submit", "amo_silent_sleep", "-p", "p_seconds=120", "--unique")
-    job_id = env.sh(*args).stdout.strip()
+    # jobctl asks the server to end a call whose client is gone
+    # (client_connection_check_interval); a host cut off from the network
+    # leaves its session running as this one does, with the check turned off
+    from urllib.parse import quote
+
+    setup = quote("SET client_connection_check_interval = 0")
+    job_id = env.sh(*args, env={"JOBCTL_DSN": f"{env.dsn}?session_setup={setup}"}).stdout.strip()
     job = env.wait_for(job_id, lambda j: j["status"] == "running" and j["db_session"])
     deadline = time.monotonic() + 15
     while not any(s["state"] == "active" for s in _server_sessions(env, job_id)):

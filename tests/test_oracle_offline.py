@@ -722,6 +722,18 @@ def _store_statements() -> list[tuple[str, dict]]:
     store.count_since(rec, c, now)
     store.check_tokens_table(rec, c)
     store.read_metrics(rec, c, since=now, edges=(0.5, 10))
+    # issue 23: the commit marker, what the worker records beside the outcome
+    rec.execute(c, *store.commit_marker("a" * 32))
+    store.has_commit_mark(rec, c, "a" * 32)
+    store.note_committed(rec, c, "a" * 32)
+    store.record_session(rec, c, "a" * 32, "b" * 32, "1,2,@1")
+    store.final_output(rec, c, "a" * 32, "b" * 32, "o", True)
+    store.mark_lost(rec, c, job, now=now, reason="r", committed=True)
+    jobs.finish(c, "a" * 32, status=JobStatus.FAILED, end_time=now, duration="1s", elapsed_s=1.0,
+                result=None, error="e", output=None, progress=None, token="b" * 32,
+                db_error_code="ORA-20001", committed_inside=True)
+    jobs.enqueue(c, job_id="a" * 32, procedure_name="P", now=now, params_json="{}", timeout_s=None,
+                 max_attempts=1, submitted_by="me", unique_key=None, atomic=True)
     return rec.sent
 
 

@@ -136,7 +136,7 @@ def test_killed_worker_session_ends_failed_not_running(pg):
     job_id = submit(dsn, "demo_sleep", "p_seconds=30")
     app_name = f"jobctl:{job_id}"
     wait_for(lambda: run_sql(dsn, "SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
-                                  "AND query ILIKE 'CALL%%' AND state = 'active'", (app_name,)))
+                                  "AND query ILIKE '%%CALL%%' AND state = 'active'", (app_name,)))
     killed = run_sql(dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE application_name = %s", (app_name,))
     assert killed and all(r[0] for r in killed)
@@ -185,7 +185,9 @@ def test_failed_procedure_work_is_rolled_back(pg):
     job_id = submit(dsn, "work_then_fail", "p_note=fail-1")
     code, job = wait_job(dsn, job_id)
     assert code == 1 and job["status"] == "failed"
-    assert job["error_msg"] == "failing after insert of fail-1"
+    # as psql prints it with VERBOSITY verbose: the SQLSTATE first
+    assert job["error_msg"] == "ERROR:  P0001: failing after insert of fail-1"
+    assert job["db_error_code"] == "P0001" and job["committed_inside"] is False
     assert "fail-1" not in _work_notes(dsn)
 
 

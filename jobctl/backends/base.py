@@ -40,15 +40,46 @@ class CallContext:
     snapshot: it wakes the watchdog without a write per notice.
     """
 
-    def __init__(self, job_id: str, *, output_cap: int = 1_000_000, result_rows: int = 1000):
+    def __init__(self, job_id: str, *, output_cap: int = 1_000_000, atomic: bool = False,
+                 result_rows: int = 1000):
         self.job_id = job_id
-        #: the job asked for all-or-nothing (`submit --atomic`): a COMMIT inside is refused
-        self.atomic = False
-        #: SQL (with its binds) run on the call connection in the call's first
-        #: transaction, right before the procedure, so a COMMIT inside commits it too
-        self.marker: tuple[str, dict] | None = None
+        #: the job asked for all or nothing (`submit --atomic`): the call runs
+        #: inside jobctl's transaction and a COMMIT inside the procedure is
+        #: refused with a message naming --atomic
+        self.atomic = atomic
         #: rows kept from a REF CURSOR OUT or an implicit result (Tunables.result_rows)
         self.result_rows = result_rows
+        #: (SQL with :binds, binds): the backend executes it on the call
+        #: connection in the call's first transaction, right before calling
+        #: the procedure, so that a COMMIT inside the procedure commits it too
+        #: (store.commit_marker): how jobctl knows after a crash that earlier
+        #: commits stay. None: nothing to mark (atomic calls).
+        self.marker: tuple[str, dict[str, Any]] | None = None
+        #: (SQL with :binds, binds) of the guarded UPDATE that records
+        #: `completed`, for a backend that ends the call's transactions itself
+        #: (PostgreSQL outside --atomic: the CALL runs at top level), to run in
+        #: the call's last transaction so that the last stretch of work and the
+        #: outcome commit together. Its binds named :call_* are the backend's
+        #: to supply from the call: call_end_time (UTC, as a time column holds
+        #: it), call_elapsed_s and call_duration (the job's, counted from
+        #: `elapsed_before` seconds before the call), call_result (the OUT
+        #: values as JSON text), call_committed (1 when the call committed
+        #: inside, else 0). Backends whose runner commits leave it alone.
+        self.outcome: tuple[str, dict[str, Any]] | None = None
+        self.elapsed_before = 0.0
+        #: what the backend did with `outcome`: None, not used (the runner
+        #: writes and commits the outcome); True, written and committed with
+        #: the call's last transaction; False, its guard matched no row (the
+        #: job was declared lost or cancelled meanwhile), so the last
+        #: transaction was rolled back
+        self.outcome_written: bool | None = None
+        #: (SQL with :binds, binds): a pool slot's claim of its queue's next
+        #: job, one UPDATE returning the claimed row, which a backend that
+        #: runs `outcome` may run right after it in the same transaction
+        #: (where it fails, the outcome stays and the slot claims later);
+        #: the claimed row's columns go in `handed_over` (None: none claimed)
+        self.hand_over: tuple[str, dict[str, Any]] | None = None
+        self.handed_over: dict[str, Any] | None = None
         #: the backend can tell whether the call committed inside (then
         #: `self_committed` False means: nothing of it was committed)
         self.commits_known = False
@@ -179,6 +210,10 @@ class Database(Protocol):
 
     def percentile_sql(self, fraction: float, expr: str) -> str:
         """An aggregate computing the continuous percentile of `expr`."""
+
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        """The seconds from time column `start` to `end` as a number (for rows
+        another writer finished without ELAPSED_S)."""
 
     def to_db_time(self, value: dt.datetime) -> Any:
         """An aware UTC datetime as the driver should bind it."""
@@ -325,6 +360,22 @@ class Procedures(Protocol):
     def poll_progress(self, conn: Any, call_conn: Any, ctx: CallContext) -> None:
         """Read progress published out of band (called by the watchdog); a
         backend whose procedures report progress in-band does nothing."""
+
+
+    # -- each job in a clean session of its own ------------------------------
+    def start_job_session(self, conn: Any, job_id: str) -> None:
+        """Before each job's call, on the call connection: the job's identity
+        where a DBA looks (PostgreSQL application_name `jobctl:<job_id>`;
+        Oracle CLIENT_IDENTIFIER/MODULE/ACTION), then the user's session
+        setup SQL (ConnectionSettings.session_setup). Leaves no
+        transaction open. A failure of the user's SQL is the job's failure."""
+
+    def reset_job_session(self, conn: Any) -> bool:
+        """After each job, before the connection serves another one (pool,
+        hand-over): clear everything the job left in the session (temporary
+        tables, locks, settings, package state...) and restore jobctl's own
+        settings. False when the connection must be replaced instead (the
+        caller closes it and connects anew)."""
 
 
 class Backend(Database, Procedures, Protocol):

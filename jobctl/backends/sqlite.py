@@ -22,6 +22,7 @@ from ..config import ConnectionSettings
 from ..errors import DatabaseError, JobctlError, NotFound, SchemaMissing, UsageError
 from ..model import Signature
 from ..params import to_json_value
+from ..sqlfiles import session_statements
 from ..model import COLUMNS
 from .base import CallContext, OverloadsByResolve, PolledCancel
 
@@ -41,6 +42,69 @@ def _schema_indexes() -> frozenset[str]:
     text = read_sql("sqlite", "create_async_jobs_table.sql")
     names = re.findall(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", text, re.IGNORECASE)
     return frozenset(n.upper() for n in names)
+
+
+#: what a COMMIT inside a procedure of an --atomic job ends with
+ATOMIC_REFUSAL = ("the procedure tried to end its transaction (COMMIT or ROLLBACK), which "
+                  "`submit --atomic` refuses: the job runs all or nothing; submit it without "
+                  "--atomic to let it commit")
+
+
+def _refuse_transaction_control(action: int, *args: Any) -> int:
+    # BEGIN/COMMIT/ROLLBACK are SQLITE_TRANSACTION; a SAVEPOINT stays allowed
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION else sqlite3.SQLITE_OK
+
+
+@contextlib.contextmanager
+def _atomic_guard(conn: sqlite3.Connection, atomic: bool):
+    """--atomic: a COMMIT or ROLLBACK inside the procedure is refused. (The
+    call's commits are seen by the trace callback instead of a marker row
+    (CallContext.marker): its INSERT would take SQLite's one write lock for
+    the whole call, and no server session outlives the worker here.)"""
+    if not atomic:
+        yield
+        return
+    conn.set_authorizer(_refuse_transaction_control)
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if "not authorized" in str(exc):
+            raise DatabaseError(ATOMIC_REFUSAL) from exc
+        raise
+    finally:
+        conn.set_authorizer(None)
+
+
+def _run_session_setup(conn: sqlite3.Connection, statements: list[str]) -> None:
+    if conn.in_transaction:
+        conn.rollback()
+    for stmt in statements:
+        try:
+            conn.execute(stmt)
+        except sqlite3.Error as exc:
+            conn.rollback()
+            raise DatabaseError(f"session_setup failed: {exc}") from exc
+    if conn.in_transaction:
+        conn.commit()
+
+
+def _clear_session(conn: sqlite3.Connection) -> bool:
+    """What a local procedure may leave on its connection: an open
+    transaction and TEMP tables. Settings (PRAGMAs) are not undone: a
+    connection whose jobs ran session_setup is replaced (reset_job_session)."""
+    try:
+        if conn.in_transaction:
+            conn.rollback()
+        temps = conn.execute("SELECT type, name FROM sqlite_temp_master"
+                             " WHERE type IN ('table', 'view')").fetchall()
+        for kind, name in temps:
+            conn.execute('DROP {} IF EXISTS temp."{}"'.format(
+                "VIEW" if kind == "view" else "TABLE", name.replace('"', '""')))
+        if conn.in_transaction:
+            conn.commit()
+    except sqlite3.Error:
+        return False
+    return True
 
 
 class CallInterrupted(Exception):
@@ -186,7 +250,25 @@ def _check_dsn_options(settings: ConnectionSettings) -> None:
                          f"no option but {', '.join(DSN_OPTIONS)} (sqlite:///path/jobs.db)")
 
 
-class SqliteBackend(PolledCancel, OverloadsByResolve):
+class _JobSessions:
+    """Each job's session on SQLite: the user's session_setup before it, and
+    after it what a local procedure may leave cleared (_clear_session)."""
+
+    settings: ConnectionSettings
+
+    def start_job_session(self, conn, job_id: str) -> None:
+        _run_session_setup(conn, session_statements("sqlite", self.settings.session_setup))
+
+    def reset_job_session(self, conn) -> bool:
+        return _clear_session(conn) and not self.settings.session_setup
+
+
+class _Durations:
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        return f"((julianday({end}) - julianday({start})) * 86400.0)"
+
+
+class SqliteBackend(_JobSessions, _Durations, PolledCancel, OverloadsByResolve):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 
@@ -419,12 +501,14 @@ class SqliteBackend(PolledCancel, OverloadsByResolve):
             if _ENDS_TRANSACTION.match(sql):
                 ctx.note_self_commit()
 
+        ctx.commits_known = True  # ctx.marker is not run: see _atomic_guard
         conn.set_trace_callback(on_statement)
         out = _capture_stdout(writer)
         try:
             self._in_call = on_main
             try:
-                returned = proc.func(LocalContext(ctx, conn), **values)
+                with _atomic_guard(conn, ctx.atomic):
+                    returned = proc.func(LocalContext(ctx, conn), **values)
             finally:
                 self._in_call = False
                 out.local.writer = None

@@ -52,6 +52,9 @@ def submit(
     params_file: Annotated[Optional[str], typer.Option(
         "--params-file", help="Many jobs: one JSON object of parameters per line (- for stdin); "
                               "prints one id per line.")] = None,
+    atomic: Annotated[bool, typer.Option(
+        "--atomic", help="All or nothing: the call and its outcome in one transaction; a COMMIT "
+                         "inside the procedure is refused.")] = False,
 ) -> None:
     """Submit a procedure as a detached job; print its id.
 
@@ -62,7 +65,8 @@ def submit(
 
     refuse_extra_args(ctx)
     timeout_s = _seconds(timeout, "--timeout")
-    placing = dict(queue=queue, priority=priority, after=after or (), at=at, in_=in_)
+    placing = dict(queue=queue, priority=priority, after=after or (), at=at, in_=in_,
+                   atomic=atomic)
     if params_file is not None:
         if param or params_json or unique:
             raise UsageError("--params-file cannot be combined with --param, --params or --unique")
@@ -132,6 +136,9 @@ def resubmit(
     unique: Annotated[bool, typer.Option(
         "--unique", help="If the same procedure with the same parameters is queued or running, "
                          "print its id instead of submitting again.")] = False,
+    atomic: Annotated[Optional[bool], typer.Option(
+        "--atomic/--no-atomic", help="All or nothing, a COMMIT inside refused (default: as the "
+                                     "original job).")] = None,
 ) -> None:
     """Submit a job's procedure again, with its parameters (and any -p changes); print the new id.
 
@@ -144,7 +151,7 @@ def resubmit(
     timeout_s = _seconds(timeout, "--timeout")
     api = api_for(ctx)
     original, submitted = api.resubmit(job_id, overrides, timeout_s=timeout_s, retries=retries,
-                                       unique=unique)
+                                       unique=unique, atomic=atomic)
     if sys.stderr.isatty():
         _say(f"resubmitted {original.job_id[:8]} ({original.procedure_name}) as {submitted.job_id[:8]}")
     _after_submit(api, submitted, wait)

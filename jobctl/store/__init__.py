@@ -16,7 +16,9 @@ from .jobs import (  # noqa: F401 - the store's surface
     insert_job, insert_jobs, fail_queued, note_queued, find_active_unique, claim, heartbeat,
     cancel_flag, next_attempt, finish, get, get_by_prefix, recent_jobs, list_jobs,
     STAT_STATUSES, stats, lost_suspects, mark_lost, cancel_queued, request_cancel,
-    count_finished_before, delete_finished_batch, table_columns,
+    count_finished_before, delete_finished_batch, table_columns, MARKS, commit_marker,
+    has_commit_mark, delete_commit_marks, record_session, final_output, finish_in_call,
+    note_committed,
 )
 from .queues import (  # noqa: F401 - the store's surface
     QUEUES, NEXT_ORDER, claim_in, in_queue, OURS, QueueState, ensure_queue, queue_row,
@@ -26,7 +28,7 @@ from .queues import (  # noqa: F401 - the store's surface
 )
 from .claims import (  # noqa: F401 - the store's surface
     CLAIM_SCAN, claimable, claim_next, CLAIM_SPARE, claim_batch, LockBounds, unreserve, savepoint,
-    rollback_to,
+    rollback_to, handover_sql,
 )
 from .workers import (  # noqa: F401 - the store's surface
     WORKERS, ALL_QUEUES, WorkerRow, register_worker, worker_heartbeat, deregister_worker,

@@ -306,28 +306,63 @@ def _queue_now(backend: Database, conn: Any, queue: str) -> tuple[int, bool, int
     return limit, bool(row[1]), int(row[2]) + int(row[3])
 
 
-def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
-                 pid: int, token: str, session: str | None, where: str = "1 = 1") -> Any:
-    """The next eligible job of `queue` with no dependencies, claimed in one
-    statement: the update picks it with SKIP LOCKED and returns its row.
-    The claimed Job, None when there is none, or NotImplemented where the
-    database cannot do it in one statement (the caller takes the long way)."""
+def _claim_first_sql(backend: Database, queue: str, *, now: dt.datetime, host: str, pid: int,
+                     token: str, session: str | None,
+                     where: str = "1 = 1") -> tuple[str, dict[str, Any]] | None:
+    """The statement of _claim_first (None where there is none)."""
     returning = backend.returning_clause(COLUMNS)
     first = backend.lock_first_clause("one")
     if returning is None or first is None:
-        return NotImplemented
+        return None
     binds: dict[str, Any] = {"now": bind_time(backend, now), "one": 1, "qname": queue, "host": host,
                              "pid": pid, "token": token, "db_session": session}
-    cur = execute(backend, conn, f"""UPDATE {TABLE} {_to_running(backend)}
+    sql = f"""UPDATE {TABLE} {_to_running(backend)}
         WHERE job_id = (SELECT job_id FROM {TABLE}
                          WHERE status = :st_queued AND {claim_in(queue, binds)}
                            AND claim_token IS NULL AND after_jobs IS NULL
                            AND (not_before IS NULL OR not_before <= :now) AND {OURS} AND {where}
                          {NEXT_ORDER} {first})
           AND status = :st_queued
-        {returning}""", binds)
-    jobs = job_rows(backend, cur)
+        {returning}"""
+    return sql, {**binds, **status_binds(sql)}
+
+
+def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
+                 pid: int, token: str, session: str | None, where: str = "1 = 1") -> Any:
+    """The next eligible job of `queue` with no dependencies, claimed in one
+    statement: the update picks it with SKIP LOCKED and returns its row.
+    The claimed Job, None when there is none, or NotImplemented where the
+    database cannot do it in one statement (the caller takes the long way)."""
+    stmt = _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
+                            session=session, where=where)
+    if stmt is None:
+        return NotImplemented
+    jobs = job_rows(backend, execute(backend, conn, *stmt))
     return jobs[0] if jobs else None
+
+
+def handover_sql(backend: Database, queue: str, *, now: dt.datetime, host: str, pid: int,
+                 token: str, session: str | None) -> tuple[str, dict[str, Any]] | None:
+    """A pool slot's hand-over (see claim_batch) as one statement returning
+    the claimed row, for a backend to run in the call's last transaction,
+    after the outcome (CallContext.hand_over): the queue's limit holds for
+    the same reason, the freed slot and the taken one commit together. It
+    claims nothing when the queue is paused or full, or has no JOB_QUEUES
+    row (the slot then claims under the queue's lock, after). None where the
+    database cannot claim in one statement."""
+    binds: dict[str, Any] = {}
+    taken = in_queue(queue, binds)
+    where = f"""EXISTS (SELECT 1 FROM {QUEUES} q WHERE q.queue_name = :qname AND q.paused = 0
+                   AND (q.max_running = 0 OR
+                        (SELECT COUNT(*) FROM {TABLE} WHERE {taken} AND worker_host IS NOT NULL
+                            AND (status = :st_running OR (status = :st_queued
+                                 AND claim_token IS NOT NULL)))
+                        < COALESCE(q.max_running, {DEFAULT_MAX_RUNNING})))"""
+    stmt = _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
+                            session=session, where=where)
+    if stmt is None:
+        return None
+    return stmt[0], {**stmt[1], **binds, **status_binds(stmt[0])}
 
 
 def _may_start(backend: Database, conn: Any, job_id: str, after: Sequence[str],

@@ -23,10 +23,10 @@ _INSERT = f"""
     INSERT INTO {TABLE} (job_id, status, procedure_name, start_time, created_at, progress,
                          params, timeout_s, attempt, max_attempts, submitted_by,
                          unique_key, cancel_requested, signature,
-                         queue, priority, not_before, after_jobs)
+                         queue, priority, not_before, after_jobs, atomic)
     VALUES (:job_id, :st_queued, :procedure_name, :now, :now, 0, :params, :timeout_s, 0,
             :max_attempts, :submitted_by, :unique_key, 0, :signature,
-            :queue, :priority, :not_before, :after_jobs)"""
+            :queue, :priority, :not_before, :after_jobs, :atomic)"""
 
 
 def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: dt.datetime,
@@ -34,12 +34,12 @@ def _insert_binds(backend: Database, *, job_id: str, procedure_name: str, now: d
                   submitted_by: str, unique_key: str | None, signature_json: str | None = None,
                   queue: str = DEFAULT_QUEUE, priority: int = 0,
                   not_before: dt.datetime | None = None,
-                  after_jobs: Sequence[str] = ()) -> dict[str, Any]:
+                  after_jobs: Sequence[str] = (), atomic: bool = False) -> dict[str, Any]:
     return {"job_id": job_id, "procedure_name": procedure_name, "now": bind_time(backend, now),
             "params": params_json, "timeout_s": timeout_s, "max_attempts": max_attempts,
             "submitted_by": submitted_by, "unique_key": unique_key, "signature": signature_json,
             "queue": queue, "priority": priority, "not_before": bind_time(backend, not_before),
-            "after_jobs": ",".join(after_jobs) or None}
+            "after_jobs": ",".join(after_jobs) or None, "atomic": 1 if atomic else 0}
 
 
 def insert_job(backend: Database, conn: Any, **fields: Any) -> None:
@@ -128,6 +128,74 @@ def heartbeat(backend: Database, conn: Any, job_id: str, *, now: dt.datetime, pr
     return bool(row and row[0])
 
 
+#: the marker table: a row per job whose call committed inside (see commit_marker)
+MARKS = "JOB_COMMIT_MARKS"
+
+
+def note_committed(backend: Database, conn: Any, job_id: str) -> int:
+    """COMMITTED_INSIDE = 1 on a running job once its call's first
+    transaction committed the marker: a worker killed later leaves a row
+    that says its commits stay. 1 when written (the caller commits)."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET committed_inside = 1
+         WHERE job_id = :job_id AND status = :st_running
+           AND EXISTS (SELECT 1 FROM {MARKS} m WHERE m.job_id = :job_id)""", {"job_id": job_id})
+    return cur.rowcount
+
+
+def commit_marker(job_id: str) -> tuple[str, dict[str, Any]]:
+    """The statement a backend runs on the call connection in the call's
+    first transaction (CallContext.marker): its row exists exactly when that
+    transaction committed, whatever becomes of the worker."""
+    return f"INSERT INTO {MARKS} (job_id) VALUES (:mark_job_id)", {"mark_job_id": job_id}
+
+
+def has_commit_mark(backend: Database, conn: Any, job_id: str, *, quietly: bool = False) -> bool:
+    """The job's marker row is there. `quietly`: inside a transaction that
+    must go on whatever happens (a role that may not read JOB_COMMIT_MARKS,
+    a table db init has not made yet): False then."""
+    sql = f"SELECT 1 FROM {MARKS} WHERE job_id = :job_id"
+    if not quietly:
+        return backend.execute(conn, sql, {"job_id": job_id}).fetchone() is not None
+    backend.execute(conn, "SAVEPOINT jobctl_mark")
+    try:
+        return backend.execute(conn, sql, {"job_id": job_id}).fetchone() is not None
+    except Exception:  # noqa: BLE001 - unknown reads as no mark
+        backend.execute(conn, "ROLLBACK TO SAVEPOINT jobctl_mark")
+        return False
+
+
+def delete_commit_marks(backend: Database, conn: Any, job_ids: Sequence[str]) -> None:
+    if job_ids:
+        binds = {f"id{i}": v for i, v in enumerate(job_ids)}
+        backend.execute(conn, f"DELETE FROM {MARKS} WHERE job_id IN "
+                              f"({', '.join(':' + k for k in binds)})", binds)
+
+
+def record_session(backend: Database, conn: Any, job_id: str, token: str,
+                   session: str | None) -> int:
+    """The server session that runs the call now (a reconnect, a replaced
+    connection): DB_SESSION follows it."""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET db_session = :db_session
+         WHERE job_id = :job_id AND claim_token = :token AND status = :st_running""",
+        {"job_id": job_id, "token": token, "db_session": session})
+    return cur.rowcount
+
+
+def final_output(backend: Database, conn: Any, job_id: str, token: str, output: str | None,
+                 committed: bool) -> int:
+    """OUTPUT (and the fact of commits inside) of a job whose outcome the call
+    wrote in its own last transaction (PostgreSQL): the notices reach the
+    worker, not the server, so they follow a moment after."""
+    binds: dict[str, Any] = {"job_id": job_id, "token": token, "output": output}
+    extra = ", committed_inside = 1" if committed else ""
+    cur = execute(backend, conn, f"""
+        UPDATE {TABLE} SET output = :output{extra}
+         WHERE job_id = :job_id AND claim_token = :token""", binds)
+    return cur.rowcount
+
+
 def cancel_flag(backend: Database, conn: Any, job_id: str) -> bool | None:
     """The worker's cheap poll between heartbeats: the cancel flag, or None
     when the job is no longer running. A read only: it never waits for a
@@ -152,12 +220,18 @@ def next_attempt(backend: Database, conn: Any, job_id: str, attempt: int, error:
 def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
            duration: str | None, elapsed_s: float | None, result: str | None,
            error: str | None, output: str | None, progress: float | None,
-           token: str | None = None) -> int:
+           token: str | None = None, db_error_code: str | None = None,
+           committed_inside: bool | None = None) -> int:
     """The one final write, guarded so it cannot overwrite another outcome:
-    the row must still be running and, given the claim token, still ours."""
+    the row must still be running and, given the claim token, still ours.
+    COMMITTED_INSIDE is never turned back from 1 (a heartbeat saw the mark)."""
     binds = {"job_id": job_id, "status": status.value, "end_time": bind_time(backend, end_time),
              "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
-             "output": output}
+             "output": output, "db_error_code": db_error_code}
+    committed = ""
+    if committed_inside is not None:  # unknown leaves what a heartbeat may have seen
+        binds["committed"] = int(committed_inside)
+        committed = ", committed_inside = CASE WHEN committed_inside = 1 THEN 1 ELSE :committed END"
     mine = ""
     if token is not None:
         binds["token"] = token
@@ -166,9 +240,24 @@ def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_
         UPDATE {TABLE}
            SET status = :status, end_time = :end_time, duration = :duration,
                elapsed_s = :elapsed_s, result = :result, error_msg = :error,
-               output = :output, heartbeat_at = :end_time{_progress_set(progress, binds)}
+               output = :output, heartbeat_at = :end_time,
+               db_error_code = :db_error_code{committed}{_progress_set(progress, binds)}
          WHERE job_id = :job_id AND status = :st_running{mine}""", binds)
     return cur.rowcount
+
+
+def finish_in_call(backend: Database, job_id: str, token: str) -> tuple[str, dict[str, Any]]:
+    """`finish` as completed, for a backend to run at the end of the call's
+    last transaction (CallContext.outcome): the :call_* values are the
+    backend's, from the call (its OUT values, the time it ended, whether it
+    committed inside). OUTPUT follows from the worker (final_output)."""
+    sql = f"""UPDATE {TABLE}
+           SET status = :st_completed, end_time = :call_end_time, duration = :call_duration,
+               elapsed_s = :call_elapsed_s, result = :call_result, error_msg = NULL,
+               heartbeat_at = :call_end_time, progress = 100, db_error_code = NULL,
+               committed_inside = CASE WHEN committed_inside = 1 THEN 1 ELSE :call_committed END
+         WHERE job_id = :job_id AND status = :st_running AND claim_token = :token"""
+    return sql, {"job_id": job_id, "token": token, **status_binds(sql)}
 
 
 def _progress_set(progress: float | None, binds: dict[str, Any]) -> str:
@@ -257,7 +346,10 @@ def stats(backend: Database, conn: Any, *, since: dt.datetime | None,
     """Per procedure: counts by stored status, duration figures. The counts
     are what the rows say; lifecycle corrects the few running/queued ones
     that its rule shows as lost or orphaned (see lifecycle.adjust_stats)."""
-    done = "CASE WHEN status = :st_completed THEN elapsed_s END"
+    # ELAPSED_S, or, in a row another writer finished without it, the time
+    # from START_TIME to END_TIME
+    seconds = f"COALESCE(elapsed_s, {backend.seconds_between_sql('start_time', 'end_time')})"
+    done = f"CASE WHEN status = :st_completed THEN {seconds} END"
     counts = ",\n".join(f"SUM(CASE WHEN status = :st_{s} THEN 1 ELSE 0 END) AS {s}"
                         for s in STAT_STATUSES)
     binds: dict[str, Any] = {}
@@ -313,7 +405,8 @@ def lost_suspects(backend: Database, conn: Any, *, stale_before: dt.datetime, un
 
 # -- writes from cancel / cleanup -----------------------------------------------
 
-def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str) -> int:
+def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reason: str,
+              committed: bool = False) -> int:
     """Guarded on the heartbeat read, so a worker that just came back to life
     is not marked lost under its feet. A row another session holds locked
     is left alone (0), not waited for: that session is writing it (a
@@ -329,8 +422,9 @@ def mark_lost(backend: Database, conn: Any, job: Job, *, now: dt.datetime, reaso
              "seen": job.status.value}
     if job.heartbeat_at is not None:
         binds["hb"] = bind_time(backend, job.heartbeat_at)
+    extra = ", committed_inside = 1" if committed else ""
     cur = execute(backend, conn, f"""
-        UPDATE {TABLE} SET status = :st_lost, end_time = :now, error_msg = :reason
+        UPDATE {TABLE} SET status = :st_lost, end_time = :now, error_msg = :reason{extra}
          WHERE job_id = :job_id AND status = :seen AND {hb_guard}""", binds)
     return cur.rowcount
 
@@ -384,6 +478,7 @@ def delete_finished_batch(backend: Database, conn: Any, *, before: dt.datetime, 
     id_binds = {f"id{i}": v for i, v in enumerate(ids)}
     backend.execute(conn, f"DELETE FROM {TABLE} WHERE job_id IN ({', '.join(':' + k for k in id_binds)})",
                     id_binds)
+    delete_commit_marks(backend, conn, ids)
     conn.commit()
     return len(ids)
 

@@ -127,6 +127,10 @@ def row_to_job(backend: Database, row: dict[str, Any]) -> Job:
         priority=int(row.get("priority") or 0),
         not_before=backend.from_db_time(row.get("not_before")),
         after_jobs=tuple(split_ids(read_text(row.get("after_jobs")))),
+        db_error_code=row.get("db_error_code"),
+        committed_inside=(None if row.get("committed_inside") is None
+                          else bool(row["committed_inside"])),
+        atomic=bool(row.get("atomic")),
     )
 
 

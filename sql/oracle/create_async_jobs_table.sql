@@ -50,6 +50,9 @@ BEGIN
             PRIORITY         NUMBER        DEFAULT 0,
             NOT_BEFORE       TIMESTAMP,
             AFTER_JOBS       CLOB,
+            DB_ERROR_CODE    VARCHAR2(16),
+            COMMITTED_INSIDE NUMBER(1),
+            ATOMIC           NUMBER(1)     DEFAULT 0,
             CONSTRAINT PK_ASYNC_JOBS PRIMARY KEY (JOB_ID)
         )]';
 EXCEPTION
@@ -87,6 +90,27 @@ BEGIN
     add_column('PRIORITY NUMBER DEFAULT 0');
     add_column('NOT_BEFORE TIMESTAMP');
     add_column('AFTER_JOBS CLOB');
+    add_column('DB_ERROR_CODE VARCHAR2(16)');
+    add_column('COMMITTED_INSIDE NUMBER(1)');
+    add_column('ATOMIC NUMBER(1) DEFAULT 0');
+END;
+/
+
+-- One row per job whose call committed inside the procedure: the worker
+-- inserts it in the call's first transaction, so it is there exactly when
+-- that transaction committed, even if the worker dies before it can say so.
+DECLARE
+    e_exists EXCEPTION;
+    PRAGMA EXCEPTION_INIT(e_exists, -955);
+BEGIN
+    EXECUTE IMMEDIATE q'[
+        CREATE TABLE JOB_COMMIT_MARKS (
+            JOB_ID    VARCHAR2(32) NOT NULL,
+            MARKED_AT TIMESTAMP    DEFAULT SYS_EXTRACT_UTC(SYSTIMESTAMP),
+            CONSTRAINT PK_JOB_COMMIT_MARKS PRIMARY KEY (JOB_ID)
+        )]';
+EXCEPTION
+    WHEN e_exists THEN NULL;
 END;
 /
 

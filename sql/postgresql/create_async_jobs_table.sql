@@ -44,7 +44,10 @@ CREATE TABLE IF NOT EXISTS async_jobs (
     queue             VARCHAR(100)  DEFAULT 'default',
     priority          NUMERIC       DEFAULT 0,
     not_before        TIMESTAMP,
-    after_jobs        TEXT
+    after_jobs        TEXT,
+    db_error_code     VARCHAR(16),
+    committed_inside  NUMERIC(1),
+    atomic            NUMERIC(1)    DEFAULT 0
 );
 
 -- An ASYNC_JOBS created before jobctl gains jobctl's columns.
@@ -67,6 +70,17 @@ ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS queue             VARCHAR(100) D
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS priority          NUMERIC DEFAULT 0;
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS not_before        TIMESTAMP;
 ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS after_jobs        TEXT;
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS db_error_code     VARCHAR(16);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS committed_inside  NUMERIC(1);
+ALTER TABLE async_jobs ADD COLUMN IF NOT EXISTS atomic            NUMERIC(1) DEFAULT 0;
+
+-- One row per job whose call committed inside the procedure: the worker
+-- inserts it in the call's first transaction, so it is there exactly when
+-- that transaction committed, even if the worker dies before it can say so.
+CREATE TABLE IF NOT EXISTS job_commit_marks (
+    job_id     VARCHAR(32)  NOT NULL PRIMARY KEY,
+    marked_at  TIMESTAMP    DEFAULT (CURRENT_TIMESTAMP AT TIME ZONE 'UTC')
+);
 
 -- A queue's limit and pause switch, shared by every host using this database.
 -- A queue with no row here runs up to 4 jobs at once (max_running NULL: the

@@ -34,7 +34,10 @@ CREATE TABLE IF NOT EXISTS ASYNC_JOBS (
     QUEUE            VARCHAR(100) DEFAULT 'default',
     PRIORITY         INTEGER      DEFAULT 0,
     NOT_BEFORE       TIMESTAMP,
-    AFTER_JOBS       TEXT
+    AFTER_JOBS       TEXT,
+    DB_ERROR_CODE    VARCHAR(16),
+    COMMITTED_INSIDE INTEGER,
+    ATOMIC           INTEGER      DEFAULT 0
 );
 
 -- Upgrade an original-shaped table (JOB_ID .. CREATED_AT) with jobctl's columns.
@@ -57,6 +60,16 @@ ALTER TABLE ASYNC_JOBS ADD COLUMN QUEUE VARCHAR(100) DEFAULT 'default';
 ALTER TABLE ASYNC_JOBS ADD COLUMN PRIORITY INTEGER DEFAULT 0;
 ALTER TABLE ASYNC_JOBS ADD COLUMN NOT_BEFORE TIMESTAMP;
 ALTER TABLE ASYNC_JOBS ADD COLUMN AFTER_JOBS TEXT;
+ALTER TABLE ASYNC_JOBS ADD COLUMN DB_ERROR_CODE VARCHAR(16);
+ALTER TABLE ASYNC_JOBS ADD COLUMN COMMITTED_INSIDE INTEGER;
+ALTER TABLE ASYNC_JOBS ADD COLUMN ATOMIC INTEGER DEFAULT 0;
+
+-- One row per job whose call committed inside the procedure, inserted in
+-- the call's first transaction (see the PostgreSQL script).
+CREATE TABLE IF NOT EXISTS JOB_COMMIT_MARKS (
+    JOB_ID    VARCHAR(32) NOT NULL PRIMARY KEY,
+    MARKED_AT TIMESTAMP
+);
 
 -- A queue's limit and pause switch, shared by every host using this database.
 -- A queue with no row here runs up to 4 jobs at once (MAX_RUNNING NULL: the

@@ -145,6 +145,14 @@ class OracleDialect(OracleBase):
     def limit_clause(self, bind: str) -> str:
         return f"FETCH FIRST :{bind} ROWS ONLY"
 
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        # DATE or TIMESTAMP columns alike (an ASYNC_JOBS made by another
+        # application may have either): as TIMESTAMPs their difference is an
+        # INTERVAL DAY TO SECOND, whose fields EXTRACT reads
+        d = f"(CAST({end} AS TIMESTAMP) - CAST({start} AS TIMESTAMP))"
+        return (f"(EXTRACT(DAY FROM {d}) * 86400 + EXTRACT(HOUR FROM {d}) * 3600"
+                f" + EXTRACT(MINUTE FROM {d}) * 60 + EXTRACT(SECOND FROM {d}))")
+
     def percentile_sql(self, fraction: float, expr: str) -> str:
         return f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP (ORDER BY {expr})"
 

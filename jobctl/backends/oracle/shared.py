@@ -35,3 +35,11 @@ class OracleBase:
         def normalize_name(self, name: str) -> str: ...
         def _remember(self, conn: Any, info: Mapping[str, Any]) -> None: ...
         def _session_info(self, conn: Any) -> dict[str, Any]: ...
+
+    # Fallbacks for the per-job session methods of the Procedures protocol,
+    # last in the MRO: a role module's own implementation (sessions) wins.
+    def start_job_session(self, conn: Any, job_id: str) -> None:
+        return None
+
+    def reset_job_session(self, conn: Any) -> bool:
+        return False  # nothing reset here: a fresh connection for the next job

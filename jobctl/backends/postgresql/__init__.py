@@ -13,6 +13,7 @@ that a SQLite user never pays for it (and need not have it installed).
 
 from __future__ import annotations
 
+import weakref
 from typing import ClassVar
 
 from ...config import ConnectionSettings
@@ -37,6 +38,7 @@ class PostgresBackend(PostgresConnections, PostgresSessions, PostgresDialect, Po
         check_dsn_keywords(settings)  # a typo in the DSN: exit 2 before anything is tried
         self.settings = settings
         self._statements = {}
+        self._identity = weakref.WeakKeyDictionary()
 
 
 BACKEND = PostgresBackend

@@ -11,13 +11,14 @@ from typing import Any
 import psycopg
 from psycopg import sql as pgsql
 
+from ... import jsontext
 from ...errors import DatabaseError
-from ...model import Signature
+from ...model import Param, Signature
 from ...params import to_json_value
-from ..base import WORK_NEWS, CallContext
-from .errors import diag_message
+from ..base import SELF_COMMIT_NOTE, WORK_NEWS, CallContext
+from .docall import HANDED_OVER, NOT_OURS_STATE, PostgresTopLevelCall
+from .errors import INVALID_TRANSACTION_TERMINATION, call_error_message
 from .names import split_name
-from .shared import PostgresBase
 from .values import bindable, placeholder, render_args, result_adapters, shape_result
 
 
@@ -37,39 +38,116 @@ _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re
 #: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
 
-class PostgresCalls(PostgresBase):
+class PostgresCalls(PostgresTopLevelCall):
+    """Two ways to call, as psql would (see docs/procedures.md):
+
+    - by default the CALL runs at top level (autocommit), so the procedure
+      may COMMIT and ROLLBACK: one `DO` block runs the marker, the CALL with
+      plpgsql variables for its OUT/INOUT arguments, and then the guarded
+      outcome UPDATE (CallContext.outcome), which commits with the
+      procedure's last stretch when the DO ends;
+    - with --atomic (ctx.atomic) the CALL runs inside jobctl's transaction,
+      which the runner commits with the outcome; a COMMIT inside is refused.
+    """
+
     def call(self, conn: Any, sig: Signature, values: Mapping[str, Any],
              ctx: CallContext) -> dict[str, Any]:
         given = {k.casefold(): v for k, v in values.items()}
-        binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
-                 if p.is_input and p.name.casefold() in given]
-        stmt = self._call_statement(conn, sig, frozenset(given))
 
         def on_notice(diag: Any) -> None:
             text = diag.message_primary or ""
             m = _PROGRESS.fullmatch(text)
             if m:
                 ctx.progress(float(m.group(1)))
+            elif text == SELF_COMMIT_NOTE:
+                ctx.note_self_commit()
+            elif text.startswith(HANDED_OVER) and ctx.hand_over is not None:
+                ctx.handed_over = jsontext.loads(text[len(HANDED_OVER):])
             elif diag.severity_nonlocalized in (None, "NOTICE", "INFO", "LOG", "DEBUG"):
                 ctx.log(text)
             else:
                 ctx.log(f"{diag.severity_nonlocalized}: {text}")
 
+        ctx.commits_known = True
         conn.add_notice_handler(on_notice)
         try:
-            cur = conn.cursor()
-            result_adapters(cur)
-            cur.execute(stmt, binds)
-            row = cur.fetchone() if cur.description is not None else None
+            if ctx.atomic or ctx.outcome is None:
+                return self._call_in_transaction(conn, sig, given, ctx)
+            self._call_at_top_level(conn, sig, given, ctx)
+            return {}
         except psycopg.Error as exc:
-            # the job's ERROR_MSG: the server's message on one line, not the
-            # driver's class name and a multi-line CONTEXT
-            raise DatabaseError(diag_message(exc), transient=self.is_transient(exc)) from exc
+            # the job's ERROR_MSG: the server's message on one line, as psql
+            # prints it (VERBOSITY verbose), not the driver's class name
+            message, state, killed = call_error_message(exc)
+            if state == INVALID_TRANSACTION_TERMINATION and ctx.atomic:
+                message = (f"{message} -- the job was submitted with --atomic, which runs the "
+                           "procedure inside one transaction: a COMMIT or ROLLBACK inside it is "
+                           "refused; submit it without --atomic to let it commit")
+            raise DatabaseError(message, transient=self.is_transient(exc), code=state,
+                                killed=killed) from exc
         finally:
             conn.remove_notice_handler(on_notice)
+
+    def _call_in_transaction(self, conn: Any, sig: Signature, given: dict[str, Any],
+                             ctx: CallContext) -> dict[str, Any]:
+        """CALL inside jobctl's transaction (atomic): the runner commits the
+        work with the outcome, or rolls it back."""
+        binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
+                 if p.is_input and p.name.casefold() in given]
+        stmt = self._call_statement(conn, sig, frozenset(given))
+        if identity := self.job_identity(conn):
+            conn.execute(f"DO $jobctl$ BEGIN {identity} END $jobctl$")
+        cur = conn.cursor()
+        result_adapters(cur)
+        cur.execute(stmt, binds)
+        row = cur.fetchone() if cur.description is not None else None
         if row is None:
             return {}
         return shape_result(conn, sig, [d.name for d in cur.description], row, _json_ready)
+
+    def _call_at_top_level(self, conn: Any, sig: Signature, given: dict[str, Any],
+                           ctx: CallContext) -> None:
+        """The DO block (see the class): nothing of it is left open."""
+        assert ctx.outcome is not None
+        block = self._do_block(conn, sig, given, ctx)
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()  # nothing of jobctl's is pending on the call connection
+        conn.autocommit = True
+        try:
+            conn.execute(block)
+            ctx.outcome_written = True
+        except psycopg.Error as exc:
+            ctx.handed_over = None  # its claim rolled back with the block
+            if exc.sqlstate == NOT_OURS_STATE:
+                ctx.outcome_written = False  # the last stretch rolled back with the DO
+                return
+            ctx.commits_known = self._committed_before(conn, ctx)
+            raise
+        finally:
+            if not conn.closed:
+                try:
+                    conn.autocommit = False
+                except psycopg.Error:
+                    pass
+
+    def _literal(self, conn: Any, p: Param, value: Any) -> str:
+        """One input value as a literal cast to its parameter's type."""
+        if value is None:
+            return f"NULL::{p.type_name}"
+        return f"{pgsql.Literal(bindable(p, value)).as_string(conn)}::{p.type_name}"
+
+    def _argument(self, conn: Any, p: Param, value_sql: str) -> str:
+        """One argument of the CALL: `name => value`."""
+        return f"{pgsql.Identifier(p.name).as_string(conn)} => {value_sql}"
+
+    def _target(self, conn: Any, sig: Signature) -> str:
+        if "schema" in sig.extra:
+            schema, proc = sig.extra["schema"], sig.extra["proc"]
+        else:
+            schema, proc = split_name(sig.name)
+        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
+                  if schema else pgsql.Identifier(proc))
+        return target.as_string(conn)
 
     def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
         """`CALL proc(name => %s::type, ...)` for these inputs, composed once
@@ -79,14 +157,9 @@ class PostgresCalls(PostgresBase):
         stmt = self._statements.get(key)
         if stmt is not None:
             return stmt
-        if "schema" in sig.extra:
-            schema, proc = sig.extra["schema"], sig.extra["proc"]
-        else:
-            schema, proc = split_name(sig.name)
-        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
-                  if schema else pgsql.Identifier(proc))
         args = render_args(sig, given, placeholder)
-        stmt = pgsql.SQL("CALL {}({})").format(target, pgsql.SQL(", ").join(args)).as_string(conn)
+        stmt = pgsql.SQL("CALL {}({})").format(pgsql.SQL(self._target(conn, sig)),
+                                             pgsql.SQL(", ").join(args)).as_string(conn)
         if len(self._statements) > 256:
             self._statements.clear()
         self._statements[key] = stmt

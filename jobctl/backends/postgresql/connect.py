@@ -12,6 +12,7 @@ from psycopg.types.json import set_json_loads
 from ... import config, jsontext
 from ...errors import DatabaseError, UsageError
 from .errors import diag_message
+from .sessions import own_settings
 from .shared import PostgresBase
 
 
@@ -75,7 +76,7 @@ class PostgresConnections(PostgresBase):
         # json/jsonb OUT values keep their numbers exact, as PARAMS does
         set_json_loads(jsontext.loads, conn)
         try:
-            conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute("SET TIME ZONE 'UTC'" + own_settings(conn))
             conn.commit()
         except psycopg.Error as exc:
             conn.close()

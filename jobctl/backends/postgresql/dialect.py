@@ -86,6 +86,9 @@ class PostgresDialect(PostgresBase):
         return (f"INSERT INTO {table} ({', '.join(columns)}) "
                 f"VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT ({key}) DO NOTHING")
 
+    def seconds_between_sql(self, start: str, end: str) -> str:
+        return f"EXTRACT(EPOCH FROM ({end} - {start}))"
+
     def percentile_sql(self, fraction: float, expr: str) -> str:
         return (f"PERCENTILE_CONT({float(fraction)!r}) WITHIN GROUP "
                 f"(ORDER BY CAST({expr} AS DOUBLE PRECISION))")

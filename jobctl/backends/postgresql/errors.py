@@ -29,6 +29,30 @@ def diag_message(exc: BaseException) -> str:
         out += f" (HINT: {diag.message_hint})"
     return _one_line(out)
 
+#: the server ended the session on purpose: an administrator's
+#: pg_terminate_backend (57P01 admin_shutdown). Never retried.
+KILLED_STATES = frozenset({"57P01"})
+_KILLED_TEXT = re.compile(r"terminating connection due to administrator command")
+
+#: a COMMIT or ROLLBACK inside a procedure called inside a transaction block
+INVALID_TRANSACTION_TERMINATION = "2D000"
+
+def call_error_message(exc: BaseException) -> tuple[str, str | None, bool]:
+    """(the job's ERROR_MSG, the SQLSTATE, killed) of an error the call met.
+    The message is what psql prints with VERBOSITY verbose, on one line:
+    `ERROR:  JC042: message (DETAIL: ...) (HINT: ...)`."""
+    text = diag_message(exc)
+    diag: Any = getattr(exc, "diag", None)
+    state = getattr(exc, "sqlstate", None) or (getattr(diag, "sqlstate", None) if diag else None)
+    killed = state in KILLED_STATES or bool(_KILLED_TEXT.search(str(exc)))
+    if state is None and killed:
+        state = "57P01"
+    if state is None:
+        return text, None, killed
+    severity = (getattr(diag, "severity_nonlocalized", None) if diag is not None else None) or (
+        "FATAL" if killed else "ERROR")
+    return f"{severity}:  {state}: {text}", state, killed
+
 _MISSING_JOBS_TABLE = re.compile(r'"(?:[^"]*\.)?async_jobs"', re.IGNORECASE)
 
 #: refusals at connect that pass on their own: max_connections or a role's

@@ -1,5 +1,5 @@
 """The call's server session (`PID:BACKEND_START`): alive, and ended by
-cancel when its worker is gone."""
+cancel when its worker is gone; named for each job, and cleared after it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,31 @@ import datetime as dt
 from typing import Any
 
 import psycopg
+from psycopg import sql as pgsql
 
+from ...errors import DatabaseError
+from ...sqlfiles import session_statements
 from .dialect import UTC
+from .errors import call_error_message
 from .shared import PostgresBase
+
+
+#: DISCARD ALL's parts (PostgreSQL documents it as these), bar DEALLOCATE ALL
+_RESET_SESSION = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;"
+    " SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES")
+#: what the job PREPAREd itself (psycopg's own are `_pg3_*`): rarely anything
+_THE_JOBS_PREPARED = ("; SELECT pg_catalog.quote_ident(name) FROM pg_catalog.pg_prepared_statements"
+                      " WHERE name !~ '^_pg3_'")
+
+
+def own_settings(conn: Any) -> str:
+    """What every jobctl session keeps, at connect and after each reset:
+    a client that vanishes mid-statement is noticed by the server, which
+    then ends the statement (PostgreSQL 14+)."""
+    if conn.info.server_version >= 140000:
+        return "; SET client_connection_check_interval = '1s'"
+    return ""
 
 
 class PostgresSessions(PostgresBase):
@@ -97,3 +119,72 @@ class PostgresSessions(PostgresBase):
         if not signal("pg_terminate_backend"):
             return False
         return gone_within(wait_s, idle_is_enough=False)
+
+    # -- each job in a clean session --------------------------------------------------
+    def start_job_session(self, conn: Any, job_id: str) -> None:
+        """application_name names the job; the time zone is the user's own (the
+        session's default, as psql would have it; jobctl's bookkeeping binds
+        UTC itself); a client gone mid-call is noticed by the server
+        (client_connection_check_interval, PostgreSQL 14+: set at connect and
+        after each reset, since it takes effect from the next statement on),
+        which then ends the call and rolls its last stretch back; then
+        session_setup.
+        Without a session_setup these settings travel with the call's own
+        first statement (`job_identity`): no round trip of their own."""
+        app = pgsql.Literal(f"jobctl:{job_id}"[:63]).as_string(conn)
+        sets = [f"pg_catalog.set_config('application_name', {app}, false)"]
+        identity = "PERFORM " + ", ".join(sets) + "; RESET TimeZone;"
+        statements = session_statements(self.settings.scheme, self.settings.session_setup)
+        if not statements:
+            self._identity[conn] = identity
+            return
+        self._identity.pop(conn, None)
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.autocommit = True  # one round trip each, no BEGIN/COMMIT around them
+        try:
+            try:
+                conn.execute("SELECT " + ", ".join(sets) + "; RESET TimeZone")
+            except psycopg.Error as exc:
+                raise self.translate_error(exc) from exc
+            try:
+                conn.execute(";\n".join(statements))
+            except psycopg.Error as exc:
+                message, state, killed = call_error_message(exc)
+                raise DatabaseError(f"session_setup failed: {message}", code=state,
+                                    killed=killed) from exc
+        finally:
+            if not conn.closed:
+                conn.autocommit = False
+
+    def job_identity(self, conn: Any) -> str:
+        """The job's settings start_job_session left for the call to make
+        (plpgsql statements), once; "" when none are pending."""
+        return self._identity.pop(conn, "")
+
+    def reset_job_session(self, conn: Any) -> bool:
+        """What DISCARD ALL does, in one round trip, but for jobctl's own
+        prepared statements (psycopg's `_pg3_*`, which a pool reuses for every
+        job): cursors closed, the session's role and every setting
+        (search_path, work_mem, the time zone...) back to the session's
+        default, LISTEN, session advisory locks, temporary tables, sequence
+        state, and the statements the job PREPAREd. start_job_session sets
+        jobctl's own settings again for the next job."""
+        if conn.closed:
+            return False
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = True
+            try:
+                cur = conn.execute(_RESET_SESSION + own_settings(conn) + _THE_JOBS_PREPARED,
+                                   prepare=False)
+                while cur.nextset():
+                    pass  # to the last statement's rows
+                for (name,) in cur.fetchall():
+                    conn.execute(f"DEALLOCATE {name}", prepare=False)
+            finally:
+                conn.autocommit = False
+            return True
+        except psycopg.Error:
+            return False

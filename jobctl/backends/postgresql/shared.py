@@ -4,6 +4,7 @@ role calls on another (each is implemented in exactly one role module)."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -11,15 +12,23 @@ from ...config import ConnectionSettings
 
 if TYPE_CHECKING:
     from ...errors import JobctlError
+    from ...model import Param, Signature
 
 
 class PostgresBase:
     settings: ConnectionSettings
     #: the CALL statement built for (schema, name, arguments given), reused
     _statements: dict[tuple[str, str, frozenset[str]], str]
+    #: per call connection: the job's settings (application_name, time zone,
+    #: connection check) start_job_session left for the call's first statement
+    _identity: weakref.WeakKeyDictionary[Any, str]
 
     if TYPE_CHECKING:
         def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any: ...
         def translate_error(self, exc: BaseException) -> JobctlError: ...
         def is_transient(self, exc: BaseException) -> bool: ...
         def normalize_name(self, name: str) -> str: ...
+        def job_identity(self, conn: Any) -> str: ...
+        def _argument(self, conn: Any, p: Param, value_sql: str) -> str: ...
+        def _literal(self, conn: Any, p: Param, value: Any) -> str: ...
+        def _target(self, conn: Any, sig: Signature) -> str: ...

@@ -40,8 +40,9 @@ def render_args(sig: Signature, given: frozenset[str],
     them. VARIADIC takes its array with the keyword: `VARIADIC name =>
     ARRAY[...]`. OUT parameters take a typed NULL (PostgreSQL 14+)."""
     def passed(p: Param) -> bool:
+        # inside PL/pgSQL every OUT and IN/OUT argument takes its variable
         return p.mode == "OUT" or (p.is_input and p.name.casefold() in given) or (
-            p.mode == "IN/OUT" and not p.defaulted)
+            p.mode == "IN/OUT" and (not p.defaulted or variable is not None))
 
     unnamed = [i for i, p in enumerate(sig.params) if p.positional and passed(p)]
     last_positional = unnamed[-1] if unnamed else -1
