@@ -337,6 +337,7 @@ def test_jobctl_own_cleanup_procedure_runs(pg):
 # -- a clean session, named for its job, on every path ----------------------------------
 
 def _pool(dsn: str, queue: str) -> subprocess.Popen:
+    cli(dsn, "queue", "set", queue, "--max-running", "0")  # a pool serves only a queue that exists
     proc = subprocess.Popen([sys.executable, "-m", "jobctl", "--dsn", dsn, "worker", "--queue", queue,
                              "--concurrency", "1"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -216,8 +216,10 @@ def test_values_given_in_params_json_are_typed_as_on_the_command_line(pg):
 
 def test_composite_and_record_out_come_back_as_objects(pg):
     job = run("typ.rec", "-p", "d=2024-03-02")
+    # the record keeps the names its SELECT gave its fields, and their types
+    # (the CALL runs inside PL/pgSQL, whose to_jsonb sees them)
     assert job["result"] == {"s": {"n": 100, "label": "day 2024-03-02", "span": "P1MT3H"},
-                             "r": {"f1": "1", "f2": "a b"}}
+                             "r": {"n": 1, "label": "a b"}}
 
 
 # -- positional and VARIADIC ------------------------------------------------------------

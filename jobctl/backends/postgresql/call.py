@@ -73,6 +73,20 @@ class PostgresCalls(PostgresTopLevelCall):
         try:
             if ctx.atomic or ctx.outcome is None:
                 return self._call_in_transaction(conn, sig, given, ctx)
+            if sig.extra.get("cannot_commit") and not any(
+                    p.is_output and p.type_name == "record" for p in sig.params):
+                # nothing in its body can end a transaction: called inside
+                # jobctl's, prepared, as before procedures could COMMIT (a
+                # DO block is compiled and planned afresh for every job);
+                # should one still end it (2D000), all of it rolled back and
+                # it runs again at top level. An OUT record's field names
+                # are seen only inside PL/pgSQL: that one takes the DO block.
+                try:
+                    return self._call_in_transaction(conn, sig, given, ctx)
+                except psycopg.Error as exc:
+                    if exc.sqlstate != INVALID_TRANSACTION_TERMINATION:
+                        raise
+                    conn.rollback()
             self._call_at_top_level(conn, sig, given, ctx)
             return {}
         except psycopg.Error as exc:
@@ -95,11 +109,18 @@ class PostgresCalls(PostgresTopLevelCall):
         binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
                  if p.is_input and p.name.casefold() in given]
         stmt = self._call_statement(conn, sig, frozenset(given))
-        if identity := self.job_identity(conn):
-            conn.execute(f"DO $jobctl$ BEGIN {identity} END $jobctl$")
         cur = conn.cursor()
         result_adapters(cur)
-        cur.execute(stmt, binds)
+        identity = self.job_identity_sql(conn)
+        if identity and psycopg.Pipeline.is_supported():
+            with conn.pipeline():  # the job's name with the CALL: one round trip
+                for statement in identity:
+                    cur.execute(statement)
+                cur.execute(stmt, binds)
+        else:
+            for statement in identity:
+                cur.execute(statement)
+            cur.execute(stmt, binds)
         row = cur.fetchone() if cur.description is not None else None
         if row is None:
             return {}

@@ -37,7 +37,13 @@ SELECT p.oid::int8 AS oid, n.nspname, p.proname, p.prokind, p.pronargdefaults,
        pg_catalog.pg_get_function_identity_arguments(p.oid) AS identity,
        pg_catalog.has_schema_privilege(n.oid, 'USAGE') AS schema_usage,
        pg_catalog.has_function_privilege(p.oid, 'EXECUTE') AS can_execute,
-       current_user AS who, {pos} AS pos
+       current_user AS who, {pos} AS pos,
+       -- a body with no COMMIT, ROLLBACK or CALL cannot end a transaction
+       -- (plpgsql refuses them in EXECUTE; SQL bodies cannot): such a
+       -- procedure is called inside jobctl's transaction, as prepared
+       (SELECT l.lanname IN ('plpgsql', 'sql') FROM pg_catalog.pg_language l
+         WHERE l.oid = p.prolang)
+       AND p.prosrc !~* '\\m(commit|rollback|call)\\M' AS cannot_commit
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
   {join}
@@ -230,7 +236,7 @@ class PostgresCatalog(PostgresBase):
             name=shown, params=tuple(params),
             overload=f"{render_ident(row['nspname'])}.{render_ident(row['proname'])}({row['identity']})",
             extra={"oid": row["oid"], "schema": row["nspname"], "proc": row["proname"],
-                   "composites": composites},
+                   "composites": composites, "cannot_commit": bool(row.get("cannot_commit"))},
         )
 
     def check_values(self, conn: Any, sig: Signature, values: Mapping[str, Any]) -> None:

@@ -162,6 +162,15 @@ class PostgresSessions(PostgresBase):
         (plpgsql statements), once; "" when none are pending."""
         return self._identity.pop(conn, "")
 
+    def job_identity_sql(self, conn: Any) -> list[str]:
+        """The same as plain SQL statements (to send in one pipeline with a
+        CALL made inside a transaction), once; [] when none are pending."""
+        identity = self.job_identity(conn)
+        if not identity:
+            return []
+        settings, _, rest = identity.partition("; ")
+        return [settings.replace("PERFORM ", "SELECT ", 1), rest.rstrip("; ")]
+
     def reset_job_session(self, conn: Any) -> bool:
         """What DISCARD ALL does, in one round trip, but for jobctl's own
         prepared statements (psycopg's `_pg3_*`, which a pool reuses for every
