@@ -91,6 +91,23 @@ BEGIN
     PERFORM set_config('search_path', 'rp_other, public', false);
     PERFORM pg_sleep(p_sleep);
 END $$;
+CREATE OR REPLACE PROCEDURE rp_leave_more(p_leave boolean, OUT p_seen text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- what the short way (no COMMIT in the body) must not carry to the next job
+    p_seen := concat_ws(',',
+        CASE WHEN EXISTS (SELECT 1 FROM pg_listening_channels()) THEN 'listen' END,
+        CASE WHEN EXISTS (SELECT 1 FROM pg_prepared_statements WHERE name = 'rp_stmt')
+             THEN 'prepared' END,
+        CASE WHEN current_setting('work_mem') = '7MB' THEN 'work_mem' END,
+        CASE WHEN current_user <> session_user THEN 'role' END);
+    IF p_leave THEN
+        LISTEN rp_channel;
+        EXECUTE 'PREPARE rp_stmt AS SELECT 1';
+        PERFORM set_config('work_mem', '7MB', false);
+        SET ROLE pg_monitor;
+    END IF;
+END $$;
 CREATE OR REPLACE PROCEDURE rp_settings(p_sleep numeric, OUT p_name text,
                                         OUT p_tz text, OUT p_work_mem text)
 LANGUAGE plpgsql AS $$
@@ -383,6 +400,27 @@ def test_a_pool_job_leaves_nothing_to_the_next_and_is_named_in_pg_stat_activity(
         assert seen[2] == f"jobctl:{third}"
         job3 = wait_job(pg, third)
         assert job3["result"]["p_name"] == f"jobctl:{third}"
+    finally:
+        _stop(pool)
+
+
+def test_a_procedure_that_cannot_commit_leaves_no_listen_statement_setting_or_role(pg):
+    """rp_leave_more has no COMMIT in its body, so it is called inside
+    jobctl's transaction (the short way), and whether it left anything is
+    asked right after its call: a LISTEN (which takes effect only at
+    commit), a prepared statement, a setting and a role are all cleared
+    before the pool's next job on the same connection."""
+    queue = f"rm{uuid.uuid4().hex[:6]}"
+    pool = _pool(pg, queue)
+    try:
+        first = wait_job(pg, submit(pg, "rp_leave_more", "p_leave=true", extra=("--queue", queue)))
+        assert first["status"] == "completed" and first["committed_inside"] is False, first
+        second = wait_job(pg, submit(pg, "rp_leave_more", "p_leave=false", extra=("--queue", queue)))
+        assert second["db_session"] == first["db_session"]  # the same connection, reset
+        assert second["result"] == {"p_seen": ""}
+        # a job that left nothing costs no reset, and the next still sees nothing
+        third = wait_job(pg, submit(pg, "rp_leave_more", "p_leave=false", extra=("--queue", queue)))
+        assert third["result"] == {"p_seen": ""} and third["db_session"] == first["db_session"]
     finally:
         _stop(pool)
 

@@ -39,6 +39,7 @@ class PostgresBackend(PostgresConnections, PostgresSessions, PostgresDialect, Po
         self.settings = settings
         self._statements = {}
         self._identity = weakref.WeakKeyDictionary()
+        self._left_clean = weakref.WeakKeyDictionary()
 
 
 BACKEND = PostgresBackend

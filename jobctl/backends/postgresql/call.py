@@ -3,6 +3,7 @@ output, the interrupt, and cancel news over LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -19,6 +20,7 @@ from ..base import SELF_COMMIT_NOTE, WORK_NEWS, CallContext
 from .docall import HANDED_OVER, NOT_OURS_STATE, PostgresTopLevelCall
 from .errors import INVALID_TRANSACTION_TERMINATION, call_error_message
 from .names import split_name
+from .sessions import LEFT_IN_SESSION_SQL
 from .values import bindable, placeholder, render_args, result_adapters, shape_result
 
 
@@ -69,6 +71,7 @@ class PostgresCalls(PostgresTopLevelCall):
                 ctx.log(f"{diag.severity_nonlocalized}: {text}")
 
         ctx.commits_known = True
+        self._left_clean.pop(conn, None)  # known again only once this call is done
         conn.add_notice_handler(on_notice)
         try:
             if ctx.atomic or ctx.outcome is None:
@@ -109,18 +112,18 @@ class PostgresCalls(PostgresTopLevelCall):
         binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
                  if p.is_input and p.name.casefold() in given]
         stmt = self._call_statement(conn, sig, frozenset(given))
-        cur = conn.cursor()
+        cur, left = conn.cursor(), conn.cursor()
         result_adapters(cur)
         identity = self.job_identity_sql(conn)
-        if identity and psycopg.Pipeline.is_supported():
-            with conn.pipeline():  # the job's name with the CALL: one round trip
-                for statement in identity:
-                    cur.execute(statement)
-                cur.execute(stmt, binds)
-        else:
+        with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
+            # the job's name, the CALL, and what the call left in the session
+            # (LEFT_IN_SESSION_SQL), in one round trip
             for statement in identity:
                 cur.execute(statement)
             cur.execute(stmt, binds)
+            left.execute("UNLISTEN *")  # a LISTEN takes effect only at commit: none unseen
+            left.execute(LEFT_IN_SESSION_SQL, {"login": conn.info.user})
+        self._left_clean[conn] = left.fetchone() == (False,)
         row = cur.fetchone() if cur.description is not None else None
         if row is None:
             return {}

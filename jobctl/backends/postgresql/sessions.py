@@ -25,6 +25,27 @@ _THE_JOBS_PREPARED = ("; SELECT pg_catalog.quote_ident(name) FROM pg_catalog.pg_
                       " WHERE name !~ '^_pg3_'")
 
 
+#: whether a job left anything in its session that reset_job_session would
+#: clear, asked in the job's own transaction right after its call (a LISTEN
+#: it made is cancelled just before: it would take effect only at commit).
+#: jobctl's own session settings do not count; a setting the job made does,
+#: SET LOCAL too (it would go at commit, but costs only a reset). Not seen,
+#: and so not cleared for a job that left nothing else: the sequences whose
+#: currval the session remembers (DISCARD SEQUENCES)
+LEFT_IN_SESSION_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+                WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
+                WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_')
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable)
+    OR current_user <> session_user OR session_user <> %(login)s
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_settings
+                WHERE source = 'session' AND name !~ '^jobctl[.]'
+                  AND name NOT IN ('application_name', 'TimeZone',
+                                   'client_connection_check_interval'))"""
+
+
 def own_settings(conn: Any) -> str:
     """What every jobctl session keeps, at connect and after each reset:
     a client that vanishes mid-statement is noticed by the server, which
@@ -181,6 +202,10 @@ class PostgresSessions(PostgresBase):
         jobctl's own settings again for the next job."""
         if conn.closed:
             return False
+        if self._left_clean.pop(conn, False) and not self.settings.session_setup:
+            # its call left nothing (asked right after it, in its transaction,
+            # which cannot have added any since): no round trip for a reset
+            return True
         try:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()

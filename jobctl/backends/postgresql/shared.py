@@ -22,6 +22,9 @@ class PostgresBase:
     #: per call connection: the job's settings (application_name, time zone,
     #: connection check) start_job_session left for the call's first statement
     _identity: weakref.WeakKeyDictionary[Any, str]
+    #: per call connection: its last job's call left nothing in the session
+    #: (LEFT_IN_SESSION_SQL), so reset_job_session has nothing to do
+    _left_clean: weakref.WeakKeyDictionary[Any, bool]
 
     if TYPE_CHECKING:
         def execute(self, conn: Any, sql: str, binds: Mapping[str, Any] | None = None) -> Any: ...
