@@ -37,7 +37,6 @@ class PostgresBackend(PostgresConnections, PostgresSessions, PostgresDialect, Po
     def __init__(self, settings: ConnectionSettings):
         check_dsn_keywords(settings)  # a typo in the DSN: exit 2 before anything is tried
         self.settings = settings
-        self._statements = {}
         self._identity = weakref.WeakKeyDictionary()
         self._left_clean = weakref.WeakKeyDictionary()
 

@@ -3,7 +3,6 @@ output, the interrupt, and cancel news over LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -20,8 +19,8 @@ from ..base import SELF_COMMIT_NOTE, WORK_NEWS, CallContext
 from .docall import HANDED_OVER, NOT_OURS_STATE, PostgresTopLevelCall
 from .errors import INVALID_TRANSACTION_TERMINATION, call_error_message
 from .names import split_name
-from .sessions import LEFT_IN_SESSION_SQL
-from .values import bindable, placeholder, render_args, result_adapters, shape_result
+from .sessions import LEFT_IN_SESSION_SQL, RESET_IN_TRANSACTION, own_settings
+from .values import bindable, render_args, result_adapters, shape_result
 
 
 def _json_ready(value: Any) -> Any:
@@ -107,27 +106,33 @@ class PostgresCalls(PostgresTopLevelCall):
 
     def _call_in_transaction(self, conn: Any, sig: Signature, given: dict[str, Any],
                              ctx: CallContext) -> dict[str, Any]:
-        """CALL inside jobctl's transaction (atomic): the runner commits the
-        work with the outcome, or rolls it back."""
-        binds = [bindable(p, given[p.name.casefold()]) for p in sig.params
-                 if p.is_input and p.name.casefold() in given]
-        stmt = self._call_statement(conn, sig, frozenset(given))
-        cur, left = conn.cursor(), conn.cursor()
-        result_adapters(cur)
+        """CALL inside jobctl's transaction (atomic, or a procedure that
+        cannot commit): the runner commits the work with the outcome, or
+        rolls it back. One round trip, in one simple query: the job's name,
+        the CALL (its values as literals cast to their types, as in the DO
+        block), the reset that can run inside the transaction
+        (RESET_IN_TRANSACTION) and whether the job left anything it cannot
+        clear (LEFT_IN_SESSION_SQL): only then does the reset after the job
+        cost a round trip of its own."""
+        args = render_args(sig, frozenset(given), lambda p: pgsql.SQL(
+            self._literal(conn, p, given[p.name.casefold()])))
+        call = pgsql.SQL("CALL {}({})").format(pgsql.SQL(self._target(conn, sig)),
+                                               pgsql.SQL(", ").join(args)).as_string(conn)
         identity = self.job_identity_sql(conn)
-        with conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext():
-            # the job's name, the CALL, and what the call left in the session
-            # (LEFT_IN_SESSION_SQL), in one round trip
-            for statement in identity:
-                cur.execute(statement)
-            cur.execute(stmt, binds)
-            left.execute("UNLISTEN *")  # a LISTEN takes effect only at commit: none unseen
-            left.execute(LEFT_IN_SESSION_SQL, {"login": conn.info.user})
-        self._left_clean[conn] = left.fetchone() == (False,)
-        row = cur.fetchone() if cur.description is not None else None
+        tail = RESET_IN_TRANSACTION + own_settings(conn)
+        cur = conn.cursor()
+        result_adapters(cur)
+        cur.execute("; ".join([*identity, call, tail, LEFT_IN_SESSION_SQL]), prepare=False)
+        for _ in identity:
+            cur.nextset()
+        names = [d.name for d in cur.description] if cur.description is not None else []
+        row = cur.fetchone() if names else None
+        while cur.nextset():
+            pass  # to the last statement's answer
+        self._left_clean[conn] = cur.fetchone() == (False,)
         if row is None:
             return {}
-        return shape_result(conn, sig, [d.name for d in cur.description], row, _json_ready)
+        return shape_result(conn, sig, names, row, _json_ready)
 
     def _call_at_top_level(self, conn: Any, sig: Signature, given: dict[str, Any],
                            ctx: CallContext) -> None:
@@ -172,22 +177,6 @@ class PostgresCalls(PostgresTopLevelCall):
         target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
                   if schema else pgsql.Identifier(proc))
         return target.as_string(conn)
-
-    def _call_statement(self, conn: Any, sig: Signature, given: frozenset[str]) -> str:
-        """`CALL proc(name => %s::type, ...)` for these inputs, composed once
-        per procedure and set of inputs (a pool calls the same one for many
-        jobs; composing it cost as much as the call's round trip)."""
-        key = (sig.name, sig.fingerprint, given)
-        stmt = self._statements.get(key)
-        if stmt is not None:
-            return stmt
-        args = render_args(sig, given, placeholder)
-        stmt = pgsql.SQL("CALL {}({})").format(pgsql.SQL(self._target(conn, sig)),
-                                             pgsql.SQL(", ").join(args)).as_string(conn)
-        if len(self._statements) > 256:
-            self._statements.clear()
-        self._statements[key] = stmt
-        return stmt
 
     def interrupt(self, conn: Any) -> None:
         try:

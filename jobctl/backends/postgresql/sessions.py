@@ -25,25 +25,19 @@ _THE_JOBS_PREPARED = ("; SELECT pg_catalog.quote_ident(name) FROM pg_catalog.pg_
                       " WHERE name !~ '^_pg3_'")
 
 
-#: whether a job left anything in its session that reset_job_session would
-#: clear, asked in the job's own transaction right after its call (a LISTEN
-#: it made is cancelled just before: it would take effect only at commit).
-#: jobctl's own session settings do not count; a setting the job made does,
-#: SET LOCAL too (it would go at commit, but costs only a reset). Not seen,
-#: and so not cleared for a job that left nothing else: the sequences whose
-#: currval the session remembers (DISCARD SEQUENCES)
+#: after a call inside jobctl's transaction, in the same round trip: what
+#: the reset clears that a transaction may clear (settings and role, temp
+#: tables, cursors, LISTEN, sequences' currval), then whether the job left
+#: what it may not (session advisory locks: released before the commit they
+#: would let another session in early; prepared statements: named only
+#: here). Should the transaction roll back, the job's own changes in it go
+#: with these; locks and PREPARE are not transactional, and are looked at
+RESET_IN_TRANSACTION = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;"
+                        " DISCARD TEMP; DISCARD SEQUENCES")
 LEFT_IN_SESSION_SQL = """
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
                 WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_class
-                WHERE relnamespace = pg_catalog.pg_my_temp_schema())
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_')
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable)
-    OR current_user <> session_user OR session_user <> %(login)s
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_settings
-                WHERE source = 'session' AND name !~ '^jobctl[.]'
-                  AND name NOT IN ('application_name', 'TimeZone',
-                                   'client_connection_check_interval'))"""
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_')"""
 
 
 def own_settings(conn: Any) -> str:

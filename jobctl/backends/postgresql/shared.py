@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 
 class PostgresBase:
     settings: ConnectionSettings
-    #: the CALL statement built for (schema, name, arguments given), reused
-    _statements: dict[tuple[str, str, frozenset[str]], str]
     #: per call connection: the job's settings (application_name, time zone,
     #: connection check) start_job_session left for the call's first statement
     _identity: weakref.WeakKeyDictionary[Any, str]
