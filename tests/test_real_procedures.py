@@ -108,6 +108,15 @@ BEGIN
         SET ROLE pg_monitor;
     END IF;
 END $$;
+CREATE OR REPLACE PROCEDURE rp_inner_commit() LANGUAGE plpgsql AS $$
+BEGIN
+    COMMIT;
+END $$;
+CREATE OR REPLACE PROCEDURE rp_hidden_commit() LANGUAGE plpgsql AS $$
+BEGIN
+    -- no transaction word in the body: jobctl takes the short way
+    EXECUTE 'CA' || 'LL rp_inner_commit()';
+END $$;
 CREATE OR REPLACE PROCEDURE rp_settings(p_sleep numeric, OUT p_name text,
                                         OUT p_tz text, OUT p_work_mem text)
 LANGUAGE plpgsql AS $$
@@ -423,6 +432,21 @@ def test_a_procedure_that_cannot_commit_leaves_no_listen_statement_setting_or_ro
         assert third["result"] == {"p_seen": ""} and third["db_session"] == first["db_session"]
     finally:
         _stop(pool)
+
+
+def test_a_commit_hidden_from_the_short_way_runs_again_at_top_level_and_says_why(pg):
+    """rp_hidden_commit's body names no COMMIT, ROLLBACK or CALL, so it is
+    called inside jobctl's transaction; the COMMIT it reaches through a
+    dynamic CALL ends that call with 2D000, all of it rolled back, and it
+    runs again at top level, where PostgreSQL refuses a COMMIT under
+    EXECUTE as well. What this proves: the fallback leaves the job one
+    clean failure with the server's own words and code, one attempt,
+    nothing committed (it cannot tell the two calls apart from outside)."""
+    job = wait_job(pg, submit(pg, "rp_hidden_commit"))
+    assert job["status"] == "failed", job
+    assert job["db_error_code"] == "2D000"
+    assert job["error_msg"].startswith("ERROR:  2D000: invalid transaction termination")
+    assert job["attempt"] == 1 and job["committed_inside"] is False
 
 
 def test_the_daemon_free_hand_over_leaves_nothing_to_the_next_job(pg):

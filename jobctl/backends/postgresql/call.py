@@ -78,17 +78,20 @@ class PostgresCalls(PostgresTopLevelCall):
             if sig.extra.get("cannot_commit") and not any(
                     p.is_output and p.type_name == "record" for p in sig.params):
                 # nothing in its body can end a transaction: called inside
-                # jobctl's, prepared, as before procedures could COMMIT (a
-                # DO block is compiled and planned afresh for every job);
-                # should one still end it (2D000), all of it rolled back and
-                # it runs again at top level. An OUT record's field names
-                # are seen only inside PL/pgSQL: that one takes the DO block.
+                # jobctl's, as before procedures could COMMIT (a DO block is
+                # compiled and planned afresh for every job); should one
+                # still end it (2D000), all of it rolled back and it runs
+                # again at top level, its name set again (that rolled back
+                # too). An OUT record's field names are seen only inside
+                # PL/pgSQL: that one takes the DO block.
                 try:
                     return self._call_in_transaction(conn, sig, given, ctx)
                 except psycopg.Error as exc:
                     if exc.sqlstate != INVALID_TRANSACTION_TERMINATION:
                         raise
                     conn.rollback()
+                    if not self.settings.session_setup:  # else it ran apart, and holds
+                        self.start_job_session(conn, ctx.job_id)
             self._call_at_top_level(conn, sig, given, ctx)
             return {}
         except psycopg.Error as exc:
