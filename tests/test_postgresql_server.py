@@ -25,6 +25,8 @@ else:
     psycopg = pytest.importorskip("psycopg", reason="psycopg not installed: pip install 'jobctl[postgresql]'")
 
 ROOT = Path(__file__).resolve().parent.parent
+from pghelp import cli, isolate, run_sql, status, submit, wait_for  # noqa: E402
+
 ADMIN_DSN = os.environ.get("JOBCTL_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -54,16 +56,7 @@ def pg(pg_database, tmp_path_factory):
     dsn = pg_database
     tmp = tmp_path_factory.mktemp("pg")
     mp = pytest.MonkeyPatch()
-    for var in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD", "JOBCTL_MODULES"):
-        mp.delenv(var, raising=False)
-    mp.setenv("XDG_CONFIG_HOME", str(tmp / "config"))
-    mp.setenv("XDG_STATE_HOME", str(tmp / "state"))
-    mp.setenv("XDG_DATA_HOME", str(tmp / "data"))
-    for key, value in {"JOBCTL_HEARTBEAT": "0.2", "JOBCTL_LOST_AFTER": "5", "JOBCTL_POLL": "0.1",
-                       "JOBCTL_RETRY_BACKOFF": "0.1"}.items():
-        mp.setenv(key, value)
-    # real subprocesses (and the workers they spawn) run this checkout's code
-    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    isolate(mp, tmp, lost_after="5")
     roles: list[str] = []
     try:
         yield {"dsn": dsn, "dbname": dsn.rsplit("/", 1)[1], "roles": roles}
@@ -77,47 +70,14 @@ def pg(pg_database, tmp_path_factory):
                     admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def cli(dsn: str, *args: str):
-    from typer.testing import CliRunner
-
-    from jobctl.cli import app
-
-    return CliRunner().invoke(app, ["--dsn", dsn, *args])
 
 
-def run_sql(dsn: str, query: str, params=None) -> list[tuple]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
-def submit(dsn: str, proc: str, *params: str, extra: tuple[str, ...] = ()) -> str:
-    args = ["submit", proc, *extra]
-    for p in params:
-        args += ["-p", p]
-    res = cli(dsn, *args)
-    assert res.exit_code == 0, res.output + (res.stderr or "")
-    job_id = res.stdout.strip()
-    assert len(job_id) == 32, res.stdout
-    return job_id
 
 
-def status(dsn: str, job_id: str) -> dict:
-    res = cli(dsn, "status", job_id, "--format", "json")
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
-    return data[0] if isinstance(data, list) else data
 
 
-def wait_for(predicate, timeout: float = 15.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(step)
 
 
 def wait_job(dsn: str, job_id: str, timeout: str = "30s"):

@@ -27,6 +27,13 @@ else:
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from pghelp import cli, isolate, run_sql, status, submit  # noqa: E402
+from pghelp import wait_for as _wait_for  # noqa: E402
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
+    return _wait_for(predicate, timeout, step)
+
 PROCS = """
 CREATE TABLE IF NOT EXISTS rp_rows (id int PRIMARY KEY, note text);
 CREATE TABLE IF NOT EXISTS rp_purged (id int, batch int);
@@ -141,15 +148,7 @@ def pg(pg_database, tmp_path_factory):
     dsn = pg_database
     tmp = tmp_path_factory.mktemp("rp")
     mp = pytest.MonkeyPatch()
-    for var in ("JOBCTL_DSN", "JOBCTL_PROFILE", "JOBCTL_PASSWORD", "JOBCTL_MODULES"):
-        mp.delenv(var, raising=False)
-    mp.setenv("XDG_CONFIG_HOME", str(tmp / "config"))
-    mp.setenv("XDG_STATE_HOME", str(tmp / "state"))
-    mp.setenv("XDG_DATA_HOME", str(tmp / "data"))
-    for key, value in {"JOBCTL_HEARTBEAT": "0.2", "JOBCTL_LOST_AFTER": "3", "JOBCTL_POLL": "0.1",
-                       "JOBCTL_RETRY_BACKOFF": "0.1"}.items():
-        mp.setenv(key, value)
-    mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    isolate(mp, tmp, lost_after="3")
     run_sql(dsn, PROCS)
     try:
         yield dsn
@@ -157,34 +156,12 @@ def pg(pg_database, tmp_path_factory):
         mp.undo()
 
 
-def run_sql(dsn: str, query: str, params=None) -> list[tuple]:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(query, params)
-        return cur.fetchall() if cur.description else []
 
 
-def cli(dsn: str, *args: str):
-    from typer.testing import CliRunner
-
-    from jobctl.cli import app
-
-    return CliRunner().invoke(app, ["--dsn", dsn, *args])
 
 
-def submit(dsn: str, proc: str, *params: str, extra: tuple[str, ...] = ()) -> str:
-    args = ["submit", proc, *extra]
-    for p in params:
-        args += ["-p", p]
-    res = cli(dsn, *args)
-    assert res.exit_code == 0, res.output + (res.stderr or "")
-    return res.stdout.strip()
 
 
-def status(dsn: str, job_id: str) -> dict:
-    res = cli(dsn, "status", job_id, "--format", "json")
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.stdout)
-    return data[0] if isinstance(data, list) else data
 
 
 def wait_job(dsn: str, job_id: str, timeout: str = "30s") -> dict:
@@ -192,15 +169,6 @@ def wait_job(dsn: str, job_id: str, timeout: str = "30s") -> dict:
     return status(dsn, job_id)
 
 
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(step)
 
 
 def fill(dsn: str, rows: int) -> None:
