@@ -148,10 +148,9 @@ class PostgresSessions(PostgresBase):
         first statement (`job_identity`): no round trip of their own."""
         app = pgsql.Literal(f"jobctl:{job_id}"[:63]).as_string(conn)
         sets = [f"pg_catalog.set_config('application_name', {app}, false)"]
-        identity = "PERFORM " + ", ".join(sets) + "; RESET TimeZone;"
         statements = session_statements(self.settings.scheme, self.settings.session_setup)
         if not statements:
-            self._identity[conn] = identity
+            self._identity[conn] = ["SELECT " + ", ".join(sets), "RESET TimeZone"]
             return
         self._identity.pop(conn, None)
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -172,19 +171,15 @@ class PostgresSessions(PostgresBase):
             if not conn.closed:
                 conn.autocommit = False
 
-    def job_identity(self, conn: Any) -> str:
-        """The job's settings start_job_session left for the call to make
-        (plpgsql statements), once; "" when none are pending."""
-        return self._identity.pop(conn, "")
-
     def job_identity_sql(self, conn: Any) -> list[str]:
-        """The same as plain SQL statements (to send in one pipeline with a
-        CALL made inside a transaction), once; [] when none are pending."""
-        identity = self.job_identity(conn)
-        if not identity:
-            return []
-        settings, _, rest = identity.partition("; ")
-        return [settings.replace("PERFORM ", "SELECT ", 1), rest.rstrip("; ")]
+        """The job's settings start_job_session left for the call to make
+        (SQL statements), once; [] when none are pending."""
+        return self._identity.pop(conn, [])
+
+    def job_identity(self, conn: Any) -> str:
+        """The same as plpgsql statements, for the DO block; "" when none."""
+        return "".join(("PERFORM " + q.removeprefix("SELECT ") if q.startswith("SELECT ") else q)
+                       + "; " for q in self.job_identity_sql(conn))
 
     def reset_job_session(self, conn: Any) -> bool:
         """What DISCARD ALL does, in one round trip, but for jobctl's own

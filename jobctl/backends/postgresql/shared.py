@@ -19,7 +19,7 @@ class PostgresBase:
     settings: ConnectionSettings
     #: per call connection: the job's settings (application_name, time zone,
     #: connection check) start_job_session left for the call's first statement
-    _identity: weakref.WeakKeyDictionary[Any, str]
+    _identity: weakref.WeakKeyDictionary[Any, list[str]]
     #: per call connection: its last job's call left nothing in the session
     #: (LEFT_IN_SESSION_SQL), so reset_job_session has nothing to do
     _left_clean: weakref.WeakKeyDictionary[Any, bool]
