@@ -123,6 +123,12 @@ def test_limit_holds_across_concurrent_shells_and_every_job_runs_exactly_once(en
         peak[0] = max(peak[0], count(env, "queue = 'lim' AND status = 'running'"))
         peak_workers[0] = max(peak_workers[0], len(tagged_workers(tag)))
 
+    # sampled from the first submit on: on a loaded machine the shells may
+    # take longer than the jobs, which then all ran before sampling began
+    deadline = time.monotonic() + 60
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        sample()
+        time.sleep(0.05)
     ids = []
     for p in procs:
         assert p.wait(timeout=60) == 0, p.stderr.read()
