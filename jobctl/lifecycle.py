@@ -46,6 +46,7 @@ import contextlib
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -253,11 +254,23 @@ class Lifecycle:
                token: str | None = None, **recorded: Any) -> int:
         """running → a final status, written once: 0 when the row is no longer
         running (or not ours); `recorded`: db_error_code, committed_inside."""
+        return self.finish_sent(conn, job_id, status=status, end_time=end_time, duration=duration,
+                                elapsed_s=elapsed_s, result=result, error=error, output=output,
+                                progress=progress, token=token, **recorded)()
+
+    def finish_sent(self, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
+                    duration: str | None, elapsed_s: float | None, result: str | None,
+                    error: str | None, output: str | None, progress: float | None,
+                    token: str | None = None, **recorded: Any) -> Callable[[], int]:
+        """`finish`, its row count read later (in Database.batched: once the
+        statements sent with it are answered)."""
         if not status.finished:
             raise ValueError(f"{status.value} is not a final status")
-        return store.finish(self.backend, conn, job_id, status=status, end_time=end_time,
-                            duration=duration, elapsed_s=elapsed_s, result=result, error=error,
-                            output=output, progress=progress, token=token, **recorded)
+        return store.finish_sent(self.backend, conn, job_id, status=status, end_time=end_time,
+                                 duration=duration, elapsed_s=elapsed_s, result=result,
+                                 error=error, output=output, progress=progress, token=token,
+                                 **recorded)
+
     # -- the rule ------------------------------------------------------------------
     def clock(self, conn: Any) -> dt.datetime:
         """The time the rule judges heartbeats by: the server's, with which

@@ -74,15 +74,13 @@ class Outcome(JobRun):
         while True:
             try:
                 if not written:
-                    written = self.lifecycle.finish(self.call_conn, self.job_id, token=self.token,
-                                                    **fields) > 0
+                    written = self.write_completed(fields)
                     if not written:
                         self.call_conn.rollback()
                         note = ("work rolled back: the job is no longer running under this "
                                 "worker's claim (declared lost or cancelled meanwhile)")
                         self.settled(note)
                         return JobStatus.FAILED, None, note
-                    self.hand_over(self.call_conn)
                 self.call_conn.commit()
                 break
             except Exception as exc:  # noqa: BLE001 - in doubt: ask the database what happened
@@ -99,6 +97,46 @@ class Outcome(JobRun):
         self.settled(None)
         return JobStatus.COMPLETED, result, None
 
+    def write_completed(self, fields: dict[str, Any]) -> bool:
+        """The guarded `completed` UPDATE on the call's connection, then the
+        hand-over (its claim behind a savepoint). A pool's slot sends both in
+        one round trip where the backend batches statements (PostgreSQL's
+        pipeline): the claim goes before the UPDATE's answer is read, so a
+        job no longer ours rolls its claim back with everything else, and a
+        claim that failed is undone alone, after the batch. False: the row is
+        no longer ours (nothing is committed)."""
+        conn = self.call_conn
+        batching = False
+        try:
+            with (self.backend.batched(conn) if self.pooled
+                  else contextlib.nullcontext(False)) as batching:
+                written = self.lifecycle.finish_sent(conn, self.job_id, token=self.token, **fields)
+                if not batching:
+                    if written() == 0:
+                        return False
+                    self.hand_over(conn)
+                    return True
+                self.hand_over(conn, undo_later=True)
+        except Exception as exc:
+            if not batching or not self.hand_over_undone(conn, exc):
+                raise
+        if written() == 0:
+            self.reserved = self.following = None  # rolled back with the rest
+            return False
+        return True
+
+    def hand_over_undone(self, conn: Any, exc: Exception) -> bool:
+        """After a batch failed: its claim undone alone, when the failure came
+        after the hand-over's savepoint. False when it came before (the
+        outcome's UPDATE failed): the transaction cannot be saved."""
+        self.reserved = self.following = None
+        try:
+            store.rollback_to(self.backend, conn, "jobctl_next")
+        except Exception:  # noqa: BLE001 - no savepoint: the caller meets the first error
+            return False
+        detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
+        return True
+
     def may_try_again(self, exc: Exception, work_pending: bool, deadline: float) -> bool:
         """The outcome's write or commit met a lock or a full disk that left
         everything as it was (SQLite): the same commit, again, until the
@@ -111,7 +149,7 @@ class Outcome(JobRun):
         detached.note(self.job_id, f"outcome not committed yet, trying again: {describe_exception(exc)}")
         return True
 
-    def hand_over(self, conn: Any, *, apart: bool = False) -> None:
+    def hand_over(self, conn: Any, *, apart: bool = False, undo_later: bool = False) -> None:
         """The next job of this one's queue, taken in the transaction that
         records this one's outcome, before it commits, so that the slot passes
         from job to job without ever standing free. A daemon-free worker
@@ -119,7 +157,9 @@ class Outcome(JobRun):
         between; a pool's slot claims it (`following`), one commit for both.
         A failure is undone alone (a savepoint): the outcome and the work
         stay, and the next job is taken after the commit instead. `apart`:
-        the outcome was committed already, by the call (see pool._claim_one)."""
+        the outcome was committed already, by the call (see pool._claim_one).
+        `undo_later`: a failure is raised, for hand_over_undone after the
+        batch it was sent in."""
         self.reserved = self.following = None
         if self.queue is None or (self.claim_following is None if self.pooled
                                   else Signals.received):
@@ -137,8 +177,8 @@ class Outcome(JobRun):
                                                   commit=False)
                 self.reserved = (found, token) if found else None
         except Exception as exc:  # noqa: BLE001 - taken after the commit instead
-            if apart:
-                raise  # nothing else in the transaction to keep: the caller rolls it back
+            if apart or undo_later:
+                raise  # apart: nothing else in the transaction to keep: the caller rolls it back
             detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
             store.rollback_to(self.backend, conn, "jobctl_next")
 

@@ -144,9 +144,13 @@ class Pool(PoolBase):
         return conn, session
 
     def _give_back(self, ready: tuple[Any, str | None]) -> None:
+        """A call connection back among the spare ones, with nothing of its
+        last job left for later (Procedures.idle_job_session)."""
         conn, _ = ready
         try:
             conn.rollback()
+            if not self.backend.idle_job_session(conn):
+                raise RuntimeError("the session could not be reset")
         except Exception:  # noqa: BLE001 - broken (a terminated session): the next job opens one
             with contextlib.suppress(Exception):
                 conn.close()

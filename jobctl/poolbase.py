@@ -49,7 +49,10 @@ class WatchLater:
         with self.cond:
             heapq.heappush(self.due, (time.monotonic() + self.DELAY_S, self.count, worker))
             self.count += 1
-            self.cond.notify()
+            if len(self.due) == 1:
+                # else the thread waits for an earlier one (every job waits
+                # DELAY_S), and looks at this one after it: no wake-up per job
+                self.cond.notify()
 
     def _run(self) -> None:
         while True:
@@ -60,8 +63,12 @@ class WatchLater:
                 if wait > 0:
                     self.cond.wait(wait)
                     continue
-                worker = heapq.heappop(self.due)[2]
-            worker.start_watch()
+                now = time.monotonic()
+                ready = []
+                while self.due and self.due[0][0] <= now:
+                    ready.append(heapq.heappop(self.due)[2])
+            for worker in ready:
+                worker.start_watch()
 
 
 class PoolBase:

@@ -364,8 +364,10 @@ def test_a_pool_job_leaves_nothing_to_the_next_and_is_named_in_pg_stat_activity(
         first = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=0", extra=("--queue", queue))
         job = wait_job(pg, first)
         assert job["status"] == "completed" and job["result"] == {"p_seen": ""}, job
-        # its session advisory lock went with its session's reset: cron's psql may take it
-        assert _lock_is_free(pg, key)
+        # its session advisory lock is released once the slot finds no next
+        # job (right after the commit that the row's status shows): cron's
+        # psql may take it
+        assert wait_for(lambda: _lock_is_free(pg, key), timeout=10)
         second = submit(pg, "rp_leave_state", f"p_key={key}", "p_sleep=0", extra=("--queue", queue))
         job2 = wait_job(pg, second)
         assert job2["status"] == "completed", job2["error_msg"]

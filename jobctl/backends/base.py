@@ -198,6 +198,15 @@ class Database(Protocol):
         writes_without_waiting the wait is shorter still: a reading command's
         claim does not wait."""
 
+    def batched(self, conn: Any) -> AbstractContextManager[bool]:
+        """Within it, statements go to the server together and their answers
+        come back together (PostgreSQL's pipeline mode): a statement's rows
+        or row count are read once the block ends, or a fetch inside it waits
+        for every statement sent before. An error skips the statements after
+        it and is raised at that fetch or at the block's end; recovery (a
+        ROLLBACK TO SAVEPOINT) comes after the block. Yields whether it
+        batches: elsewhere each statement is answered at once, as outside."""
+
     def relax_commit(self, conn: Any) -> None:
         """This transaction's commit need not wait for the disk (PostgreSQL:
         synchronous_commit off). Only for a transaction whose loss in a
@@ -375,7 +384,14 @@ class Procedures(Protocol):
         hand-over): clear everything the job left in the session (temporary
         tables, locks, settings, package state...) and restore jobctl's own
         settings. False when the connection must be replaced instead (the
-        caller closes it and connects anew)."""
+        caller closes it and connects anew). What can wait without being
+        seen by another job may be left to the next job's first statement
+        (see idle_job_session)."""
+
+    def idle_job_session(self, conn: Any) -> bool:
+        """The connection waits with no job to follow at once (a pool's slot
+        found its queue empty): whatever reset_job_session left to the next
+        job's first statement is cleared now. False: replace it."""
 
 
 class Backend(Database, Procedures, Protocol):

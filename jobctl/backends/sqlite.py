@@ -262,6 +262,9 @@ class _JobSessions:
     def reset_job_session(self, conn) -> bool:
         return _clear_session(conn) and not self.settings.session_setup
 
+    def idle_job_session(self, conn) -> bool:
+        return True  # reset_job_session leaves nothing for later
+
 
 class _Durations:
     def seconds_between_sql(self, start: str, end: str) -> str:
@@ -375,6 +378,9 @@ class SqliteBackend(_JobSessions, _Durations, PolledCancel, OverloadsByResolve):
         # the write lock is waited for busy_timeout (0 in writes_without_waiting),
         # and a process cannot be cut off from a file on its own disk
         return None
+
+    def batched(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)  # in-process: no round trips to save
 
     def relax_commit(self, conn) -> None:
         return None  # one writer at a time: nothing waits on a claim's commit

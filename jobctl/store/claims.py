@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import COLUMNS, Job, JobStatus
 from .queues import (
-    NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active,
+    ACTIVE, NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active,
     dependency_statuses, ensure_queue, in_queue, queue_row, queue_state,
 )
 from .rows import (
@@ -196,13 +196,10 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
                                    session=sessions[0], where=f"""EXISTS (SELECT 1 FROM {QUEUES}
                                        WHERE queue_name = :qname AND max_running = 0 AND paused = 0)""")
             else:
-                limit, paused, active = _queue_now(backend, conn, queue)
-                if limits is not None:
-                    limits[queue] = limit
-                if paused or (limit and active >= limit):
-                    return done([])
+                # one statement too: it claims only while the queue has room
+                # (its limit as it is now: one lowered meanwhile holds)
                 job = _claim_first(backend, conn, queue, now=now, host=host, pid=pid, token=token,
-                                   session=sessions[0])
+                                   session=sessions[0], room_left=True)
             if job is not NotImplemented:
                 return done([job] if job else [])
         binds: dict[str, Any] = {"now": bind_time(backend, now), "n": room + spare, "qname": queue}
@@ -289,33 +286,30 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
         raise
 
 
-def _queue_now(backend: Database, conn: Any, queue: str) -> tuple[int, bool, int]:
-    """(limit, paused, slots taken) of `queue`, in one statement, unlocked."""
-    binds: dict[str, Any] = {"qname": queue}
-    where = in_queue(queue, binds)
-    cur = execute(backend, conn, f"""SELECT max_running, paused,
-        (SELECT COUNT(*) FROM {TABLE} WHERE status = :st_running AND {where}
-            AND worker_host IS NOT NULL),
-        (SELECT COUNT(*) FROM {TABLE} WHERE status = :st_queued AND {where}
-            AND claim_token IS NOT NULL AND worker_host IS NOT NULL)
-        FROM {QUEUES} WHERE queue_name = :qname""", binds)
-    row = cur.fetchone()
-    if row is None:
-        return DEFAULT_MAX_RUNNING, False, count_active(backend, conn, queue)
-    limit = DEFAULT_MAX_RUNNING if row[0] is None else int(row[0])
-    return limit, bool(row[1]), int(row[2]) + int(row[3])
+def _room_left(queue: str, binds: dict[str, Any]) -> str:
+    """`queue` has a JOB_QUEUES row, is not paused, and is unlimited or has
+    fewer jobs taking its slots than its limit (counted unlocked: see
+    claim_batch's hand-over)."""
+    taken = in_queue(queue, binds)
+    return f"""EXISTS (SELECT 1 FROM {QUEUES} q WHERE q.queue_name = :qname AND q.paused = 0
+                   AND (q.max_running = 0 OR
+                        (SELECT COUNT(*) FROM {TABLE} WHERE {taken} AND {ACTIVE})
+                        < COALESCE(q.max_running, {DEFAULT_MAX_RUNNING})))"""
 
 
 def _claim_first_sql(backend: Database, queue: str, *, now: dt.datetime, host: str, pid: int,
-                     token: str, session: str | None,
-                     where: str = "1 = 1") -> tuple[str, dict[str, Any]] | None:
-    """The statement of _claim_first (None where there is none)."""
+                     token: str, session: str | None, where: str = "1 = 1",
+                     room_left: bool = False) -> tuple[str, dict[str, Any]] | None:
+    """The statement of _claim_first (None where there is none); `room_left`:
+    it claims only while the queue has room (_room_left)."""
     returning = backend.returning_clause(COLUMNS)
     first = backend.lock_first_clause("one")
     if returning is None or first is None:
         return None
     binds: dict[str, Any] = {"now": bind_time(backend, now), "one": 1, "qname": queue, "host": host,
                              "pid": pid, "token": token, "db_session": session}
+    if room_left:
+        where = _room_left(queue, binds)
     sql = f"""UPDATE {TABLE} {_to_running(backend)}
         WHERE job_id = (SELECT job_id FROM {TABLE}
                          WHERE status = :st_queued AND {claim_in(queue, binds)}
@@ -328,13 +322,14 @@ def _claim_first_sql(backend: Database, queue: str, *, now: dt.datetime, host: s
 
 
 def _claim_first(backend: Database, conn: Any, queue: str, *, now: dt.datetime, host: str,
-                 pid: int, token: str, session: str | None, where: str = "1 = 1") -> Any:
+                 pid: int, token: str, session: str | None, where: str = "1 = 1",
+                 room_left: bool = False) -> Any:
     """The next eligible job of `queue` with no dependencies, claimed in one
     statement: the update picks it with SKIP LOCKED and returns its row.
     The claimed Job, None when there is none, or NotImplemented where the
     database cannot do it in one statement (the caller takes the long way)."""
     stmt = _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
-                            session=session, where=where)
+                            session=session, where=where, room_left=room_left)
     if stmt is None:
         return NotImplemented
     jobs = job_rows(backend, execute(backend, conn, *stmt))
@@ -350,19 +345,11 @@ def handover_sql(backend: Database, queue: str, *, now: dt.datetime, host: str, 
     claims nothing when the queue is paused or full, or has no JOB_QUEUES
     row (the slot then claims under the queue's lock, after). None where the
     database cannot claim in one statement."""
-    binds: dict[str, Any] = {}
-    taken = in_queue(queue, binds)
-    where = f"""EXISTS (SELECT 1 FROM {QUEUES} q WHERE q.queue_name = :qname AND q.paused = 0
-                   AND (q.max_running = 0 OR
-                        (SELECT COUNT(*) FROM {TABLE} WHERE {taken} AND worker_host IS NOT NULL
-                            AND (status = :st_running OR (status = :st_queued
-                                 AND claim_token IS NOT NULL)))
-                        < COALESCE(q.max_running, {DEFAULT_MAX_RUNNING})))"""
     stmt = _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
-                            session=session, where=where)
+                            session=session, room_left=True)
     if stmt is None:
         return None
-    return stmt[0], {**stmt[1], **binds, **status_binds(stmt[0])}
+    return stmt[0], {**stmt[1], **status_binds(stmt[0])}
 
 
 def _may_start(backend: Database, conn: Any, job_id: str, after: Sequence[str],

@@ -4,7 +4,7 @@ finished by its worker, read, cancelled, declared lost, deleted by cleanup."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..model import Job, JobStatus
@@ -225,6 +225,20 @@ def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_
     """The one final write, guarded so it cannot overwrite another outcome:
     the row must still be running and, given the claim token, still ours.
     COMMITTED_INSIDE is never turned back from 1 (a heartbeat saw the mark)."""
+    return finish_sent(backend, conn, job_id, status=status, end_time=end_time, duration=duration,
+                       elapsed_s=elapsed_s, result=result, error=error, output=output,
+                       progress=progress, token=token, db_error_code=db_error_code,
+                       committed_inside=committed_inside)()
+
+
+def finish_sent(backend: Database, conn: Any, job_id: str, *, status: JobStatus,
+                end_time: dt.datetime, duration: str | None, elapsed_s: float | None,
+                result: str | None, error: str | None, output: str | None,
+                progress: float | None, token: str | None = None,
+                db_error_code: str | None = None,
+                committed_inside: bool | None = None) -> Callable[[], int]:
+    """`finish`, its row count read later: in Database.batched, once the
+    statements sent with it are answered."""
     binds = {"job_id": job_id, "status": status.value, "end_time": bind_time(backend, end_time),
              "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
              "output": output, "db_error_code": db_error_code}
@@ -243,7 +257,7 @@ def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_
                output = :output, heartbeat_at = :end_time,
                db_error_code = :db_error_code{committed}{_progress_set(progress, binds)}
          WHERE job_id = :job_id AND status = :st_running{mine}""", binds)
-    return cur.rowcount
+    return lambda: cur.rowcount
 
 
 def finish_in_call(backend: Database, job_id: str, token: str) -> tuple[str, dict[str, Any]]:

@@ -5,6 +5,7 @@ refers to (`:st_running`, ...) bound from JobStatus."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,13 @@ def execute(backend: Database, conn: Any, sql: str, binds: dict[str, Any] | None
 
 def status_binds(sql: str) -> dict[str, str]:
     """The status names `sql` refers to (`:st_running`, ...), bound."""
-    return {name: value for placeholder, name, value in _STATUS_BINDS if placeholder in sql}
+    return dict(_status_pairs(sql))
+
+
+@functools.lru_cache(maxsize=512)
+def _status_pairs(sql: str) -> tuple[tuple[str, str], ...]:
+    # a pool runs the same few statements for every job: each is looked at once
+    return tuple((name, value) for placeholder, name, value in _STATUS_BINDS if placeholder in sql)
 
 
 #: (":st_running", "st_running", "running") for each status, once

@@ -108,6 +108,11 @@ class OracleDialect(OracleBase):
         # queue's lock as it always did
         return None
 
+    def batched(self, conn: Any) -> contextlib.AbstractContextManager[bool]:
+        # python-oracledb's pipelining is for its async API only (and Oracle
+        # Database 23ai): the synchronous driver answers each statement
+        return contextlib.nullcontext(False)
+
     def relax_commit(self, conn: Any) -> None:
         return None  # COMMIT WRITE NOWAIT exists, but jobctl has not been measured on Oracle
 

@@ -43,3 +43,6 @@ class OracleBase:
 
     def reset_job_session(self, conn: Any) -> bool:
         return False  # nothing reset here: a fresh connection for the next job
+
+    def idle_job_session(self, conn: Any) -> bool:
+        return True  # reset_job_session leaves nothing for later

@@ -3,6 +3,7 @@ output, the interrupt, and cancel news over LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -38,6 +39,15 @@ _PROGRESS = re.compile(r"\s*jobctl:progress\s*=\s*(-?\d+(?:\.\d+)?)\s*%?\s*", re
 #: the channel workers listen on: `jobctl cancel` announces a job id there,
 #: submit the queue it added work to (WORK_NEWS + name)
 CANCEL_CHANNEL = "jobctl_cancel"
+
+@functools.lru_cache(maxsize=256)
+def _quoted(schema: str | None, proc: str) -> str:
+    """`schema.proc` quoted (the same for every job of a procedure; quoting
+    an identifier does not depend on the connection's encoding)."""
+    if schema:
+        return pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc)).as_string()
+    return pgsql.Identifier(proc).as_string()
+
 
 class PostgresCalls(PostgresTopLevelCall):
     """Two ways to call, as psql would (see docs/procedures.md):
@@ -124,7 +134,8 @@ class PostgresCalls(PostgresTopLevelCall):
         identity = self.job_identity_sql(conn)
         tail = RESET_IN_TRANSACTION + own_settings(conn)
         cur = conn.cursor()
-        result_adapters(cur)
+        if any(p.is_output for p in sig.params):  # else the CALL returns no row
+            result_adapters(cur)
         cur.execute("; ".join([*identity, call, tail, LEFT_IN_SESSION_SQL]), prepare=False)
         for _ in identity:
             cur.nextset()
@@ -174,12 +185,8 @@ class PostgresCalls(PostgresTopLevelCall):
 
     def _target(self, conn: Any, sig: Signature) -> str:
         if "schema" in sig.extra:
-            schema, proc = sig.extra["schema"], sig.extra["proc"]
-        else:
-            schema, proc = split_name(sig.name)
-        target = (pgsql.SQL("{}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(proc))
-                  if schema else pgsql.Identifier(proc))
-        return target.as_string(conn)
+            return _quoted(sig.extra["schema"], sig.extra["proc"])
+        return _quoted(*split_name(sig.name))
 
     def interrupt(self, conn: Any) -> None:
         try:

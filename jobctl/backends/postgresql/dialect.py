@@ -77,6 +77,14 @@ class PostgresDialect(PostgresBase):
                      " pg_catalog.set_config('idle_in_transaction_session_timeout', :silent, true)",
                      {"wait": str(wait_ms), "silent": str(max(1, round(silent_s * 1000)))}).fetchall()
 
+    @contextlib.contextmanager
+    def batched(self, conn: Any):
+        if not psycopg.Pipeline.is_supported():  # a libpq older than 14
+            yield False
+            return
+        with conn.pipeline():
+            yield True
+
     def relax_commit(self, conn: Any) -> None:
         # a later durable commit on this connection (the job's outcome)
         # flushes the WAL past this one too

@@ -4,6 +4,7 @@ cancel when its worker is gone; named for each job, and cleared after it."""
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from typing import Any
 
 import psycopg
@@ -28,16 +29,24 @@ _THE_JOBS_PREPARED = ("; SELECT pg_catalog.quote_ident(name) FROM pg_catalog.pg_
 #: after a call inside jobctl's transaction, in the same round trip: what
 #: the reset clears that a transaction may clear (settings and role, temp
 #: tables, cursors, LISTEN, sequences' currval), then whether the job left
-#: what it may not (session advisory locks: released before the commit they
-#: would let another session in early; prepared statements: named only
-#: here). Should the transaction roll back, the job's own changes in it go
-#: with these; locks and PREPARE are not transactional, and are looked at
+#: a prepared statement (named only here; rarely anything). Should the
+#: transaction roll back, the job's own changes in it go with these; PREPARE
+#: is not transactional, and is looked at. Session advisory locks are not
+#: transactional either, and released before the commit they would let
+#: another session in early: the next job's first statement releases them
+#: (UNLOCK_LEFT_SQL), or idle_job_session when no job follows at once. (Asking
+#: pg_locks whether there are any costs more than releasing them.)
 RESET_IN_TRANSACTION = ("CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *;"
                         " DISCARD TEMP; DISCARD SEQUENCES")
 LEFT_IN_SESSION_SQL = """
-SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks
-                WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())
-    OR EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_')"""
+SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name !~ '^_pg3_')"""
+#: the session advisory locks the previous job on the connection may have
+#: left, released once its transaction has committed
+UNLOCK_LEFT_SQL = "pg_catalog.pg_advisory_unlock_all()"
+#: call connections whose last job may have left session advisory locks: the
+#: connection's, not a backend object's (a daemon-free worker hands its
+#: connections to the next job's worker, which has a backend of its own)
+_UNLOCK_PENDING: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def own_settings(conn: Any) -> str:
@@ -148,6 +157,8 @@ class PostgresSessions(PostgresBase):
         first statement (`job_identity`): no round trip of their own."""
         app = pgsql.Literal(f"jobctl:{job_id}"[:63]).as_string(conn)
         sets = [f"pg_catalog.set_config('application_name', {app}, false)"]
+        if _UNLOCK_PENDING.pop(conn, False):
+            sets.append(UNLOCK_LEFT_SQL)
         statements = session_statements(self.settings.scheme, self.settings.session_setup)
         if not statements:
             self._identity[conn] = ["SELECT " + ", ".join(sets), "RESET TimeZone"]
@@ -171,6 +182,11 @@ class PostgresSessions(PostgresBase):
             if not conn.closed:
                 conn.autocommit = False
 
+    def idle_job_session(self, conn: Any) -> bool:
+        if not _UNLOCK_PENDING.pop(conn, False):
+            return True
+        return self.reset_job_session(conn)
+
     def job_identity_sql(self, conn: Any) -> list[str]:
         """The job's settings start_job_session left for the call to make
         (SQL statements), once; [] when none are pending."""
@@ -192,9 +208,13 @@ class PostgresSessions(PostgresBase):
         if conn.closed:
             return False
         if self._left_clean.pop(conn, False) and not self.settings.session_setup:
-            # its call left nothing (asked right after it, in its transaction,
-            # which cannot have added any since): no round trip for a reset
+            # its call left nothing but, perhaps, session advisory locks
+            # (asked right after it, in its transaction, which cannot have
+            # added any since): no round trip for a reset; the locks go with
+            # the next job's first statement, or idle_job_session
+            _UNLOCK_PENDING[conn] = True
             return True
+        _UNLOCK_PENDING.pop(conn, None)  # the reset releases them
         try:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
