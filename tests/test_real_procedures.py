@@ -59,6 +59,19 @@ BEGIN
         COMMIT;
     END LOOP;
 END $$;
+CREATE OR REPLACE PROCEDURE rp_note(p_id integer, p_note text, p_sleep numeric DEFAULT 0)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO rp_rows VALUES (p_id, p_note);
+    PERFORM pg_sleep(p_sleep);
+END $$;
+CREATE OR REPLACE FUNCTION rp_refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status = 'queued' AND NEW.status = 'running' AND NEW.params::text LIKE '%poison%' THEN
+        RAISE EXCEPTION 'this claim is refused' USING ERRCODE = 'JC099';
+    END IF;
+    RETURN NEW;
+END $$;
 CREATE OR REPLACE PROCEDURE rp_commit_then_fail(p_note text)
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -517,3 +530,35 @@ def test_out_values_come_back_as_json_a_script_can_use(pg):
     assert result["p_iv"] == "P1DT2H"  # ISO 8601
     assert result["p_num"] == Decimal("12345678901234567890.123456789012345678")  # exact
     assert result["p_rec"] == {"id": 7, "note": "ñandú"}  # a composite, by field name
+
+
+def test_a_slot_whose_next_claim_fails_keeps_its_job_and_its_work(pg):
+    """A pool's slot sends its job's outcome and the claim of the queue's
+    next job to the server together (one pipeline). When that claim fails
+    (a trigger refuses it here), the claim alone is undone (its savepoint),
+    after the batch: the job before it stays completed, with its work, and
+    the refused job stays queued, unclaimed, until it can be claimed."""
+    queue = f"rc{uuid.uuid4().hex[:6]}"
+    pool = _pool(pg, queue)
+    run_sql(pg, "CREATE TRIGGER rp_refuse_poison BEFORE UPDATE ON async_jobs "
+                "FOR EACH ROW EXECUTE FUNCTION rp_refuse_poison()")
+    try:
+        first = submit(pg, "rp_note", "p_id=5001", "p_note=kept", "p_sleep=1",
+                       extra=("--queue", queue))
+        # queued while the slot's only job runs: its hand-over is what claims it
+        second = submit(pg, "rp_note", "p_id=5002", "p_note=poison", extra=("--queue", queue))
+        job = wait_job(pg, first)
+        assert job["status"] == "completed", job["error_msg"]
+        assert run_sql(pg, "SELECT note FROM rp_rows WHERE id = 5001") == [("kept",)]
+        time.sleep(1.0)  # the slot and the pool's loop try it meanwhile
+        refused = status(pg, second)
+        assert refused["status"] == "queued" and refused["claim_token"] is None, refused
+        assert run_sql(pg, "SELECT count(*) FROM rp_rows WHERE id = 5002") == [(0,)]
+        run_sql(pg, "DROP TRIGGER rp_refuse_poison ON async_jobs")
+        job2 = wait_job(pg, second)
+        assert job2["status"] == "completed", job2["error_msg"]
+        assert job2["attempt"] == 1
+        assert run_sql(pg, "SELECT note FROM rp_rows WHERE id = 5002") == [("poison",)]
+    finally:
+        run_sql(pg, "DROP TRIGGER IF EXISTS rp_refuse_poison ON async_jobs")
+        _stop(pool)
