@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..model import COLUMNS, Job, JobStatus
 from .queues import (
-    ACTIVE, NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active,
+    NEXT_ORDER, OURS, QUEUES, blocking_dependency, cancel_dependent, claim_in, count_active,
     dependency_statuses, ensure_queue, in_queue, queue_row, queue_state,
 )
 from .rows import (
@@ -287,13 +287,19 @@ def claim_batch(backend: Database, conn: Any, queue: str, *, now: dt.datetime, h
 
 
 def _room_left(queue: str, binds: dict[str, Any]) -> str:
-    """`queue` has a JOB_QUEUES row, is not paused, and is unlimited or has
-    fewer jobs taking its slots than its limit (counted unlocked: see
-    claim_batch's hand-over)."""
+    """For a hand-over (see claim_batch): `queue` has a JOB_QUEUES row, is
+    not paused, and is unlimited or runs fewer jobs under jobctl workers
+    than its limit. A hand-over never adds to what takes the queue's slots
+    (it frees one and takes one), so this count is there only for a limit
+    lowered meanwhile, which then holds as running jobs end. It counts the
+    running rows alone, which the claim index finds at once; the reserved
+    ones (a daemon-free worker's, for a moment) are found only among every
+    queued row, which would make each hand-over cost as much as the backlog."""
     taken = in_queue(queue, binds)
     return f"""EXISTS (SELECT 1 FROM {QUEUES} q WHERE q.queue_name = :qname AND q.paused = 0
                    AND (q.max_running = 0 OR
-                        (SELECT COUNT(*) FROM {TABLE} WHERE {taken} AND {ACTIVE})
+                        (SELECT COUNT(*) FROM {TABLE} WHERE status = :st_running AND {taken}
+                            AND worker_host IS NOT NULL)
                         < COALESCE(q.max_running, {DEFAULT_MAX_RUNNING})))"""
 
 

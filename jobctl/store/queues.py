@@ -43,7 +43,7 @@ def in_queue(queue: str, binds: dict[str, Any]) -> str:
 
 #: what occupies a slot: a job running under a jobctl worker, or reserved for
 #: one that is starting (claim_next); rows of other applications do not
-ACTIVE = ("worker_host IS NOT NULL AND (status = :st_running"
+_ACTIVE = ("worker_host IS NOT NULL AND (status = :st_running"
            " OR (status = :st_queued AND claim_token IS NOT NULL))")
 
 
@@ -105,7 +105,7 @@ def live_workers(backend: Database, conn: Any, queue: str, fresh_after: dt.datet
     """Slots of `queue` whose worker gave a sign of life since `fresh_after`."""
     binds: dict[str, Any] = {"fresh": bind_time(backend, fresh_after)}
     cur = execute(backend, conn, f"""SELECT COUNT(*) FROM {TABLE}
-        WHERE {in_queue(queue, binds)} AND {ACTIVE} AND heartbeat_at >= :fresh""", binds)
+        WHERE {in_queue(queue, binds)} AND {_ACTIVE} AND heartbeat_at >= :fresh""", binds)
     return int(cur.fetchone()[0])
 
 
@@ -243,7 +243,7 @@ def list_queues(backend: Database, conn: Any) -> list[QueueState]:
     cur = execute(backend, conn, f"""
         SELECT COALESCE(queue, '{DEFAULT_QUEUE}') AS q,
                SUM(CASE WHEN status = :st_queued AND claim_token IS NULL THEN 1 ELSE 0 END),
-               SUM(CASE WHEN {ACTIVE} THEN 1 ELSE 0 END)
+               SUM(CASE WHEN {_ACTIVE} THEN 1 ELSE 0 END)
           FROM {TABLE} WHERE status IN (:st_queued, :st_running)
          GROUP BY COALESCE(queue, '{DEFAULT_QUEUE}')""")
     counts = {r[0]: (int(r[1] or 0), int(r[2] or 0)) for r in cur.fetchall()}
