@@ -96,6 +96,37 @@ def test_a_pool_runs_the_jobs_of_its_queue_itself_and_leaves_on_sigterm(env, poo
     assert env.wait_for(later, lambda j: j["status"] == "completed", timeout=30)["worker_pid"] != pool.pid
 
 
+def test_a_limit_lowered_while_a_pool_runs_holds_as_its_jobs_end(env, pools):
+    """A slot hands itself over to the queue's next job in the commit that
+    ends its job (the hand-over never adds to the queue's running jobs);
+    after `queue set` lowers the limit, slots stop refilling until the
+    running jobs are within it, and it then holds."""
+    proc = note_run(env)
+    assert env.cli("queue", "set", "low", "--max-running", "3").exit_code == 0
+    pools.append(Pool(env, "--queue", "low", "--concurrency", "3"))
+    for p in submit_from_shells(proc, "low", 1, 12, seconds=0.3, tag="low"):
+        assert p.wait(timeout=60) == 0, p.stderr.read()
+        p.stdout.close()
+        p.stderr.close()
+    deadline = time.monotonic() + 30
+    while count(env, "queue = 'low' AND status = 'running'") < 3:
+        assert time.monotonic() < deadline, "the pool never ran 3 jobs at once"
+        time.sleep(0.02)
+    assert env.cli("queue", "set", "low", "--max-running", "1").exit_code == 0
+    within = [False]
+    over = []
+
+    def sample():
+        running = count(env, "queue = 'low' AND status = 'running'")
+        if within[0] and running > 1:
+            over.append(running)
+        within[0] = within[0] or running <= 1
+
+    wait_all_finished(env, "queue = 'low'", 12, timeout=60, on_sample=sample)
+    assert within[0] and over == []
+    assert runs(env) == list(range(12))
+
+
 def test_limit_holds_with_two_pools_and_ten_shells_and_every_job_runs_once(env, pools):
     proc = note_run(env)
     assert env.cli("queue", "set", "lim", "--max-running", "3").exit_code == 0
