@@ -248,28 +248,16 @@ class Lifecycle:
         """--retries: the job stays running, under attempt number `attempt`."""
         store.next_attempt(self.backend, conn, job_id, attempt, error)
 
-    def finish(self, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
-               duration: str | None, elapsed_s: float | None, result: str | None,
-               error: str | None, output: str | None, progress: float | None,
-               token: str | None = None, **recorded: Any) -> int:
-        """running → a final status, written once: 0 when the row is no longer
-        running (or not ours); `recorded`: db_error_code, committed_inside."""
-        return self.finish_sent(conn, job_id, status=status, end_time=end_time, duration=duration,
-                                elapsed_s=elapsed_s, result=result, error=error, output=output,
-                                progress=progress, token=token, **recorded)()
+    def finish(self, conn: Any, job_id: str, **fields: Any) -> int:
+        return self.finish_sent(conn, job_id, **fields)()  # its count read at once
 
-    def finish_sent(self, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
-                    duration: str | None, elapsed_s: float | None, result: str | None,
-                    error: str | None, output: str | None, progress: float | None,
-                    token: str | None = None, **recorded: Any) -> Callable[[], int]:
-        """`finish`, its row count read later (in Database.batched: once the
-        statements sent with it are answered)."""
+    def finish_sent(self, conn: Any, job_id: str, *, status: JobStatus,
+                    **fields: Any) -> Callable[[], int]:
+        """running → a final status, written once (store.finish_sent's fields);
+        its count, read after the batch: 0 when no longer running (or ours)."""
         if not status.finished:
             raise ValueError(f"{status.value} is not a final status")
-        return store.finish_sent(self.backend, conn, job_id, status=status, end_time=end_time,
-                                 duration=duration, elapsed_s=elapsed_s, result=result,
-                                 error=error, output=output, progress=progress, token=token,
-                                 **recorded)
+        return store.finish_sent(self.backend, conn, job_id, status=status, **fields)
 
     # -- the rule ------------------------------------------------------------------
     def clock(self, conn: Any) -> dt.datetime:

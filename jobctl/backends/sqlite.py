@@ -266,12 +266,28 @@ class _JobSessions:
         return True  # reset_job_session leaves nothing for later
 
 
+class _OneWriter:
+    """What a server database needs about other sessions' locks, commits
+    and round trips, and a file written by one process at a time does not."""
+
+    def bound_lock_wait(self, conn, *, wait_s: float, silent_s: float) -> None:
+        # the write lock is waited for busy_timeout (0 in writes_without_waiting),
+        # and a process cannot be cut off from a file on its own disk
+        return None
+
+    def batched(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)  # in-process: no round trips to save
+
+    def relax_commit(self, conn) -> None:
+        return None  # one writer at a time: nothing waits on a claim's commit
+
+
 class _Durations:
     def seconds_between_sql(self, start: str, end: str) -> str:
         return f"((julianday({end}) - julianday({start})) * 86400.0)"
 
 
-class SqliteBackend(_JobSessions, _Durations, PolledCancel, OverloadsByResolve):
+class SqliteBackend(_JobSessions, _OneWriter, _Durations, PolledCancel, OverloadsByResolve):
     name: ClassVar[str] = "sqlite"
     script_style: ClassVar[str] = "semicolon"
 
@@ -373,17 +389,6 @@ class SqliteBackend(_JobSessions, _Durations, PolledCancel, OverloadsByResolve):
         finally:
             with contextlib.suppress(sqlite3.Error):  # a connection closed meanwhile
                 conn.execute(f"PRAGMA busy_timeout = {int(self.settings.busy_timeout_s * 1000)}")
-
-    def bound_lock_wait(self, conn, *, wait_s: float, silent_s: float) -> None:
-        # the write lock is waited for busy_timeout (0 in writes_without_waiting),
-        # and a process cannot be cut off from a file on its own disk
-        return None
-
-    def batched(self, conn: sqlite3.Connection) -> contextlib.AbstractContextManager[bool]:
-        return contextlib.nullcontext(False)  # in-process: no round trips to save
-
-    def relax_commit(self, conn) -> None:
-        return None  # one writer at a time: nothing waits on a claim's commit
 
     def insert_if_missing_sql(self, table: str, key: str, columns: Sequence[str]) -> str:
         return (f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) "
