@@ -108,11 +108,14 @@ class Claiming(Outcome):
         """The backend wrote the outcome in the call's last transaction
         (CallContext.outcome): what is left is the output the notices brought
         (to the worker, not the server), the session's reset, and the next
-        job of the queue, in one transaction on the call connection. A pool's
-        slot takes a limited queue's next job afterwards, under the queue's
-        lock: its lock-free hand-over (store.claim_batch) holds the limit only
-        in the transaction that records the outcome, which the call's own
-        last transaction was (see pool._claim_one)."""
+        job of the queue. The output goes first, on jobctl's own connection
+        (the call's is not reset yet): until it is there, a reader sees the
+        job completed with the output of its last heartbeat (`logs --follow`
+        would stop a line short). A pool's slot takes a limited queue's next
+        job afterwards, under the queue's lock: its lock-free hand-over
+        (store.claim_batch) holds the limit only in the transaction that
+        records the outcome, which the call's own last transaction was (see
+        pool._claim_one)."""
         if not self.ctx.outcome_written:
             note = ("the last stretch of work rolled back: the job is no longer running under "
                     "this worker's claim (declared lost or cancelled meanwhile)")
@@ -120,35 +123,35 @@ class Claiming(Outcome):
             return JobStatus.FAILED, None, note
         self.settled(None)
         _, output, _ = self.ctx.snapshot()
+        if output is not None or self.ctx.self_committed:
+            try:
+                with self.db_lock:
+                    # it need not wait for the disk: the outcome is durable
+                    # already (see Database.relax_commit)
+                    self.backend.relax_commit(self.watch_conn)
+                    store.final_output(self.backend, self.watch_conn, self.job_id, self.token,
+                                       output, self.ctx.self_committed)
+                    self.watch_conn.commit()
+            except Exception as exc:  # noqa: BLE001 - the outcome stands
+                with self.db_lock, contextlib.suppress(Exception):
+                    self.watch_conn.rollback()
+                detached.note(self.job_id, f"output not written: {describe_exception(exc)}")
         self.clean_call_session()
         conn = self.call_conn
         try:
             if conn is None:
                 raise RuntimeError("no call connection")
-            # neither the output nor a claim needs to wait for the disk: the
-            # outcome is durable already (see Database.relax_commit)
-            if output is not None or self.ctx.self_committed:
-                self.backend.relax_commit(conn)
-                store.final_output(self.backend, conn, self.job_id, self.token, output,
-                                   self.ctx.self_committed)
             if self.ctx.hand_over is not None:  # the call claimed it, or nothing was free
                 handed = self.ctx.handed_over
                 self.following = store.row_to_job(self.backend, handed) if handed else None
             else:
                 self.hand_over(conn, apart=True)
             conn.commit()
-        except Exception as exc:  # noqa: BLE001 - the outcome stands; the output from the books
+        except Exception as exc:  # noqa: BLE001 - the outcome stands; the next job comes later
             self.reserved = self.following = None
             with contextlib.suppress(Exception):
                 conn.rollback()
-            detached.note(self.job_id, f"writing the output after the call: {describe_exception(exc)}")
-            try:
-                with self.db_lock:
-                    store.final_output(self.backend, self.watch_conn, self.job_id, self.token,
-                                       output, self.ctx.self_committed)
-                    self.watch_conn.commit()
-            except Exception as again:  # noqa: BLE001
-                detached.note(self.job_id, f"output not written: {describe_exception(again)}")
+            detached.note(self.job_id, f"taking the next job of the queue: {describe_exception(exc)}")
         return JobStatus.COMPLETED, None, None
 
     # -- the call's session, clean for each job ----------------------------------
