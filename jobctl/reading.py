@@ -234,6 +234,7 @@ class Reader(Service):
         seen: list[str] = []
         capped_said = False
         first = True
+        last_look = job.status.finished  # it ended before: its output is all there
         while True:
             lines, capped = output_lines(job.output)
             fresh, continuous = new_lines(seen, lines)
@@ -251,7 +252,12 @@ class Reader(Service):
                 on_note(f"the output of {job.job_id[:8]} reached jobctl's cap; later lines "
                         "were not kept")
             if job.status.finished:
-                return job
+                if last_look:
+                    return job
+                # seen ending: after a top-level call the output its notices
+                # brought follows the outcome by a round trip (see
+                # claiming.settle_in_call), so one more look
+                last_look = True
             time.sleep(self.settings.tunables.poll_s)
             with self.db() as conn:
                 now = self.lifecycle.clock(conn)
