@@ -14,7 +14,7 @@ from .rows import (  # noqa: F401 - the store's surface
 )
 from .jobs import (  # noqa: F401 - the store's surface
     insert_job, insert_jobs, fail_queued, note_queued, find_active_unique, claim, heartbeat,
-    cancel_flag, next_attempt, finish, finish_sent, get, get_by_prefix, recent_jobs, list_jobs,
+    cancel_flag, next_attempt, finish_sent, get, get_by_prefix, recent_jobs, list_jobs,
     STAT_STATUSES, stats, lost_suspects, mark_lost, cancel_queued, request_cancel,
     count_finished_before, delete_finished_batch, table_columns, MARKS, commit_marker,
     has_commit_mark, delete_commit_marks, record_session, final_output, finish_in_call,

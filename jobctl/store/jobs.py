@@ -217,27 +217,16 @@ def next_attempt(backend: Database, conn: Any, job_id: str, attempt: int, error:
         {"job_id": job_id, "attempt": attempt, "error": error})
 
 
-def finish(backend: Database, conn: Any, job_id: str, *, status: JobStatus, end_time: dt.datetime,
-           duration: str | None, elapsed_s: float | None, result: str | None,
-           error: str | None, output: str | None, progress: float | None,
-           token: str | None = None, db_error_code: str | None = None,
-           committed_inside: bool | None = None) -> int:
-    """The one final write, guarded so it cannot overwrite another outcome:
-    the row must still be running and, given the claim token, still ours.
-    COMMITTED_INSIDE is never turned back from 1 (a heartbeat saw the mark)."""
-    return finish_sent(backend, conn, job_id, status=status, end_time=end_time, duration=duration,
-                       elapsed_s=elapsed_s, result=result, error=error, output=output,
-                       progress=progress, token=token, db_error_code=db_error_code,
-                       committed_inside=committed_inside)()
-
-
 def finish_sent(backend: Database, conn: Any, job_id: str, *, status: JobStatus,
                 end_time: dt.datetime, duration: str | None, elapsed_s: float | None,
                 result: str | None, error: str | None, output: str | None,
                 progress: float | None, token: str | None = None,
                 db_error_code: str | None = None,
                 committed_inside: bool | None = None) -> Callable[[], int]:
-    """`finish`, its row count read later: in Database.batched, once the
+    """The one final write, guarded so it cannot overwrite another outcome:
+    the row must still be running and, given the claim token, still ours.
+    COMMITTED_INSIDE is never turned back from 1 (a heartbeat saw the mark).
+    Returns its row count to read later: in Database.batched, once the
     statements sent with it are answered."""
     binds = {"job_id": job_id, "status": status.value, "end_time": bind_time(backend, end_time),
              "duration": duration, "elapsed_s": elapsed_s, "result": result, "error": error,
