@@ -111,12 +111,9 @@ class Outcome(JobRun):
             with (self.backend.batched(conn) if self.pooled
                   else contextlib.nullcontext(False)) as batching:
                 written = self.lifecycle.finish_sent(conn, self.job_id, token=self.token, **fields)
-                if not batching:
-                    if written() == 0:
-                        return False
-                    self.hand_over(conn)
-                    return True
-                self.hand_over(conn, undo_later=True)
+                if not batching and written() == 0:
+                    return False  # answered at once: no claim to make
+                self.hand_over(conn, undo_later=batching)
         except Exception as exc:
             if not batching or not self.hand_over_undone(conn, exc):
                 raise
