@@ -351,11 +351,8 @@ def handover_sql(backend: Database, queue: str, *, now: dt.datetime, host: str, 
     claims nothing when the queue is paused or full, or has no JOB_QUEUES
     row (the slot then claims under the queue's lock, after). None where the
     database cannot claim in one statement."""
-    stmt = _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
+    return _claim_first_sql(backend, queue, now=now, host=host, pid=pid, token=token,
                             session=session, room_left=True)
-    if stmt is None:
-        return None
-    return stmt[0], {**stmt[1], **status_binds(stmt[0])}
 
 
 def _may_start(backend: Database, conn: Any, job_id: str, after: Sequence[str],
